@@ -1,0 +1,1 @@
+"""What runs on the training machine: the trainer, its container, and the AWS infrastructure."""

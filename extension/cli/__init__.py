@@ -1,0 +1,57 @@
+"""`cloudlora`: every action of the tabs as a command. Exit 0 ok, 1 user-fixable problem, 2 usage.
+
+Each command group lives in its own module here and exposes `register(subparsers)`; the parser adds
+`func` (called with the parsed args, returns an exit code or None).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .. import __version__
+from ..errors import UserError
+
+# The command modules, in --help order. Each defines register(subparsers).
+COMMAND_MODULES = ["doctor", "setup", "models", "datasets", "config", "train", "jobs", "tiny", "ui"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cloudlora",
+        description="Cloud LoRA Trainer: train Kohya-compatible LoRAs on SageMaker or this machine.",
+    )
+    parser.add_argument("--version", action="version", version=f"cloudlora {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"{__name__}.{name}":
+                continue  # that command has not landed yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        code = args.func(args)
+    except UserError as err:
+        print(f"error: {err.message}", file=sys.stderr)
+        if err.fix:
+            print(f"fix: {err.fix}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

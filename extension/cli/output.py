@@ -1,0 +1,32 @@
+"""Output helpers shared by the commands: --json, tables, confirmation."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Iterable, Sequence
+
+
+def add_json_flag(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def print_table(rows: Iterable[Sequence], headers: Sequence[str]) -> None:
+    rows = [[("" if c is None else str(c)) for c in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def confirm(question: str, assume_yes: bool) -> bool:
+    """Asks on a terminal; without one (and without --yes) the answer is no."""
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        print(f"{question} Not confirmed (no terminal): pass --yes.", file=sys.stderr)
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")

@@ -1,0 +1,35 @@
+"""What the surrounding host offers (A1111, Forge, or nothing when standalone), as plain callables.
+
+The WebUI glue (`webui.py`) installs an A1111/Forge host at start-up; everything else asks `current()` and
+never imports `modules.*` itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str = "standalone"  # "a1111" | "forge" | "standalone"
+    lora_dir: Callable[[], Path] | None = None  # honours --lora-dir
+    list_checkpoints: Callable[[bool], list[tuple[str, str]]] | None = None  # (refresh) -> [(title, filename)]
+    refresh_loras: Callable[[], None] | None = None  # makes a new LoRA show in the Lora tab
+    interrogate: Callable[[Any], str] | None = None  # PIL image -> caption (the WebUI's interrogator)
+
+    @property
+    def in_webui(self) -> bool:
+        return self.name != "standalone"
+
+
+_current = Host()
+
+
+def current() -> Host:
+    return _current
+
+
+def install(host: Host) -> None:
+    global _current
+    _current = host

@@ -1,0 +1,49 @@
+"""The ObjectStore interface every store implements, and the small types it returns."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Mapping, Protocol
+
+# progress(bytes_done_total, bytes_total)
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class ObjectStore(Protocol):
+    """Keys are '/'-separated, relative, never starting with '/' nor containing '..'."""
+
+    kind: str  # "s3" | "local"
+
+    def uri(self, key: str = "") -> str:
+        """s3://bucket/key, or the absolute local path, for job inputs and outputs."""
+
+    def put_file(self, key: str, path: Path, *, metadata: Mapping[str, str] | None = None,
+                 progress: ProgressFn | None = None) -> None: ...
+
+    def put_bytes(self, key: str, data: bytes, *, metadata: Mapping[str, str] | None = None) -> None: ...
+
+    def get_bytes(self, key: str) -> bytes: ...
+
+    def download(self, key: str, dest: Path, *, progress: ProgressFn | None = None) -> None: ...
+
+    def head(self, key: str) -> ObjectInfo | None: ...
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def delete_prefix(self, prefix: str) -> int: ...
+
+
+def check_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts[:-1]) or parts[-1] in (".", ".."):
+        raise ValueError(f"invalid store key: {key!r}")
+    return key
