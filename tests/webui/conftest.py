@@ -29,15 +29,14 @@ _load_area_fixtures()
 
 
 @pytest.fixture(autouse=True)
-def isolated_settings(tmp_path, monkeypatch):
+def isolated_settings(tmp_path_factory, monkeypatch):
     """No test reads or writes the real user's settings, store or AWS config."""
     for var in ["CLOUDLORA_BACKEND", "CLOUDLORA_BUCKET", "CLOUDLORA_ROLE_ARN", "CLOUDLORA_IMAGE_URI",
                 "CLOUDLORA_STORE", "CLOUDLORA_LORA_DIR", "CLOUDLORA_REGION", "AWS_PROFILE", "AWS_REGION",
                 "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
                 "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "CLOUDLORA_TRAINER_PYTHON"]:
         monkeypatch.delenv(var, raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
+    home = tmp_path_factory.mktemp("home")  # not inside tmp_path: tests own that folder
     monkeypatch.setenv("CLOUDLORA_CONFIG_DIR", str(home / "config"))
     monkeypatch.setenv("CLOUDLORA_DATA_DIR", str(home / "data"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "aws-config"))
