@@ -1,0 +1,139 @@
+"""Steps, time and cost of a training job, before it runs.
+
+Steps follow sd-scripts: one epoch is ceil(images x repeats / batch) / gradient accumulation optimizer steps;
+max_train_epochs (when set) wins over max_train_steps (default 1600).
+
+Time is an order-of-magnitude figure from FLOPs (REFERENCE.md §2): a LoRA training step costs about 1.75 TFLOP
+per SD1.5 image at 512 px and 14.4 TFLOP per SDXL image at 1024 px (+37 % with gradient checkpointing), scaling
+with the pixel count. We assume 35 % of the GPU's dense fp16 peak (instances.py), which matches commonly reported
+speeds (about 1.5 it/s for SDXL batch 1 on an A10G), plus a fixed start-up: about 5 minutes on SageMaker (instance,
+image pull, data download) and 1 minute locally (model load, latents). Cost is time x the approximate list price;
+spot is typically 60-70 % cheaper but is billed as it happens.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from . import instances
+
+UTILISATION = 0.35
+TFLOP_PER_IMAGE = {"sd15": 1.75, "sd2": 1.75, "sdxl": 14.4}
+BASE_PIXELS = {"sd15": 512 * 512, "sd2": 768 * 768, "sdxl": 1024 * 1024}
+CHECKPOINTING_FACTOR = 1.37
+STARTUP_S = {"sagemaker": 300.0, "local": 60.0}
+SPOT_DISCOUNT = 0.65  # a typical figure; the job's real billable seconds give the real saving
+DEFAULT_MAX_STEPS = 1600  # sd-scripts' default
+
+
+@dataclass(frozen=True)
+class Estimate:
+    steps: int
+    epochs: float
+    steps_per_epoch: int
+    seconds: float | None  # None: unknown (local: depends on your GPU)
+    cost_usd: float | None
+    spot_cost_usd: float | None
+    note: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        parts = [f"{self.steps} steps ({self.epochs:g} epochs of {self.steps_per_epoch})"]
+        if self.seconds is not None:
+            parts.append(f"~{format_duration(self.seconds)}")
+        if self.cost_usd is not None:
+            cost = f"~${self.cost_usd:.2f}"
+            if self.spot_cost_usd is not None:
+                cost += f" (spot ~${self.spot_cost_usd:.2f})"
+            parts.append(cost)
+        text = " · ".join(parts)
+        return f"{text}. {self.note}" if self.note else text
+
+
+def flatten(text_or_dict) -> dict:
+    """sd-scripts flattens every table into one namespace."""
+    if isinstance(text_or_dict, str):
+        import tomlkit
+
+        data = tomlkit.parse(text_or_dict).unwrap()
+    else:
+        data = dict(text_or_dict)
+    out: dict = {}
+
+    def walk(d):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(v)
+            else:
+                out[k] = v
+
+    walk(data)
+    return out
+
+
+def _resolution(value, family: str) -> tuple[int, int]:
+    default = int(math.sqrt(BASE_PIXELS.get(family, 512 * 512)))
+    if value in (None, ""):
+        return default, default
+    if isinstance(value, (int, float)):
+        return int(value), int(value)
+    if isinstance(value, (list, tuple)) and value:
+        return int(value[0]), int(value[-1])
+    parts = [p for p in str(value).replace("x", ",").split(",") if p.strip()]
+    try:
+        nums = [int(float(p)) for p in parts]
+    except ValueError:
+        return default, default
+    return (nums[0], nums[-1]) if nums else (default, default)
+
+
+def steps(config: dict, images_per_epoch: int) -> tuple[int, int, float]:
+    """(total optimizer steps, steps per epoch, epochs)."""
+    batch = max(1, int(config.get("train_batch_size") or 1))
+    accum = max(1, int(config.get("gradient_accumulation_steps") or 1))
+    per_epoch = max(1, math.ceil(math.ceil(max(1, images_per_epoch) / batch) / accum))
+    epochs = config.get("max_train_epochs")
+    if epochs:
+        total = per_epoch * int(epochs)
+        return total, per_epoch, float(epochs)
+    total = int(config.get("max_train_steps") or DEFAULT_MAX_STEPS)
+    return total, per_epoch, round(total / per_epoch, 2)
+
+
+def estimate(config_text_or_dict, *, family: str, images_per_epoch: int, instance_type: str,
+             backend: str, spot: bool = False) -> Estimate:
+    config = flatten(config_text_or_dict)
+    total, per_epoch, epochs = steps(config, images_per_epoch)
+    inst = instances.get(instance_type) if backend == "sagemaker" else instances.get(instances.LOCAL)
+    if inst is None or inst.tflops <= 0:
+        note = ("Time depends on your GPU." if backend == "local"
+                else f"{instance_type} is not in the catalogue: no time or price estimate.")
+        return Estimate(total, epochs, per_epoch, None, None if backend != "local" else 0.0, None, note)
+    w, h = _resolution(config.get("resolution"), family)
+    scale = (w * h) / BASE_PIXELS.get(family, 512 * 512)
+    per_image = TFLOP_PER_IMAGE.get(family, 1.75) * scale
+    if config.get("gradient_checkpointing"):
+        per_image *= CHECKPOINTING_FACTOR
+    batch = max(1, int(config.get("train_batch_size") or 1))
+    accum = max(1, int(config.get("gradient_accumulation_steps") or 1))
+    images = total * batch * accum
+    seconds = images * per_image / (inst.tflops * inst.gpus * UTILISATION) + STARTUP_S["sagemaker"]
+    cost = seconds / 3600 * inst.price_per_hour
+    spot_cost = cost * (1 - SPOT_DISCOUNT) if spot else None
+    return Estimate(total, epochs, per_epoch, seconds, cost, spot_cost,
+                    "Approximate: list price in us-east-1; the real cost comes from the job's billable time.")
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    if h:
+        return f"{h}h {m:02d}m"
+    if m:
+        return f"{m}m {s:02d}s"
+    return f"{s}s"

@@ -1,0 +1,106 @@
+"""Why a training job failed, in plain words with the fix: from SageMaker's FailureReason or the log's tail.
+
+Pure functions. Unknown reasons come back as the raw text, so nothing is hidden.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Explanation:
+    cause: str  # a short id: "quota", "image", "passrole", "oom", "config", "dataset", "unknown", ...
+    message: str  # plain words
+    fix: str  # what to do; "" when we don't know
+    raw: str  # the original reason, for the curious
+
+    def text(self) -> str:
+        return self.message + (f"\nFix: {self.fix}" if self.fix else "")
+
+    def as_dict(self) -> dict:
+        return {"cause": self.cause, "message": self.message, "fix": self.fix, "raw": self.raw}
+
+
+# (cause, pattern, message, fix). The first match wins, so specific patterns go first.
+# {1} etc. are filled from the pattern's groups; {instance} from the caller.
+_RULES: list[tuple[str, str, str, str]] = [
+    ("quota",
+     r"ResourceLimitExceeded|account-level service limit '([^']*)'|limit .* is 0 Instances|Quota.*exceeded|"
+     r"current utilization: \d+ Instances.*request delta",
+     "Your AWS account has no (or not enough) quota for {instance} training instances in this region. "
+     "New accounts start at 0 for GPU types.",
+     "Request a quota increase in the Service Quotas console: SageMaker → \"{instance} for training job usage\" "
+     "(and \"for spot training job usage\" when Spot is on), or pick another instance type."),
+    ("spot_capacity",
+     r"InsufficientCapacity|Insufficient capacity|MaxWaitTimeExceeded",
+     "AWS had no (spot) capacity for {instance} within the wait time.",
+     "Retry later, raise the max wait, turn Spot off, or choose another instance type or region."),
+    ("passrole",
+     r"iam:PassRole|PassRole|not authorized to perform: iam:PassRole",
+     "You are not allowed to pass the SageMaker execution role to the training job (AccessDenied on iam:PassRole).",
+     "Give your user/role iam:PassRole on the execution role with the condition iam:PassedToService = "
+     "sagemaker.amazonaws.com (the stack from `cloudlora setup` creates such a policy), or check the role ARN."),
+    ("image",
+     r"(?i)(image|repository).{0,80}(does not exist|not found|cannot be found|doesn't exist)|"
+     r"CannotPullContainerError|ImageNotFound|Requested image .* not found|failed to pull",
+     "The trainer image could not be pulled from ECR: it is missing or the URI is wrong.",
+     "Run `cloudlora setup` to build and push the trainer image, or fix the image URI in the settings "
+     "(account, region, repository and tag must match)."),
+    ("oom",
+     r"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED|out of memory",
+     "The GPU ran out of memory.",
+     "Lower train_batch_size or resolution, enable gradient_checkpointing and cache_latents, use a smaller "
+     "network_dim, or choose an instance with more VRAM (e.g. ml.g6e.xlarge, 48 GB)."),
+    ("config",
+     r"ConfigError|config\.toml|Invalid (Kohya )?config|unknown (config )?key|bad config|"
+     r"Invalid value for|TOML",
+     "The training config was rejected.",
+     "Open the config, press \"Format config Params\" (or run `cloudlora config check FILE`) and fix the keys "
+     "it names."),
+    ("dataset",
+     r"(?i)no <repeats>_<trigger> folder|dataset.{0,60}(not found|does not exist|is empty|no images)|"
+     r"NoSuchKey|No S3 objects found under S3 URL|S3 (key|prefix|object).{0,40}(not found|does not exist)|"
+     r"no images",
+     "The dataset (or the model) was not found where the job looked, or it is empty.",
+     "Check that the dataset and model are uploaded (`cloudlora dataset list`, `cloudlora model list`) and "
+     "were not deleted, then create the job again."),
+    ("access",
+     r"AccessDenied|not authorized|Forbidden",
+     "The job was denied access to an AWS resource (S3 bucket, ECR or KMS).",
+     "Make sure the execution role can read the bucket's models/ and datasets/ and write jobs/, and pull from "
+     "the ECR repository; `cloudlora doctor` checks this."),
+    ("stopped_sigterm",
+     r"stopped by (the )?user|StoppedByUser",
+     "The job was stopped.", ""),
+]
+
+
+def explain(reason: str | None, log_tail: str = "", *, instance_type: str = "") -> Explanation | None:
+    """The plain-words explanation of a failure; None when there is nothing to explain."""
+    reason = (reason or "").strip()
+    text = f"{reason}\n{log_tail or ''}"
+    if not text.strip():
+        return None
+    instance = instance_type or _instance_in(text) or "the chosen"
+    for cause, pattern, message, fix in _RULES:
+        m = re.search(pattern, text)
+        if m:
+            fmt = {"instance": instance}
+            return Explanation(cause, message.format(**fmt), fix.format(**fmt), reason or _last_error(log_tail))
+    raw = reason or _last_error(log_tail)
+    return Explanation("unknown", raw, "", raw)
+
+
+def _instance_in(text: str) -> str:
+    m = re.search(r"\bml\.[a-z0-9]+\.[a-z0-9]+\b", text)
+    return m.group(0) if m else ""
+
+
+def _last_error(log: str) -> str:
+    """The most telling line of a log: the last 'Error'/'Traceback' line, else the last non-empty line."""
+    lines = [line.strip() for line in (log or "").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if re.search(r"Error|Exception|error:", line):
+            return line[:1024]
+    return lines[-1][:1024] if lines else ""
