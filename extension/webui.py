@@ -1,0 +1,137 @@
+"""The WebUI glue: the only module of the package that imports A1111's / Forge's `modules.*`.
+
+scripts/cloudlora.py registers the callbacks below at module level. This module installs the host (paths, the
+checkpoint list, Lora refresh, the interrogator), the settings section "Cloud Training" and the REST routes.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import background, host, settings
+
+log = logging.getLogger(__name__)
+
+SECTION = ("cloudlora", "Cloud Training")
+OPTION_PREFIX = "cloudlora_"
+AUTO = "auto"
+
+# Settings field -> (label, choices or None). Never a secret: every option is served by GET /sdapi/v1/options.
+OPTIONS = {
+    "backend": ("Where training runs (auto: SageMaker once a bucket and role are set, else this machine)",
+                [AUTO, "local", "sagemaker"]),
+    "aws_profile": ("AWS profile (from ~/.aws/config; credentials stay in AWS's own files)", None),
+    "region": ("AWS region, e.g. us-east-1", None),
+    "bucket": ("S3 bucket for models, datasets and jobs (empty: the local store folder)", None),
+    "role_arn": ("SageMaker execution role ARN (from `cloudlora setup`)", None),
+    "image_uri": ("Trainer image URI in ECR (from `cloudlora setup`)", None),
+    "instance_type": ("Default training instance type, e.g. ml.g5.2xlarge", None),
+    "store_dir": ("Local store folder (empty: the user's data folder)", None),
+    "s3_endpoint_url": ("S3 endpoint URL, for S3-compatible stores (MinIO, SeaweedFS, R2); empty for AWS", None),
+}
+
+
+def option_key(name: str) -> str:
+    return OPTION_PREFIX + name
+
+
+def webui_options() -> dict[str, str]:
+    """The extension's WebUI options as Settings fields; unset ones are "" so the next layer (the file) applies."""
+    from modules import shared
+
+    values = {}
+    for name in OPTIONS:
+        value = getattr(shared.opts, option_key(name), "") or ""
+        values[name] = "" if value == AUTO else str(value).strip()
+    return values
+
+
+def detect_host_name() -> str:
+    """'forge' when Forge's own package is importable (it ships modules_forge/), else 'a1111'."""
+    if "modules_forge" in sys.modules:
+        return "forge"
+    try:
+        return "forge" if importlib.util.find_spec("modules_forge") is not None else "a1111"
+    except (ImportError, ValueError):
+        return "a1111"
+
+
+def lora_dir() -> Path:
+    from modules import paths, shared
+
+    return Path(getattr(shared.cmd_opts, "lora_dir", None) or os.path.join(paths.models_path, "Lora"))
+
+
+def list_checkpoints(refresh: bool = False) -> list[tuple[str, str]]:
+    from modules import sd_models
+
+    if refresh:
+        sd_models.list_models()
+    return [(info.title, info.filename) for info in sd_models.checkpoints_list.values()]
+
+
+def refresh_loras() -> None:
+    """Rescans the Lora folder so a new file shows without a restart (the built-in Lora extension's `networks`)."""
+    networks = sys.modules.get("networks")
+    if networks is not None and hasattr(networks, "list_available_networks"):
+        networks.list_available_networks()
+    else:
+        log.info("cloudlora: the built-in Lora extension is not loaded; refresh the Lora tab by hand")
+
+
+def interrogate(image) -> str:
+    from modules import shared
+
+    interrogator = getattr(shared, "interrogator", None)
+    if interrogator is None:
+        raise RuntimeError("this WebUI has no interrogator")
+    return interrogator.interrogate(image.convert("RGB"))
+
+
+def setup() -> None:
+    """Installs the host and the options provider; called by the entry script on every (re)load."""
+    host.install(host.Host(
+        name=detect_host_name(),
+        lora_dir=lora_dir,
+        list_checkpoints=list_checkpoints,
+        refresh_loras=refresh_loras,
+        interrogate=interrogate,
+    ))
+    settings.set_webui_options_provider(webui_options)
+
+
+# --- callbacks (registered by scripts/cloudlora.py) ---
+
+def on_ui_tabs():
+    from . import ui
+
+    return ui.build_tabs()
+
+
+def on_ui_settings() -> None:
+    import gradio as gr
+    from modules import shared
+
+    for name, (label, choices) in OPTIONS.items():
+        if choices:
+            info = shared.OptionInfo(choices[0], label, gr.Radio, {"choices": choices}, section=SECTION,
+                                     category_id="training")
+        else:
+            info = shared.OptionInfo("", label, gr.Textbox, section=SECTION, category_id="training")
+        shared.opts.add_option(option_key(name), info)
+
+
+def on_app_started(demo, app) -> None:
+    from modules import shared
+
+    from . import api
+
+    mounted = api.mount(app, getattr(shared.cmd_opts, "api_auth", None))
+    log.info("cloudlora: REST API at %s (areas: %s)", api.PREFIX, ", ".join(mounted) or "version only")
+
+
+def on_script_unloaded() -> None:
+    background.stop_all()

@@ -1,0 +1,1 @@
+"""Fake A1111 `modules` package for the glue tests (see ../README.md)."""

@@ -1,0 +1,15 @@
+"""shared.opts, shared.cmd_opts, shared.OptionInfo and shared.interrogator, as the glue uses them."""
+import types
+
+from modules.options import OptionInfo, Options  # noqa: F401  (A1111 re-exports OptionInfo in shared)
+
+opts = Options()
+cmd_opts = types.SimpleNamespace(api_auth=None, lora_dir=None)
+
+
+class _Interrogator:
+    def interrogate(self, image):
+        return f"a photo, {image.size[0]}x{image.size[1]} {image.mode}"
+
+
+interrogator = _Interrogator()
