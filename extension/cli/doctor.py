@@ -1,0 +1,39 @@
+"""`cloudlora doctor`: one line per check (ok / problem / warn / skip) and the fix; exit 1 on any problem."""
+from __future__ import annotations
+
+import argparse
+
+from .. import settings as settings_mod
+from ..doctor import has_problem, run_checks
+from .output import add_json_flag, print_json
+
+_MARK = {"ok": "ok     ", "problem": "PROBLEM", "warn": "warn   ", "skip": "skip   "}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("doctor", help="check Python, the local trainer, GPU, AWS credentials, region, bucket, role, "
+                                      "image and quotas; print the fix for each problem",
+                       description="Checks everything training needs. Exit 0 when nothing is a problem, 1 otherwise.")
+    p.add_argument("--instance-type", action="append", dest="instance_types", metavar="TYPE",
+                   help="SageMaker training instance type whose quota to check (repeatable; default: the setting)")
+    p.add_argument("--profile", help="AWS profile (default: settings / AWS_PROFILE)")
+    p.add_argument("--region", help="AWS region (default: settings / AWS_REGION / the profile's)")
+    add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    s = settings_mod.resolve({"aws_profile": args.profile, "region": args.region})
+    checks = run_checks(s, instance_types=args.instance_types)
+    bad = has_problem(checks)
+    if args.json:
+        print_json({"ok": not bad, "checks": [c.to_dict() for c in checks]})
+        return 1 if bad else 0
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        print(f"{_MARK.get(c.status, c.status)}  {c.name.ljust(width)}  {c.detail}")
+        if c.fix and c.status in ("problem", "warn"):
+            print(f"{'':7}  {'':{width}}  fix: {c.fix}")
+    problems = sum(c.status == "problem" for c in checks)
+    print(f"\n{problems} problem(s)." if bad else "\nNo problems found.")
+    return 1 if bad else 0
