@@ -77,7 +77,7 @@ def mount(app: FastAPI, api_auth: str | None) -> list[str]:
 
     An area whose module fails to import is logged and left out, so one broken area never takes the WebUI down.
     """
-    if getattr(app.state, "cloudlora_mounted", False):
+    if getattr(app.state, "cloudlora_mounted", None) is not None:  # e.g. a second on_app_started on one app
         return list(app.state.cloudlora_mounted)
     guard = [Depends(auth_dependency(api_auth))]
     app.include_router(_version_router(), prefix=PREFIX, dependencies=guard, tags=["cloudlora"])
