@@ -1,0 +1,493 @@
+"""The Kohya TOML: read, validate, normalise and edit it. Pure Python + tomlkit (the WebUI side imports it; no torch).
+
+The TOML may be flat or in tables ([model_arguments], [training_arguments], ...): like sd-scripts, every table is
+flattened into one set of option names, and values keep their TOML types. Unlike sd-scripts, unknown keys are an
+error (with the nearest known key), keys only Kohya's GUI writes are a warning, and every value is checked.
+
+A key the TOML leaves out takes this trainer's per-family default (`cloudlora config defaults --family F` prints
+them, with the reason for each), not sd-scripts' bare default.
+
+Interface: default_toml(family), check(text, family) -> ConfigReport, format_toml(text, family), parse(text, family)
+-> TrainConfig, set_keys(text, {key: value}), coerce(key, value). ConfigError(ValueError) lists every problem.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+import tomlkit
+from tomlkit.exceptions import ParseError
+
+from .config_schema import BY_NAME, FAMILIES, GUI_ONLY_KEYS, OPTIONS, WHY, Option, defaults_for
+
+
+class ConfigError(ValueError):
+    """The config has problems; `problems` lists every one (each names the key, the value and what is allowed)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("The training config has problems:\n" + "\n".join(f"- {p}" for p in self.problems))
+
+
+@dataclass
+class ConfigReport:
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "errors": self.errors, "warnings": self.warnings}
+
+
+def _family_check(family: str | None) -> str | None:
+    if family in (None, ""):
+        return None
+    fam = str(family).lower().replace(".", "").replace("-", "")
+    fam = {"sd1": "sd15", "sd15": "sd15", "sdv1": "sd15", "sdxl": "sdxl", "xl": "sdxl"}.get(fam, fam)
+    if fam not in FAMILIES:
+        raise ConfigError([f"family {_show(family)} is not supported; use one of: {', '.join(FAMILIES)}"])
+    return fam
+
+
+# --- the config object used everywhere after parsing
+
+def _fields():
+    out = [("family", "str | None", dataclasses.field(default=None))]
+    for o in OPTIONS:
+        default = o.default
+        if isinstance(default, list):
+            out.append((o.name, Any, dataclasses.field(default_factory=lambda d=default: list(d))))
+        else:
+            out.append((o.name, Any, dataclasses.field(default=default)))
+    out.append(("ignored", dict, dataclasses.field(default_factory=dict)))
+    return out
+
+
+class _TrainConfigMethods:
+    """Derived values, so no caller re-implements Kohya's rules."""
+
+    @property
+    def resolution_wh(self) -> tuple[int, int]:
+        w, h = (int(x) for x in self.resolution.split(","))
+        return w, h
+
+    @property
+    def effective_unet_lr(self) -> float:
+        return self.unet_lr or self.learning_rate
+
+    @property
+    def train_text_encoder(self) -> bool:
+        return not self.network_train_unet_only
+
+    def text_encoder_lrs(self, n_encoders: int) -> list[float]:
+        """One lr per text encoder: a single value applies to all; 0 means learning_rate."""
+        v = self.text_encoder_lr
+        vals = list(v) if isinstance(v, list) else [v] * n_encoders
+        vals = (vals + [vals[-1]] * n_encoders)[:n_encoders]
+        return [float(x) or self.learning_rate for x in vals]
+
+    def warmup_steps(self, total_steps: int) -> int:
+        w = self.lr_warmup_steps
+        return int(round(w * total_steps)) if isinstance(w, float) and w < 1 else int(w)
+
+    @property
+    def prior_preservation(self) -> bool:
+        return bool(self.reg_data_dir or self.class_prompt or self.num_class_images)
+
+    @property
+    def sample_prompt_text(self) -> str:
+        v = self.sample_prompts
+        return "\n".join(v) if isinstance(v, list) else (v or "")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+TrainConfig = dataclasses.make_dataclass("TrainConfig", _fields(), bases=(_TrainConfigMethods,))
+TrainConfig.__module__ = __name__
+TrainConfig.__doc__ = "One validated training config: every option of config_schema.OPTIONS, plus the family."
+
+
+# --- reading
+
+def _load(text: str) -> tomlkit.TOMLDocument:
+    try:
+        return tomlkit.parse(text or "")
+    except ParseError as err:
+        raise ConfigError([f"not valid TOML: {err}"]) from err
+
+
+def _plain(value: Any) -> Any:
+    return value.unwrap() if hasattr(value, "unwrap") else value
+
+
+def _flatten(doc) -> tuple[dict[str, Any], dict[str, str | None], list[str]]:
+    """Kohya's flattening: top-level keys plus the keys of each table. Returns values, where each key lives, errors."""
+    values: dict[str, Any] = {}
+    where: dict[str, str | None] = {}
+    errors: list[str] = []
+
+    def put(key, value, table):
+        if key in values:
+            first = f"[{where[key]}]" if where[key] else "the top level"
+            here = f"[{table}]" if table else "the top level"
+            errors.append(f"{key} is set twice (in {first} and in {here}); keep one")
+            return
+        values[key] = value
+        where[key] = table
+
+    for key, value in doc.items():
+        value = _plain(value)
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if isinstance(v, dict):
+                    errors.append(f"[{key}.{k}]: tables nest one level deep at most (sd-scripts flattens one level)")
+                else:
+                    put(k, v, key)
+        elif isinstance(value, list) and value and all(isinstance(x, dict) for x in value):
+            errors.append(f"[[{key}]] looks like a Kohya dataset config; this trainer reads the dataset's folders "
+                          "(<repeats>_<trigger>) instead: remove it and set the options as plain keys")
+        else:
+            put(key, value, None)
+    return values, where, errors
+
+
+def _nearest(key: str) -> str:
+    names = list(BY_NAME) + sorted(GUI_ONLY_KEYS)
+    near = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    if not near:
+        near = difflib.get_close_matches(key.lower(), [n.lower() for n in names], n=1, cutoff=0.6)
+        near = [n for n in names if n.lower() in near][:1]
+    return f" (did you mean '{near[0]}'?)" if near else ""
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _num_from_str(v):
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return int(f) if f.is_integer() and "." not in v and "e" not in v.lower() else f
+
+
+def _range_error(o: Option, v) -> str | None:
+    lo, hi = o.min, o.max
+    if lo is not None and (v < lo or (o.min_exclusive and v <= lo)):
+        return f"{o.name} = {_show(v)} is too small: it must be {'>' if o.min_exclusive else '>='} {lo:g}"
+    if hi is not None and v > hi:
+        return f"{o.name} = {_show(v)} is too large: it must be <= {hi:g}"
+    return None
+
+
+def normalise_value(o: Option, v) -> tuple[Any, str | None, str | None]:
+    """(normalised value, error, warning) for one option's raw TOML value."""
+    k = o.kind
+    if k == "bool":
+        if isinstance(v, bool):
+            return v, None, None
+        if isinstance(v, str) and v.lower() in ("true", "false"):
+            return v.lower() == "true", None, f"{o.name} = {_show(v)} is a string; it should be {v.lower()} without quotes"
+        return v, f"{o.name} = {_show(v)} must be true or false", None
+    if k in ("int", "float", "number"):
+        warn = None
+        if isinstance(v, str) and _num_from_str(v) is not None:
+            warn = f"{o.name} = {_show(v)} is a string; it should be a number without quotes"
+            v = _num_from_str(v)
+        if not _is_num(v):
+            return v, f"{o.name} = {_show(v)} must be {'a whole number' if k == 'int' else 'a number'}", None
+        if k == "int":
+            if isinstance(v, float) and not v.is_integer():
+                return v, f"{o.name} = {_show(v)} must be a whole number", None
+            v = int(v)
+        elif k == "float":
+            v = float(v)
+        if o.choices and v not in o.choices:
+            return v, f"{o.name} = {_show(v)} is not supported; allowed: {', '.join(map(str, o.choices))}", None
+        return v, _range_error(o, v), warn
+    if k == "floats":
+        items = v if isinstance(v, list) else [v]
+        out = []
+        for x in items:
+            if isinstance(x, str) and _num_from_str(x) is not None:
+                x = float(x)
+            if not _is_num(x):
+                return v, f"{o.name} = {_show(v)} must be a number or a list of two numbers", None
+            err = _range_error(o, float(x))
+            if err:
+                return v, err, None
+            out.append(float(x))
+        if not 1 <= len(out) <= 2:
+            return v, f"{o.name} = {_show(v)} takes one number, or two (one per SDXL text encoder)", None
+        return (out if isinstance(v, list) and len(out) > 1 else out[0]), None, None
+    if k == "strs":
+        if isinstance(v, str):
+            return ([v] if v else []), None, None
+        if isinstance(v, list) and all(isinstance(x, str) for x in v):
+            return list(v), None, None
+        return v, f"{o.name} = {_show(v)} must be a list of strings, e.g. [\"weight_decay=0.01\"]", None
+    if k == "text":
+        if isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            return v, None, None
+        return v, f"{o.name} = {_show(v)} must be a file name or prompt lines (a string or a list of strings)", None
+    if k == "resolution":
+        return _resolution(o, v)
+    # str
+    if not isinstance(v, str):
+        return v, f"{o.name} = {_show(v)} must be a string (in quotes)", None
+    if o.choices:
+        for c in o.choices:
+            if v.lower() == str(c).lower():
+                return c, None, None
+        return v, f"{o.name} = {_show(v)} is not supported; allowed: {', '.join(o.choices)}", None
+    return v, None, None
+
+
+def _resolution(o: Option, v):
+    warn = None
+    if _is_num(v):
+        parts = [v, v]
+        warn = f"resolution = {_show(v)}: sd-scripts expects a string; format writes \"{int(v)},{int(v)}\""
+    elif isinstance(v, list):
+        parts = v if len(v) == 2 else [None]
+        warn = f"resolution = {_show(v)}: sd-scripts expects a string \"W,H\" here; format writes it so"
+    elif isinstance(v, str):
+        parts = [p.strip() for p in v.split(",")]
+        parts = parts * 2 if len(parts) == 1 else parts
+    else:
+        parts = [None]
+    try:
+        w, h = (int(p) for p in parts)
+        if any(float(p) != int(p) for p in parts):
+            raise ValueError
+    except (TypeError, ValueError):
+        return v, f"resolution = {_show(v)} must be \"W,H\" (e.g. \"1024,1024\") or one number", None
+    for x in (w, h):
+        if x < 64 or x > 4096 or x % 8:
+            return v, (f"resolution = {_show(v)}: each side must be a multiple of 8 between 64 and 4096"), None
+    return f"{w},{h}", None, warn
+
+
+def _cross_checks(vals: dict, given: set, family: str | None, errors: list, warnings: list) -> None:
+    if vals["min_bucket_reso"] > vals["max_bucket_reso"]:
+        errors.append(f"min_bucket_reso = {vals['min_bucket_reso']} is larger than max_bucket_reso = "
+                      f"{vals['max_bucket_reso']}")
+    if vals["enable_bucket"] and isinstance(vals["resolution"], str) and "," in vals["resolution"]:
+        w, h = (int(x) for x in vals["resolution"].split(","))
+        if min(w, h) < vals["min_bucket_reso"] or max(w, h) > vals["max_bucket_reso"]:
+            errors.append(f"resolution = \"{w},{h}\" must lie between min_bucket_reso = {vals['min_bucket_reso']} and "
+                          f"max_bucket_reso = {vals['max_bucket_reso']}")
+    steps = vals["bucket_reso_steps"]
+    if steps % 8:
+        errors.append(f"bucket_reso_steps = {steps} must be a multiple of 8 (the VAE downsamples by 8)")
+    if vals["min_timestep"] >= vals["max_timestep"]:
+        errors.append(f"min_timestep = {vals['min_timestep']} must be below max_timestep = {vals['max_timestep']}")
+    te = vals["text_encoder_lr"]
+    if isinstance(te, list) and len(te) == 2 and family == "sd15":
+        errors.append(f"text_encoder_lr = {te}: SD 1.5 has one text encoder; give one number")
+    if vals["use_8bit_adam"]:
+        if "optimizer_type" in given and vals["optimizer_type"] != "AdamW8bit":
+            errors.append(f"use_8bit_adam = true contradicts optimizer_type = \"{vals['optimizer_type']}\"; keep one")
+        vals["optimizer_type"] = "AdamW8bit"
+    if vals["lr_scheduler"] == "adafactor" and vals["optimizer_type"] != "Adafactor":
+        errors.append("lr_scheduler = \"adafactor\" works only with optimizer_type = \"Adafactor\"")
+    if vals["optimizer_type"] == "Prodigy" and vals["learning_rate"] < 0.1:
+        warnings.append(f"optimizer_type = \"Prodigy\" finds the step size itself: learning_rate (and unet_lr) are "
+                        f"usually 1, not {vals['learning_rate']:g}")
+    if vals["network_alpha"] > vals["network_dim"] * 4:
+        warnings.append(f"network_alpha = {vals['network_alpha']:g} is far above network_dim = {vals['network_dim']}: "
+                        "the effective lr is multiplied by alpha/dim")
+    if vals["cache_text_encoder_outputs"]:
+        why = ("the text encoders train" if not vals["network_train_unet_only"] else
+               "captions change every step (shuffle_caption / caption dropout)"
+               if (vals["shuffle_caption"] or vals["caption_dropout_rate"] or vals["caption_tag_dropout_rate"]
+                   or vals["caption_dropout_every_n_epochs"]) else "")
+        if why and "cache_text_encoder_outputs" in given:
+            warnings.append(f"cache_text_encoder_outputs is switched off because {why}")
+    if (vals["sample_every_n_steps"] or vals["sample_every_n_epochs"]) and not vals["sample_prompts"]:
+        warnings.append("sample_every_n_steps/epochs is set but sample_prompts is empty: no samples will be made")
+    if vals["max_train_epochs"] and "max_train_steps" in given:
+        warnings.append(f"max_train_epochs = {vals['max_train_epochs']} wins over max_train_steps (as in sd-scripts)")
+    if family == "sdxl" and "clip_skip" in given and vals["clip_skip"] != 1:
+        warnings.append("clip_skip is ignored for SDXL (it always uses the penultimate text-encoder layer)")
+
+
+def _analyse(text: str, family: str | None):
+    """Everything check/parse/format need: normalised values, where they live, errors, warnings."""
+    family = _family_check(family)
+    doc = _load(text)
+    raw, where, errors = _flatten(doc)
+    warnings: list[str] = []
+    vals = defaults_for(family)
+    normalised: dict[str, Any] = {}
+    ignored: dict[str, Any] = {}
+    for key, value in raw.items():
+        o = BY_NAME.get(key)
+        if o is None:
+            if key in GUI_ONLY_KEYS:
+                warnings.append(f"{key} is a Kohya GUI setting that sd-scripts never reads; it is ignored")
+            else:
+                errors.append(f"unknown key '{key}'{_nearest(key)}")
+            continue
+        v, err, warn = normalise_value(o, value)
+        if err:
+            errors.append(err)
+            continue
+        if warn:
+            warnings.append(warn)
+        if o.support == "ignored":
+            if v != o.default and v not in ("", [], None):
+                why = f": {o.doc}" if o.doc else ""
+                warnings.append(f"{key} is not used by this trainer and is ignored{why}")
+            ignored[key] = v
+        elif o.support == "default" and v != o.default and v not in ("", [], None):
+            why = f" ({o.doc})" if o.doc else ""
+            errors.append(f"{key} = {_show(value)} is not supported by this trainer{why}; remove it or set "
+                          f"{key} = {_toml_literal(o.default)}")
+        normalised[key] = v
+        vals[key] = v
+    if not errors:
+        _cross_checks(vals, set(normalised), family, errors, warnings)
+    return doc, where, normalised, vals, ignored, errors, warnings, family
+
+
+def _toml_literal(v) -> str:
+    return tomlkit.item(v).as_string() if v is not None else '""'
+
+
+def _show(v) -> str:
+    """A value as the user wrote it in TOML (true, "x", [1, 2]), for messages."""
+    try:
+        return _toml_literal(v)
+    except Exception:  # noqa: BLE001 - anything tomlkit cannot render is shown as Python does
+        return repr(v)
+
+
+# --- the public interface
+
+def check(text: str, family: str | None = None) -> ConfigReport:
+    """Every problem (errors) and every doubt (warnings) in the TOML, without raising."""
+    try:
+        *_, errors, warnings, _fam = _analyse(text, family)
+    except ConfigError as err:
+        return ConfigReport(errors=err.problems)
+    return ConfigReport(errors=errors, warnings=warnings)
+
+
+def parse(text: str, family: str | None = None) -> TrainConfig:
+    """The validated TrainConfig (family defaults for keys left out). Raises ConfigError listing every problem."""
+    _doc, _where, _norm, vals, ignored, errors, _warnings, fam = _analyse(text, family)
+    if errors:
+        raise ConfigError(errors)
+    cfg = TrainConfig(family=fam, ignored=ignored, **vals)
+    if cfg.cache_text_encoder_outputs and (cfg.train_text_encoder or cfg.shuffle_caption or cfg.caption_dropout_rate
+                                           or cfg.caption_tag_dropout_rate or cfg.caption_dropout_every_n_epochs):
+        cfg.cache_text_encoder_outputs = False
+    return cfg
+
+
+def _set_in_doc(doc, key: str, value, where: str | None) -> None:
+    container = doc[where] if where else doc
+    container[key] = value
+
+
+def format_toml(text: str, family: str | None = None) -> str:
+    """Validated and normalised TOML (types fixed, enum spellings canonical), comments and layout kept.
+
+    Raises ConfigError listing every problem; warnings do not stop it."""
+    doc, where, normalised, _vals, _ignored, errors, _warnings, _fam = _analyse(text, family)
+    if errors:
+        raise ConfigError(errors)
+    for key, value in normalised.items():
+        current = _plain(doc[where[key]][key] if where[key] else doc[key])
+        if current != value or type(current) is not type(value):
+            _set_in_doc(doc, key, value, where[key])
+    out = tomlkit.dumps(doc)
+    return out if out.endswith("\n") or not out else out + "\n"
+
+
+def coerce(key: str, value: Any) -> Any:
+    """A value from a form field or `--set key=value` (often a string) as the option's type. Raises ConfigError."""
+    o = BY_NAME.get(key)
+    if o is None:
+        raise ConfigError([f"unknown key '{key}'{_nearest(key)}"])
+    if isinstance(value, str):
+        s = value.strip()
+        if o.kind == "bool" and s.lower() in ("1", "yes", "on", "0", "no", "off"):
+            value = s.lower() in ("1", "yes", "on")
+        elif o.kind == "floats" and "," in s:
+            value = [x.strip() for x in s.split(",")]
+        elif o.kind == "strs" and s.startswith("["):
+            try:
+                value = _plain(tomlkit.parse(f"x = {s}")["x"])
+            except ParseError:
+                pass
+    v, err, _warn = normalise_value(o, value)
+    if err:
+        raise ConfigError([err])
+    return v
+
+
+def set_keys(text: str, updates: dict[str, Any]) -> str:
+    """Sets keys (where they already are, else at the top level), keeping comments. Raises ConfigError."""
+    doc = _load(text)
+    _raw, where, errors = _flatten(doc)
+    values = {}
+    for key, value in updates.items():
+        try:
+            values[key] = coerce(key, value)
+        except ConfigError as err:
+            errors.extend(err.problems)
+    if errors:
+        raise ConfigError(errors)
+    for key, value in values.items():
+        if key in where:
+            _set_in_doc(doc, key, value, where[key])
+        else:
+            doc[key] = value  # tomlkit puts new top-level keys before the first table
+    return tomlkit.dumps(doc)
+
+
+# The keys default_toml() shows, in order, grouped as in sd-scripts' --output_config.
+_SHOWN = [
+    ("Network", ["network_module", "network_dim", "network_alpha", "network_train_unet_only"]),
+    ("Optimiser", ["optimizer_type", "learning_rate", "unet_lr", "text_encoder_lr", "lr_scheduler",
+                   "lr_warmup_steps", "max_train_steps", "train_batch_size", "gradient_accumulation_steps"]),
+    ("Data", ["resolution", "enable_bucket", "min_bucket_reso", "max_bucket_reso", "bucket_reso_steps",
+              "bucket_no_upscale", "caption_extension", "shuffle_caption", "keep_tokens", "caption_dropout_rate",
+              "flip_aug"]),
+    ("Precision and memory", ["mixed_precision", "cache_latents", "cache_latents_to_disk",
+                              "cache_text_encoder_outputs", "gradient_checkpointing"]),
+    ("Loss", ["min_snr_gamma", "noise_offset", "prior_loss_weight"]),
+    ("Run", ["clip_skip", "seed", "save_precision", "save_every_n_epochs", "save_every_n_steps",
+             "sample_every_n_steps", "sample_prompts"]),
+]
+
+
+def default_toml(family: str = "sd15") -> str:
+    """This trainer's defaults for the family as a commented Kohya TOML (what the train tab prefills)."""
+    fam = _family_check(family) or "sd15"
+    vals = defaults_for(fam)
+    doc = tomlkit.document()
+    title = {"sd15": "SD 1.5", "sdxl": "SDXL"}[fam]
+    doc.add(tomlkit.comment(f"Kohya LoRA training config for {title} (cloudlora defaults; sd-scripts key names)."))
+    doc.add(tomlkit.comment("The job sets the model, dataset and output name; keys left out take these defaults."))
+    for group, keys in _SHOWN:
+        doc.add(tomlkit.nl())
+        doc.add(tomlkit.comment(f"--- {group}"))
+        for key in keys:
+            if fam == "sdxl" and key == "clip_skip":
+                continue
+            item = tomlkit.item(vals[key])
+            why = WHY.get(key, {}).get(fam) or BY_NAME[key].doc
+            if why:
+                item.comment(why)
+            doc.add(key, item)
+    return tomlkit.dumps(doc)
