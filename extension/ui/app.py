@@ -1,0 +1,86 @@
+"""The standalone app: the same two tabs as inside the WebUI, as a plain gradio app on 127.0.0.1, plus the REST API.
+
+For people without A1111, and for the browser tests. `cloudlora ui` calls serve().
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+# gradio 3.x phones home (analytics, version check) unless told not to; nothing here may leave the machine.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+JS_FILE = Path(__file__).resolve().parents[2] / "javascript" / "cloudlora.js"
+JS_NAMES = ["cloudloraUseInTxt2img", "cloudloraRefreshLoras"]
+
+
+def _gradio_major() -> int:
+    import gradio as gr
+
+    return int(gr.__version__.split(".")[0])
+
+
+def _page_helpers_js() -> str | None:
+    """javascript/cloudlora.js as a load-time function that defines the helpers on window (the WebUI loads the file
+    itself; here there is no txt2img, so they find nothing to do, but events that name them still work)."""
+    if not JS_FILE.exists():
+        return None
+    exports = "".join(f"window.{n} = typeof {n} === 'function' ? {n} : window.{n};" for n in JS_NAMES)
+    return "() => {\n" + JS_FILE.read_text(encoding="utf-8") + "\n" + exports + "\n}"
+
+
+def build_app():
+    """A gr.Blocks with one gr.Tab per WebUI tab (each tab's Blocks rendered inside it, as A1111 does)."""
+    import gradio as gr
+
+    from . import build_tabs
+
+    tabs = build_tabs()
+    with gr.Blocks(title="Cloud LoRA Trainer", analytics_enabled=False) as demo:
+        for blocks, title, elem_id in tabs:
+            with gr.Tab(title, id=elem_id, elem_id=f"tab_{elem_id}"):
+                blocks.render()
+        js = _page_helpers_js()
+        if js:
+            demo.load(None, None, None, **({"_js": js} if _gradio_major() < 4 else {"js": js}))
+    return demo
+
+
+def _queue(demo) -> None:
+    # 3.41's first queue() argument is concurrency_count, 4.x's is not; so name it, per version.
+    if _gradio_major() < 4:
+        demo.queue(concurrency_count=8)
+    else:
+        demo.queue(default_concurrency_limit=8)
+
+
+def serve(port: int | None = None, api_auth: str | None = None, block: bool = True):
+    """Starts the app on 127.0.0.1 (port None: gradio picks a free one from 7860) with the REST routes mounted.
+
+    With block=True it runs until Ctrl+C or SIGTERM, then stops background work; returns (demo, app, url).
+    """
+    from .. import api, background
+
+    demo = build_app()
+    _queue(demo)
+    app, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                              show_error=True, inbrowser=False, share=False)
+    api.mount(app, api_auth)
+    print(f"Cloud LoRA Trainer: {url.rstrip('/')}  (REST: {url.rstrip('/')}{api.PREFIX}/version)", flush=True)
+    if not block:
+        return demo, app, url
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        print("stopping", flush=True)
+        background.stop_all()
+        demo.close()
+    return demo, app, url
