@@ -1,0 +1,250 @@
+"""The local backend: the trainer's container contract in a job folder on this machine, one GPU job at a time.
+
+Job folder (like /opt/ml):
+    input/config/hyperparameters.json   small string values (output_name, family, config file name)
+    input/data/model/<checkpoint>       linked (local store) or downloaded (S3 store)
+    input/data/dataset/                 the dataset root, linked or downloaded
+    input/data/config/config.toml
+    model/ output/ checkpoints/         what the trainer writes
+    runner/                             runner.pid, trainer.pid, started, exit.json, stop-requested, train.log
+With a local store the folder is the store's jobs/<id>/ (beside job.json); with an S3 store it is under the data
+dir. Status is read from those files only, so a restarted WebUI (or another process) sees the same thing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..errors import UserError
+from ..settings import Settings, data_dir
+from . import trainer_env
+
+STEP_RE = re.compile(r"step=(\d+)/(\d+)(?:\s+loss=([0-9.eE+-]+|nan|inf))?")
+
+
+def lock_file() -> Path:
+    return data_dir() / "locks" / "local-gpu.lock"
+
+
+def job_dir(store, job_id: str) -> Path:
+    if getattr(store, "kind", "") == "local":
+        return Path(store.root) / "jobs" / job_id
+    return data_dir() / "jobs" / job_id
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_symlink() or dest.exists():
+        return
+    try:
+        os.symlink(src, dest, target_is_directory=src.is_dir())
+    except OSError:  # no symlinks (Windows without developer mode, some mounts): copy
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest)
+
+
+def prepare(jobdir: Path, store, *, model_key: str, dataset_name: str, config_text: str,
+            hyperparameters: dict, progress=None) -> None:
+    """Lays out the job folder; links from a local store, downloads from an S3 store."""
+    for sub in ("input/config", "input/data/model", "input/data/config", "model", "output", "checkpoints", "runner"):
+        (jobdir / sub).mkdir(parents=True, exist_ok=True)
+    hp = {k: str(v) for k, v in hyperparameters.items()}
+    (jobdir / "input/config/hyperparameters.json").write_text(json.dumps(hp, indent=2), encoding="utf-8")
+    (jobdir / "input/data/config/config.toml").write_text(config_text, encoding="utf-8")
+    model_dest = jobdir / "input/data/model" / model_key.rsplit("/", 1)[-1]
+    dataset_dest = jobdir / "input/data/dataset"
+    if getattr(store, "kind", "") == "local":
+        src = Path(store.uri(model_key))
+        if not src.exists():
+            raise UserError(f"The model file {src} is missing from the local store.",
+                            "Upload the model again (Cloud Asset Management or `cloudlora model upload`).")
+        _link_or_copy(src, model_dest)
+        _link_or_copy(Path(store.uri(f"datasets/{dataset_name}")), dataset_dest)
+        return
+    # An S3 store: the trainer reads local files, so fetch them (the dataset is small, the model is big).
+    store.download(model_key, model_dest, progress=progress)
+    prefix = f"datasets/{dataset_name}/"
+    for info in store.list(prefix):
+        rel = info.key[len(prefix):]
+        if rel and rel != "manifest.json":
+            store.download(info.key, dataset_dest / rel)
+
+
+def start(jobdir: Path, settings: Settings) -> int:
+    """Starts the detached runner; returns its pid. It survives the WebUI (its own session)."""
+    python = trainer_env.configured_python(settings)
+    cmd = [sys.executable, "-m", "cloudlora.jobs.runner", str(jobdir), "--lock", str(lock_file())]
+    cmd += ["--python", python] if python else ["--managed"]
+    run = jobdir / "runner"
+    run.mkdir(parents=True, exist_ok=True)
+    with open(run / "runner.out", "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, close_fds=True, cwd=str(jobdir))
+    (run / "runner.pid").write_text(str(proc.pid), encoding="utf-8")
+    return proc.pid
+
+
+def _alive(pid: int, must_contain: str = "") -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():
+        try:
+            raw = cmdline.read_bytes()
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        if stat.split(")")[-1].split()[0] == "Z":  # a zombie our own process has not reaped yet
+            return False
+        if must_contain and must_contain.encode() not in raw:
+            return False  # the pid was reused by another program
+    return True
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_float(path: Path) -> float:
+    try:
+        return float(path.read_text().strip())
+    except (OSError, ValueError):
+        return 0.0
+
+
+def read_tail(path: Path, max_bytes: int = 64 << 10) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def last_step(log_text: str) -> tuple[int, int, float | None]:
+    matches = list(STEP_RE.finditer(log_text))
+    if not matches:
+        return 0, 0, None
+    m = matches[-1]
+    loss = float(m.group(3)) if m.group(3) else None
+    return int(m.group(1)), int(m.group(2)), loss
+
+
+def status(jobdir: Path) -> dict:
+    """{"status", "secondary_status", "step", "total_steps", "started", "ended", "failure", "exit_code"}."""
+    run = jobdir / "runner"
+    out = {"status": "Created", "secondary_status": "", "step": 0, "total_steps": 0, "started": 0.0,
+           "ended": 0.0, "failure": "", "exit_code": None}
+    tail = read_tail(run / "train.log")
+    out["step"], out["total_steps"], _ = last_step(tail)
+    out["started"] = _read_float(run / "started")
+    stop_requested = (run / "stop-requested").exists()
+    exit_file = run / "exit.json"
+    if exit_file.exists():
+        try:
+            info = json.loads(exit_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            info = {"code": -1}
+        out["ended"] = float(info.get("ended") or 0)
+        out["exit_code"] = info.get("code")
+        if info.get("code") == 0:
+            out["status"] = "Completed"
+        elif info.get("stopped") or stop_requested:
+            out["status"] = "Stopped"
+            out["secondary_status"] = "Stopped by user (checkpoint kept)" if out["step"] else "Stopped by user"
+        else:
+            out["status"] = "Failed"
+            out["failure"] = failure_text(jobdir, tail, info)
+        return out
+    runner_pid = _read_int(run / "runner.pid")
+    if runner_pid is None:
+        return out
+    if not _alive(runner_pid, "cloudlora.jobs.runner"):
+        out["status"] = "Failed"
+        out["secondary_status"] = "Orphaned"
+        out["failure"] = (f"The local runner (pid {runner_pid}) is gone without recording an exit status: the machine "
+                          "restarted or the process was killed. Start the job again; it resumes from its last "
+                          "checkpoint if it had one.")
+        return out
+    trainer_pid = _read_int(run / "trainer.pid")
+    if stop_requested:
+        out["status"] = "Stopping"
+    elif (run / "preparing").exists():
+        out["status"], out["secondary_status"] = "Starting", "Setting up the trainer environment"
+    elif trainer_pid is None:
+        out["status"], out["secondary_status"] = "Queued", "Waiting for the GPU (another local job is running)"
+    elif out["step"] == 0:
+        out["status"], out["secondary_status"] = "Starting", "Loading the model and caching latents"
+    else:
+        out["status"], out["secondary_status"] = "Training", f"step {out['step']}/{out['total_steps']}"
+    return out
+
+
+def failure_text(jobdir: Path, tail: str, info: dict) -> str:
+    failure = jobdir / "output" / "failure"
+    if failure.exists():
+        try:
+            return failure.read_text(encoding="utf-8", errors="replace").strip()[:4000]
+        except OSError:
+            pass
+    lines = [ln for ln in tail.splitlines() if ln.strip()]
+    detail = "\n".join(lines[-15:])
+    code = info.get("code")
+    return f"The trainer exited with code {code}." + (f"\n{detail}" if detail else "")
+
+
+def stop(jobdir: Path) -> str:
+    """SIGTERM to the trainer (it checkpoints) or, while queued, to the runner. Returns what was done."""
+    run = jobdir / "runner"
+    if (run / "exit.json").exists():
+        return "already finished"
+    (run / "stop-requested").write_text(str(time.time()), encoding="utf-8")
+    trainer_pid = _read_int(run / "trainer.pid")
+    if trainer_pid and _alive(trainer_pid, "cloudlora_backend.trainer"):
+        os.kill(trainer_pid, signal.SIGTERM)
+        return "stopping the trainer (it saves a checkpoint first)"
+    runner_pid = _read_int(run / "runner.pid")
+    if runner_pid and _alive(runner_pid, "cloudlora.jobs.runner"):
+        os.kill(runner_pid, signal.SIGTERM)
+        return "removed from the queue"
+    return "not running"
+
+
+def log_path(jobdir: Path) -> Path:
+    return jobdir / "runner" / "train.log"
+
+
+def samples(jobdir: Path) -> list[Path]:
+    found = []
+    for folder in (jobdir / "model" / "samples", jobdir / "output" / "samples", jobdir / "samples"):
+        if folder.is_dir():
+            found += sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
+    return found
+
+
+def tensorboard_dir(jobdir: Path) -> Path:
+    return jobdir / "output" / "tensorboard"
+
+
+def model_dir(jobdir: Path) -> Path:
+    return jobdir / "model"
+
+
+def delete(jobdir: Path) -> None:
+    if jobdir.exists():
+        shutil.rmtree(jobdir, ignore_errors=True)

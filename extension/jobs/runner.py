@@ -1,0 +1,102 @@
+"""The detached local runner: `python -m cloudlora.jobs.runner JOBDIR --lock FILE [--python PY | --managed]`.
+
+Started in its own session by local.py, so it outlives the WebUI. It waits for the one-GPU-job-at-a-time lock
+(status Queued), runs the trainer entrypoint on the job folder, writes its output to runner/train.log and records
+the exit status in runner/exit.json. Every state is a file, so any process can read the status later.
+Stdlib only (plus trainer_env for the managed venv).
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+_stop = False
+_child: subprocess.Popen | None = None
+
+
+def _on_term(signum, frame):  # noqa: ARG001
+    global _stop
+    _stop = True
+    if _child is not None and _child.poll() is None:
+        _child.send_signal(signal.SIGTERM)  # the trainer checkpoints, then exits
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    global _child
+    ap = argparse.ArgumentParser(prog="cloudlora.jobs.runner")
+    ap.add_argument("jobdir")
+    ap.add_argument("--lock", required=True)
+    ap.add_argument("--python", default="")
+    ap.add_argument("--managed", action="store_true")
+    args = ap.parse_args(argv)
+    jobdir = Path(args.jobdir)
+    run = jobdir / "runner"
+    run.mkdir(parents=True, exist_ok=True)
+    log = open(run / "train.log", "a", buffering=1, encoding="utf-8")
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def say(line: str) -> None:
+        log.write(f"[cloudlora] {line}\n")
+
+    def finish(code: int | None, note: str = "") -> int:
+        stopped = _stop or (run / "stop-requested").exists()
+        _write_json(run / "exit.json", {"code": code, "stopped": stopped, "ended": time.time(), "note": note})
+        say(f"finished: exit {code}" + (" (stopped)" if stopped else "") + (f": {note}" if note else ""))
+        return 0
+
+    try:
+        python = args.python
+        if args.managed:
+            (run / "preparing").write_text(str(time.time()), encoding="utf-8")
+            from cloudlora.jobs import trainer_env
+
+            python = trainer_env.ensure(log=lambda s: log.write(s + "\n"))
+            (run / "preparing").unlink(missing_ok=True)
+        say("waiting for the GPU (one local job at a time)")
+        Path(args.lock).parent.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(args.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        while True:
+            if _stop or (run / "stop-requested").exists():
+                return finish(None, "stopped while queued")
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.5)
+        cmd = [python, "-m", "cloudlora_backend.trainer", "--root", str(jobdir)]
+        say("$ " + " ".join(cmd))
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        (run / "started").write_text(str(time.time()), encoding="utf-8")
+        _child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(jobdir), env=env,
+                                  stdin=subprocess.DEVNULL)
+        (run / "trainer.pid").write_text(str(_child.pid), encoding="utf-8")
+        if _stop:  # a stop that came between the lock and the start
+            _child.send_signal(signal.SIGTERM)
+        code = _child.wait()
+        return finish(code)
+    except Exception as err:  # recorded, so the status says Failed with the reason instead of "orphan"
+        (jobdir / "output").mkdir(parents=True, exist_ok=True)
+        failure = jobdir / "output" / "failure"
+        if not failure.exists():
+            failure.write_text(f"The local runner failed: {err}", encoding="utf-8")
+        return finish(-1, str(err))
+    finally:
+        log.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
