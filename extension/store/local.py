@@ -33,19 +33,11 @@ class LocalStore:
             meta.unlink()
 
     def put_file(self, key: str, path: Path, *, metadata=None, progress: ProgressFn | None = None) -> None:
-        dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        total = os.path.getsize(path)
-        tmp = dest.with_name(dest.name + ".partial")
-        done = 0
-        with open(path, "rb") as src, open(tmp, "wb") as out:
-            while chunk := src.read(CHUNK):
-                out.write(chunk)
-                done += len(chunk)
-                if progress:
-                    progress(done, total)
-        tmp.replace(dest)
-        self._write_meta(dest, metadata)
+        """A chunked copy that resumes an interrupted one; the file's sha256 lands in the metadata."""
+        from ..assets.transfer import upload_file
+
+        cb = (lambda p: progress(p.done, p.total)) if progress else None
+        upload_file(self, check_key(key), Path(path), metadata=metadata, progress=cb, skip_if_same=False)
 
     def put_bytes(self, key: str, data: bytes, *, metadata=None) -> None:
         dest = self._path(key)

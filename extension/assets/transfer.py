@@ -1,0 +1,465 @@
+"""Uploads into the store: resumable multipart uploads with parallel parts, progress (bytes, rate, ETA) and cancel.
+
+s3transfer-style: `start(...)` returns a Transfer (result() like a future, cancel(), the latest progress).
+`upload_file` is the one place where resume, integrity and dedupe of single objects live:
+- S3: our own multipart loop (s3transfer's upload_file cannot resume after the process dies). The UploadId, part
+  size and the file's identity (path, size, mtime, sha256) are kept in data_dir()/uploads/<id>.json; a re-run asks
+  list_parts and sends only the missing parts, then completes.
+- Local store: a chunked copy into `<dest>.partial` that a re-run continues from where it stopped.
+- The full-file SHA-256 goes into the object's metadata (S3's multipart checksum is one of the parts, not of the
+  file) and is checked with head() after the upload; an object already there with the same hash is not sent again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+import uuid
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+from ..errors import UserError
+from ..settings import data_dir
+from . import hashcache
+
+MiB = 1 << 20
+GiB = 1 << 30
+MIN_PART = 8 * MiB
+MAX_PART = 64 * MiB
+MAX_PARTS = 10_000
+MULTIPART_THRESHOLD = 16 * MiB
+DEFAULT_THREADS = 8
+LOCAL_CHUNK = 8 * MiB
+
+
+class Cancelled(Exception):
+    """The user cancelled; what was sent is kept, so the next upload of the same file resumes."""
+
+
+@dataclass
+class Progress:
+    phase: str  # "hashing" | "uploading" | "verifying" | "done"
+    done: int
+    total: int
+    rate: float = 0.0  # bytes/s over the last few seconds
+    eta: float | None = None  # seconds
+    item: str = ""  # the file being sent
+    files_done: int = 0
+    files_total: int = 0
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+    def text(self) -> str:
+        eta = "" if self.eta is None else f"  ETA {format_duration(self.eta)}"
+        files = f"  files {self.files_done}/{self.files_total}" if self.files_total else ""
+        return (f"{self.phase} {format_bytes(self.done)} / {format_bytes(self.total)}"
+                f"  {format_bytes(self.rate)}/s{eta}{files}")
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def format_duration(s: float) -> str:
+    s = int(s + 0.5)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class Meter:
+    """Counts bytes from several threads and reports Progress with a rate over a sliding window."""
+
+    def __init__(self, callback: ProgressCallback | None, phase: str, total: int, *, done: int = 0, item: str = "",
+                 files_total: int = 0, min_interval: float = 0.0):
+        self.callback, self.phase, self.total, self.done, self.item = callback, phase, total, done, item
+        self.files_done, self.files_total = 0, files_total
+        self._lock = threading.Lock()
+        self._window: list[tuple[float, int]] = [(time.monotonic(), done)]
+        self._last_emit = 0.0
+        self._min_interval = min_interval
+
+    def add(self, n: int, *, item: str | None = None, file_done: bool = False) -> None:
+        with self._lock:
+            self.done += n
+            if item is not None:
+                self.item = item
+            if file_done:
+                self.files_done += 1
+            self._emit_locked(force=file_done)
+
+    def emit(self, phase: str | None = None, force: bool = True) -> None:
+        with self._lock:
+            if phase:
+                self.phase = phase
+            self._emit_locked(force=force)
+
+    def snapshot(self) -> Progress:
+        with self._lock:
+            return self._progress_locked()
+
+    def _progress_locked(self) -> Progress:
+        now = time.monotonic()
+        self._window.append((now, self.done))
+        while len(self._window) > 2 and now - self._window[0][0] > 5.0:
+            self._window.pop(0)
+        t0, d0 = self._window[0]
+        rate = (self.done - d0) / (now - t0) if now > t0 else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else None
+        return Progress(self.phase, self.done, self.total, rate, eta, self.item, self.files_done, self.files_total)
+
+    def _emit_locked(self, force: bool) -> None:
+        now = time.monotonic()
+        if not self.callback or (not force and now - self._last_emit < self._min_interval and self.done < self.total):
+            return
+        self._last_emit = now
+        self.callback(self._progress_locked())
+
+
+@dataclass
+class UploadResult:
+    key: str
+    size: int
+    sha256: str
+    bytes_sent: int  # bytes sent by THIS run (0 for a dedupe hit; only the missing parts on resume)
+    parts_sent: int = 0
+    parts_total: int = 0
+    skipped: bool = False  # already in the store with the same hash
+    resumed: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def part_size_for(size: int, preferred: int = 16 * MiB) -> int:
+    """Part size: `preferred` clamped to 8–64 MiB, grown (whole MiB) so there are at most 10,000 parts."""
+    part = min(max(preferred, MIN_PART), MAX_PART)
+    needed = -(-size // MAX_PARTS)
+    if needed > part:
+        part = -(-needed // MiB) * MiB
+    return part
+
+
+def uploads_dir() -> Path:
+    return data_dir() / "uploads"
+
+
+def _state_path(store, key: str) -> Path:
+    ident = hashlib.sha256(f"{store.kind}|{getattr(store, 'endpoint', '')}|{store.uri(key)}".encode()).hexdigest()
+    return uploads_dir() / f"{ident[:24]}.json"
+
+
+def _read_state(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_state(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _check_cancel(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("cancelled")
+
+
+def upload_file(store, key: str, path: Path | str, *, metadata: Mapping[str, str] | None = None,
+                sha256: str | None = None, progress: ProgressCallback | None = None,
+                cancel: threading.Event | None = None, threads: int = DEFAULT_THREADS,
+                part_size: int | None = None, skip_if_same: bool = True) -> UploadResult:
+    """Puts a local file at `key`, resuming an interrupted upload of the same file, skipping an identical object."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} is not a file.", "Give the path of an existing file.")
+    size = path.stat().st_size
+    if sha256 is None:
+        hasher = Meter(progress, "hashing", size, item=path.name)
+        sha256 = hashcache.sha256_file(path, progress=lambda d, t: hasher.add(d - hasher.done), cancel=cancel)
+    meta = {**dict(metadata or {}), "sha256": sha256}
+    if skip_if_same:
+        info = store.head(key)
+        if info is not None and info.size == size and info.metadata.get("sha256") == sha256:
+            Meter(progress, "done", size, done=size, item=path.name).emit()
+            return UploadResult(key, size, sha256, 0, skipped=True)
+    meter = Meter(progress, "uploading", size, item=path.name)
+    if store.kind == "s3":
+        result = _s3_upload(store, key, path, size, sha256, meta, meter, cancel, threads, part_size)
+    else:
+        result = _local_upload(store, key, path, size, sha256, meta, meter, cancel)
+    meter.emit("verifying")
+    info = store.head(key)
+    if info is None or info.size != size or info.metadata.get("sha256") != sha256:
+        got = "nothing" if info is None else f"{info.size} bytes, sha256 {info.metadata.get('sha256')}"
+        raise UserError(f"The upload of {path} to {store.uri(key)} did not verify: expected {size} bytes with "
+                        f"sha256 {sha256}, the store has {got}.", "Upload it again; if it repeats, run "
+                        "`cloudlora doctor` to check the store.")
+    meter.emit("done")
+    return result
+
+
+# --- S3 -----------------------------------------------------------------------------------------------------------
+
+
+def _list_parts(client, bucket: str, key: str, upload_id: str) -> dict[int, dict]:
+    parts: dict[int, dict] = {}
+    kwargs = {"Bucket": bucket, "Key": key, "UploadId": upload_id}
+    while True:
+        resp = client.list_parts(**kwargs)
+        for p in resp.get("Parts", []):
+            parts[p["PartNumber"]] = p
+        if not resp.get("IsTruncated"):
+            return parts
+        kwargs["PartNumberMarker"] = resp["NextPartNumberMarker"]
+
+
+def _crc32_of_part(path: Path, offset: int, length: int) -> str:
+    """S3's base64 big-endian CRC32 of one part, for servers whose list_parts omits it (SeaweedFS)."""
+    import base64
+    import zlib
+
+    crc = 0
+    with open(path, "rb") as f:
+        f.seek(offset)
+        left = length
+        while left > 0:
+            chunk = f.read(min(left, LOCAL_CHUNK))
+            if not chunk:
+                break
+            crc = zlib.crc32(chunk, crc)
+            left -= len(chunk)
+    return base64.b64encode(crc.to_bytes(4, "big")).decode()
+
+
+def _part_entry(p: dict) -> dict:
+    entry = {"PartNumber": p["PartNumber"], "ETag": p["ETag"]}
+    if p.get("ChecksumCRC32"):
+        entry["ChecksumCRC32"] = p["ChecksumCRC32"]
+    return entry
+
+
+def _s3_upload(store, key, path, size, sha256, meta, meter, cancel, threads, part_size) -> UploadResult:
+    import botocore.exceptions as bx
+
+    client, bucket = store.client, store.bucket
+    if size < MULTIPART_THRESHOLD and part_size is None:
+        _check_cancel(cancel)
+        with open(path, "rb") as body:
+            store.put_object(key, body, meta)
+        meter.add(size)
+        return UploadResult(key, size, sha256, size, 1, 1)
+
+    state_path = _state_path(store, key)
+    ident = {**hashcache.identity(path), "sha256": sha256}
+    state = _read_state(state_path)
+    done: dict[int, dict] = {}
+    resumed = False
+    if state and state.get("file") == ident and state.get("bucket") == bucket and state.get("key") == key:
+        try:
+            done = _list_parts(client, bucket, key, state["upload_id"])
+            resumed = True
+        except bx.ClientError:  # NoSuchUpload: it was completed, aborted or expired; start again
+            state = None
+    elif state:  # another file (or a changed one) was being sent to this key: drop that upload
+        try:
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=state["upload_id"])
+        except bx.ClientError:
+            pass
+        state = None
+    if not state:
+        part = part_size or part_size_for(size)
+        resp = store.call("create_multipart_upload", Bucket=bucket, Key=key, Metadata=dict(meta),
+                          ChecksumAlgorithm="CRC32")
+        state = {"upload_id": resp["UploadId"], "bucket": bucket, "key": key, "part_size": part, "file": ident,
+                 "created": time.time()}
+        _write_state(state_path, state)
+    upload_id, part = state["upload_id"], int(state["part_size"])
+    count = max(1, -(-size // part))
+    expected = {n: min(part, size - (n - 1) * part) for n in range(1, count + 1)}
+    done = {n: p for n, p in done.items() if expected.get(n) == p.get("Size")}
+    missing = [n for n in expected if n not in done]
+    meter.done = sum(expected[n] for n in done)
+    meter.emit()
+
+    stop = threading.Event()
+
+    def send(n: int) -> dict:
+        if stop.is_set():
+            raise Cancelled("stopped")
+        _check_cancel(cancel)
+        with open(path, "rb") as f:
+            f.seek((n - 1) * part)
+            data = f.read(expected[n])
+        resp = store.call("upload_part", Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=n, Body=data,
+                          ChecksumAlgorithm="CRC32")
+        meter.add(len(data))
+        return {"PartNumber": n, "ETag": resp["ETag"], "ChecksumCRC32": resp.get("ChecksumCRC32")}
+
+    sent: dict[int, dict] = {}
+    if missing:
+        with ThreadPoolExecutor(max_workers=max(1, min(threads, len(missing))),
+                                thread_name_prefix="cloudlora-part") as pool:
+            futures = {pool.submit(send, n): n for n in missing}
+            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in finished if f.exception() is not None]
+            if failed:
+                stop.set()
+                for f in futures:
+                    f.cancel()
+                wait(futures)
+                err = failed[0].exception()
+                raise err
+            sent = {futures[f]: f.result() for f in futures}
+    _check_cancel(cancel)
+    for n, p in done.items():  # complete needs every part's checksum, since the upload was created with CRC32
+        if not p.get("ChecksumCRC32"):
+            p["ChecksumCRC32"] = _crc32_of_part(path, (n - 1) * part, expected[n])
+    parts = [_part_entry({**done[n], "PartNumber": n}) if n in done else _part_entry(sent[n]) for n in expected]
+    store.call("complete_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id,
+               MultipartUpload={"Parts": parts})
+    try:
+        state_path.unlink()
+    except OSError:
+        pass
+    return UploadResult(key, size, sha256, sum(expected[n] for n in sent), len(sent), count, resumed=resumed)
+
+
+# --- local store --------------------------------------------------------------------------------------------------
+
+
+def _local_upload(store, key, path, size, sha256, meta, meter, cancel) -> UploadResult:
+    dest = store._path(key)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".partial")
+    state_path = _state_path(store, key)
+    ident = {**hashcache.identity(path), "sha256": sha256}
+    state = _read_state(state_path)
+    offset = 0
+    if state and state.get("file") == ident and partial.exists() and partial.stat().st_size <= size:
+        offset = partial.stat().st_size
+    else:
+        _write_state(state_path, {"key": key, "file": ident, "created": time.time()})
+        if partial.exists():
+            partial.unlink()
+    meter.done = offset
+    meter.emit()
+    with open(path, "rb") as src, open(partial, "ab" if offset else "wb") as out:
+        src.seek(offset)
+        while chunk := src.read(LOCAL_CHUNK):
+            _check_cancel(cancel)
+            out.write(chunk)
+            meter.add(len(chunk))
+        out.flush()
+        os.fsync(out.fileno())
+    partial.replace(dest)
+    store._write_meta(dest, meta)
+    try:
+        state_path.unlink()
+    except OSError:
+        pass
+    return UploadResult(key, size, sha256, size - offset, resumed=offset > 0)
+
+
+# --- transfers in the background (tabs and REST poll them) ---------------------------------------------------------
+
+
+class Transfer:
+    """A transfer running in a background thread: result()/done()/exception() like a future, cancel(), progress."""
+
+    def __init__(self, name: str):
+        self.id = uuid.uuid4().hex[:12]
+        self.name = name
+        self.cancel_event = threading.Event()
+        self.future: Future = Future()
+        self.progress: Progress | None = None
+        self.started = time.time()
+        self.log: list[str] = []
+
+    def result(self, timeout: float | None = None):
+        return self.future.result(timeout)
+
+    def exception(self, timeout: float | None = None):
+        return self.future.exception(timeout)
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def _on_progress(self, p: Progress) -> None:
+        self.progress = p
+
+    def status(self) -> str:
+        if not self.future.done():
+            return "cancelling" if self.cancel_event.is_set() else "running"
+        err = self.future.exception()
+        if err is None:
+            return "done"
+        return "cancelled" if isinstance(err, Cancelled) else "failed"
+
+    def to_dict(self) -> dict:
+        p = self.progress
+        out = {"id": self.id, "name": self.name, "status": self.status(), "started": self.started,
+               "progress": asdict(p) if p else None, "progress_text": p.text() if p else ""}
+        if self.future.done():
+            err = self.future.exception()
+            if err is None:
+                res = self.future.result()
+                out["result"] = res.to_dict() if hasattr(res, "to_dict") else res
+            else:
+                out["error"] = str(err)
+        return out
+
+
+_transfers: dict[str, Transfer] = {}
+_transfers_lock = threading.Lock()
+
+
+def start(name: str, fn: Callable, *args, progress: ProgressCallback | None = None, **kwargs) -> Transfer:
+    """Runs fn(*args, progress=..., cancel=..., **kwargs) in a background thread and returns its Transfer."""
+    from .. import background
+
+    transfer = Transfer(name)
+
+    def report(p: Progress) -> None:
+        transfer._on_progress(p)
+        if progress:
+            progress(p)
+
+    def run() -> None:
+        try:
+            transfer.future.set_result(fn(*args, progress=report, cancel=transfer.cancel_event, **kwargs))
+        except BaseException as err:  # noqa: BLE001 - handed to whoever waits on the future
+            transfer.future.set_exception(err)
+
+    with _transfers_lock:
+        _transfers[transfer.id] = transfer
+    background.register_stopper(transfer.cancel)
+    background.start(f"transfer-{transfer.id}", run)
+    return transfer
+
+
+def get(transfer_id: str) -> Transfer | None:
+    with _transfers_lock:
+        return _transfers.get(transfer_id)
+
+
+def all_transfers() -> list[Transfer]:
+    with _transfers_lock:
+        return list(_transfers.values())

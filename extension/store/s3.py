@@ -1,0 +1,138 @@
+"""The S3 store: a bucket on AWS or any S3-compatible endpoint (SeaweedFS, MinIO, R2), through plain boto3.
+
+REFERENCE §3: the CRT transfer client ignores endpoint_url, so downloads force s3transfer's classic client; boto3's
+default checksums work with SeaweedFS. Large uploads go through cloudlora.assets.transfer (resumable multipart).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from ..errors import UserError
+from ..settings import Settings
+from .base import ObjectInfo, ProgressFn, check_key
+
+POOL = 16  # HTTP connections: at least the upload threads
+
+
+def make_client(settings: Settings):
+    """An S3 client from the settings (profile, region, endpoint URL, retries), via the shared AWS session module."""
+    from ..aws import session
+
+    return session.client(settings, "s3", max_pool_connections=POOL)
+
+
+def _is_missing(err) -> bool:
+    code = str(err.response.get("Error", {}).get("Code", ""))
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in ("404", "NoSuchKey", "NotFound") or status == 404
+
+
+class S3Store:
+    kind = "s3"
+
+    def __init__(self, client, bucket: str, settings: Settings | None = None):
+        self.client = client
+        self.bucket = bucket
+        self.settings = settings
+        self.endpoint = client.meta.endpoint_url
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "S3Store":
+        if not settings.bucket:
+            raise UserError("No S3 bucket is configured.", "Set CLOUDLORA_BUCKET or the bucket in the settings.")
+        return cls(make_client(settings), settings.bucket, settings)
+
+    def uri(self, key: str = "") -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def call(self, operation: str, **kwargs):
+        """client.<operation>(**kwargs) with AWS errors turned into UserErrors that say what was being done."""
+        from ..aws.session import aws_errors
+
+        with aws_errors(self.settings, service="s3", what=f"{operation} on {self.uri(kwargs.get('Key', ''))}"):
+            return getattr(self.client, operation)(**kwargs)
+
+    def put_object(self, key: str, body, metadata: Mapping[str, str] | None = None) -> None:
+        self.call("put_object", Bucket=self.bucket, Key=check_key(key), Body=body, Metadata=dict(metadata or {}))
+
+    def put_file(self, key: str, path: Path, *, metadata: Mapping[str, str] | None = None,
+                 progress: ProgressFn | None = None) -> None:
+        """Resumable multipart for large files; the full-file sha256 lands in the metadata."""
+        from ..assets.transfer import upload_file
+
+        cb = (lambda p: progress(p.done, p.total)) if progress else None
+        upload_file(self, check_key(key), Path(path), metadata=metadata, progress=cb, skip_if_same=False)
+
+    def put_bytes(self, key: str, data: bytes, *, metadata: Mapping[str, str] | None = None) -> None:
+        self.put_object(key, data, metadata)
+
+    def get_bytes(self, key: str) -> bytes:
+        import botocore.exceptions as bx
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=check_key(key))["Body"].read()
+        except bx.ClientError as err:
+            if _is_missing(err):
+                raise FileNotFoundError(f"not in the store: {key}") from err
+            self.call("head_object", Bucket=self.bucket, Key=key)  # raises the translated error
+            raise
+
+    def download(self, key: str, dest: Path, *, progress: ProgressFn | None = None) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        info = self.head(key)
+        if info is None:
+            raise FileNotFoundError(f"not in the store: {key}")
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        done = [0]
+
+        def cb(n: int) -> None:
+            done[0] += n
+            if progress:
+                progress(done[0], info.size)
+
+        tmp = dest.with_name(dest.name + ".partial")
+        config = TransferConfig(preferred_transfer_client="classic", max_concurrency=8,
+                                multipart_chunksize=16 << 20)
+        from ..aws.session import aws_errors
+
+        with aws_errors(self.settings, service="s3", what=f"downloading {self.uri(key)}"):
+            self.client.download_file(self.bucket, key, str(tmp), Callback=cb, Config=config)
+        os.replace(tmp, dest)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        import botocore.exceptions as bx
+
+        try:
+            resp = self.client.head_object(Bucket=self.bucket, Key=check_key(key))
+        except bx.ClientError as err:
+            if _is_missing(err):
+                return None
+            from ..aws.session import translate
+
+            raise (translate(err, settings=self.settings, service="s3", what=f"reading {self.uri(key)}")
+                   or err) from err
+        return ObjectInfo(key, int(resp["ContentLength"]), dict(resp.get("Metadata") or {}))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Objects under the prefix with their sizes (no metadata: that would be one request per object)."""
+        from ..aws.session import aws_errors
+
+        with aws_errors(self.settings, service="s3", what=f"listing {self.uri(prefix)}"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    yield ObjectInfo(obj["Key"], int(obj["Size"]), {})
+
+    def delete(self, key: str) -> None:
+        self.call("delete_object", Bucket=self.bucket, Key=check_key(key))
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = [o.key for o in self.list(prefix)]
+        for i in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[i:i + 1000]]
+            self.call("delete_objects", Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+        return len(keys)
