@@ -1,0 +1,193 @@
+"""`cloudlora train`: create a training job (locally or on SageMaker), optionally --wait for it and pull the LoRA.
+
+--model and --dataset take a name in the store, or a local path: a checkpoint file or a dataset folder/zip is
+uploaded to the store first (deduplicated by content, so a second run does not upload it again).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .. import settings as settings_mod
+from ..errors import UserError
+from ..jobs import instances
+from ..jobs.spec import DEFAULT_MAX_RUNTIME_S, DEFAULT_MAX_WAIT_S, JobSpec
+from .output import print_json
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="create a training job (local or SageMaker); --wait follows it",
+                              description=__doc__)
+    p.add_argument("--model", required=True, help="model name in the store, or a local checkpoint file")
+    p.add_argument("--dataset", required=True, help="dataset name in the store, or a local folder/zip")
+    p.add_argument("--config", help="Kohya TOML file (default: the family's defaults)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change one config key, e.g. --set max_train_steps=200 (repeatable)")
+    p.add_argument("--backend", choices=["local", "sagemaker"], help="default: the settings' backend")
+    p.add_argument("--instance-type", help=f"SageMaker instance type, e.g. {', '.join(instances.sagemaker_names()[:3])}")
+    p.add_argument("--spot", dest="spot", action="store_true", default=True, help="managed spot (default)")
+    p.add_argument("--no-spot", dest="spot", action="store_false", help="on-demand instances")
+    p.add_argument("--max-runtime", type=int, default=DEFAULT_MAX_RUNTIME_S, metavar="SECONDS")
+    p.add_argument("--max-wait", type=int, default=DEFAULT_MAX_WAIT_S, metavar="SECONDS",
+                   help="spot: the longest wait for capacity, incl. the run (>= --max-runtime)")
+    p.add_argument("--family", choices=["sd15", "sdxl"], help="default: detected from the model")
+    p.add_argument("--name", help="the LoRA's name (default: the dataset's name)")
+    p.add_argument("--container", choices=["cloudlora", "kohya-sample"], default="cloudlora",
+                   help="SageMaker image contract: ours, or the SageMaker Kohya sample's")
+    p.add_argument("--image-uri", help="SageMaker trainer image (default: the settings')")
+    p.add_argument("--client-token", help="idempotency token: the same token returns the same job")
+    p.add_argument("--wait", action="store_true", help="follow the job; pull the LoRA when it completes")
+    p.add_argument("--lora-dir", help="with --wait: where the LoRA goes (default: the settings' Lora folder)")
+    p.add_argument("--json", action="store_true", help="print the job as JSON")
+    p.set_defaults(func=cmd_train)
+
+
+def _is_path(value: str) -> bool:
+    return "/" in value or value.startswith(".") or Path(value).exists()
+
+
+def _upload_if_path(kind: str, value: str, settings) -> str:
+    """A local path is uploaded with the assets functions and replaced by its store name."""
+    if not _is_path(value):
+        return value
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise UserError(f"{path} does not exist.", f"Pass a {kind} name from the store or an existing path.")
+    from ..store import open_store
+
+    store = open_store(settings)
+    print(f"Uploading {kind} {path} to the store ...", file=sys.stderr)
+    if kind == "model":
+        from ..assets import models
+
+        manifest = models.upload_model(store, path, name=None)
+    else:
+        from ..assets import datasets
+
+        manifest = datasets.upload_dataset(store, path, name=None)
+    name = manifest["name"] if isinstance(manifest, dict) else getattr(manifest, "name")
+    print(f"  -> {kind} '{name}'", file=sys.stderr)
+    return name
+
+
+def build_config(args, family: str) -> str:
+    from cloudlora_backend.trainer import config as kohya_config
+
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise UserError(f"Config file {path} does not exist.", "Pass the path of a Kohya .toml file.")
+        text = path.read_text(encoding="utf-8")
+    else:
+        text = kohya_config.default_toml(family)
+    updates = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r} is not KEY=VALUE.", "Write it like --set max_train_steps=200.")
+        updates[key.strip()] = value
+    if updates:
+        try:
+            text = kohya_config.set_keys(text, updates)
+        except kohya_config.ConfigError as err:
+            raise UserError(f"--set: {err}", "Use sd-scripts key names (`cloudlora config defaults`).") from err
+    return text
+
+
+def cmd_train(args) -> int:
+    from ..jobs import service
+    from ..jobs.spec import read_manifest
+    from ..store import open_store
+
+    settings = settings_mod.resolve({"backend": args.backend, "instance_type": args.instance_type})
+    model = _upload_if_path("model", args.model, settings)
+    dataset = _upload_if_path("dataset", args.dataset, settings)
+    family = args.family
+    if not family:
+        fam = str(read_manifest(open_store(settings), "models", model).get("family") or "")
+        family = fam if fam in ("sd15", "sdxl") else "sd15"
+    backend = args.backend or settings.effective_backend
+    spec = JobSpec(model=model, dataset=dataset, family=family, config=build_config(args, family),
+                   lora_name=args.name or dataset, backend=backend,
+                   instance_type=(args.instance_type or settings.instance_type) if backend == "sagemaker"
+                   else instances.LOCAL,
+                   spot=args.spot, max_wait_s=args.max_wait, max_runtime_s=args.max_runtime,
+                   container=args.container, image_uri=args.image_uri or "",
+                   client_token=args.client_token or "")
+    job = service.create_job(spec, settings, progress=lambda s: print(s, file=sys.stderr))
+    for w in job.get("warnings") or []:
+        print(f"warning: {w}", file=sys.stderr)
+    if not job.get("created", True):
+        print(f"A job with this client token exists already: {job['id']}", file=sys.stderr)
+    if not args.wait:
+        if args.json:
+            print_json(job)
+        else:
+            est = job.get("estimate") or {}
+            print(f"{job['id']}  {job['status']}" + (f"  ({est.get('steps')} steps)" if est else ""))
+            print(f"Follow it: cloudlora logs {job['id']} --follow", file=sys.stderr)
+        return 0
+    return wait_and_report(job["id"], settings, as_json=args.json, lora_dir=args.lora_dir)
+
+
+def wait_and_report(job_id: str, settings, *, as_json: bool = False, lora_dir: str | None = None) -> int:
+    from ..jobs import service
+
+    tty = sys.stderr.isatty()
+    last = [""]
+
+    def show(info: dict) -> None:
+        line = f"{info['status']}"
+        if info.get("total_steps"):
+            line += f" step {info['step']}/{info['total_steps']}"
+        if info.get("loss_points"):
+            line += f" loss {info['loss_points'][-1]['loss']:.4f}"
+        if info.get("elapsed"):
+            line += f" ({info['elapsed']})"
+        if line != last[0]:
+            print(("\r" + line.ljust(70)) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+            last[0] = line
+
+    if lora_dir:  # --lora-dir for this run: pull explicitly, not by auto-pull into the default folder
+        info = _wait_no_autopull(job_id, settings, show)
+    else:
+        info = service.wait(job_id, settings, on_update=show)
+    if tty:
+        print(file=sys.stderr)
+    if info["status"] == "Completed":
+        pulled = info.get("pulled") or []
+        if lora_dir or not pulled:
+            result = service.pull_job(job_id, settings, lora_dir=lora_dir)
+            pulled = [result["file"]]
+            print(result["message"], file=sys.stderr)
+        info = {**info, "pulled": pulled}
+        if as_json:
+            print_json({k: v for k, v in info.items() if k not in ("log_tail", "config")})
+        else:
+            print(f"{job_id} Completed. LoRA: {pulled[-1] if pulled else '(not pulled)'}")
+        return 0
+    exp = info.get("explanation") or {}
+    if as_json:
+        print_json({k: v for k, v in info.items() if k != "config"})
+    print(f"{job_id} {info['status']}.", file=sys.stderr)
+    if exp:
+        print(f"error: {exp.get('message')}", file=sys.stderr)
+        if exp.get("fix"):
+            print(f"fix: {exp['fix']}", file=sys.stderr)
+    elif info.get("failure"):
+        print(info["failure"], file=sys.stderr)
+    return 1
+
+
+def _wait_no_autopull(job_id: str, settings, show) -> dict:
+    import time
+
+    from ..jobs import service
+    from ..jobs.records import TERMINAL
+
+    while True:
+        info = service.get_job(job_id, settings, log_lines=20, auto_pull=False)
+        show(info)
+        if info["status"] in TERMINAL:
+            return info
+        time.sleep(1.0)

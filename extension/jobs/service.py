@@ -1,0 +1,448 @@
+"""The one set of job actions that the tab, the CLI and the REST routes call.
+
+create_job, list_jobs, get_job, stop_job, delete_record, pull_job, follow_logs (+ job_outputs, estimate_job,
+default_config). Each takes plain values and returns plain dicts, so every caller shows the same thing.
+Status always comes from the backend (local files or SageMaker) and is cached in the job record for listing;
+a refresh that sees a Completed job that was not pulled yet pulls it (auto-pull).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .. import settings as settings_mod
+from ..errors import UserError
+from ..settings import Settings, data_dir
+from . import estimate as estimate_mod
+from . import events, failures, local, records
+from .records import TERMINAL, JobRecord
+from .spec import JobSpec, normalise, validate
+
+log = logging.getLogger(__name__)
+_create_lock = threading.Lock()
+_log_cache: dict[str, tuple[dict, deque]] = {}  # SageMaker: job id -> (CloudWatch tokens, last lines)
+
+
+def _settings(settings: Settings | None) -> Settings:
+    return settings or settings_mod.resolve()
+
+
+def _store(settings: Settings):
+    from ..store import open_store
+
+    return open_store(settings)
+
+
+def _get_record(store, job_id: str) -> JobRecord:
+    rec = records.load(store, job_id)
+    if rec is None:
+        raise UserError(f"No training job '{job_id}' in the store ({store.uri('jobs')}).",
+                        "List the jobs with `cloudlora jobs` (or refresh the Trainings List).")
+    return rec
+
+
+def default_config(family: str) -> str:
+    from cloudlora_backend.trainer.config import default_toml
+
+    return default_toml(family)
+
+
+# --- create -------------------------------------------------------------------------------------------------------
+
+def create_job(spec: JobSpec | dict, settings: Settings | None = None, *,
+               progress: Callable[[str], None] | None = None) -> dict:
+    """Validates and submits a job. The same client token returns the same job (created=False)."""
+    settings = _settings(settings)
+    spec = JobSpec.from_dict(spec) if isinstance(spec, dict) else spec
+    spec = normalise(spec, settings)
+    store = _store(settings)
+    say = progress or (lambda s: None)
+    job_id = records.job_id_for(spec.lora_name or "lora", spec.client_token)
+    with _create_lock, records.lock(f"create-{job_id}"):
+        existing = records.load(store, job_id)
+        if existing is not None:
+            return {**summary(existing), "created": False, "warnings": []}
+        say("Checking the model, dataset and config")
+        checked = validate(spec, settings, store)
+        model, dataset = checked["model"], checked["dataset"]
+        spec.job_id = job_id
+        spec.created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        est = estimate_mod.estimate(spec.config, family=spec.family, images_per_epoch=_images_per_epoch(dataset),
+                                    instance_type=spec.instance_type, backend=spec.backend, spot=spec.spot)
+        model_key = str(model.get("file") or "")
+        if not model_key.startswith("models/"):
+            model_key = f"models/{spec.model}/{model_key}" if model_key else ""
+        if not model_key:
+            raise UserError(f"The manifest of model '{spec.model}' names no checkpoint file.",
+                            f"Upload the model again (`cloudlora model upload PATH --name {spec.model}`).")
+        rec = JobRecord(spec=spec, status="Created", total_steps=est.steps, model_file=model_key,
+                        triggers=list(dataset.get("triggers") or []),
+                        images_per_epoch=_images_per_epoch(dataset))
+        if spec.backend == "local":
+            jobdir = local.job_dir(store, job_id)
+            rec.local_dir = str(jobdir)
+            records.save(store, rec)
+            say("Preparing the job folder")
+            try:
+                local.prepare(jobdir, store, model_key=model_key, dataset_name=spec.dataset, config_text=spec.config,
+                              hyperparameters={"output_name": spec.lora_name, "family": spec.family,
+                                               "config": "config.toml", "job_id": job_id})
+                local.start(jobdir, settings)
+            except BaseException:
+                records.delete(store, job_id)
+                local.delete(jobdir)
+                raise
+            rec.status = "Queued"
+        else:
+            from . import sagemaker
+
+            rec.sagemaker_name = job_id
+            say("Submitting to SageMaker")
+            sagemaker.create(settings, spec, model_key=model_key, dataset_name=spec.dataset, store=store)
+            rec.status = "Starting"
+        records.save(store, rec)
+        say(f"Created {job_id}")
+        return {**summary(rec), "created": True, "warnings": checked["warnings"], "estimate": est.as_dict()}
+
+
+def _images_per_epoch(dataset: dict) -> int:
+    n = dataset.get("images_per_epoch")
+    if n:
+        return int(n)
+    return int(dataset.get("images") or dataset.get("file_count") or 1)
+
+
+def estimate_job(*, config: str, family: str, dataset: str, instance_type: str, backend: str, spot: bool,
+                 settings: Settings | None = None) -> dict:
+    settings = _settings(settings)
+    ipe = 1
+    if dataset:
+        try:
+            from .spec import read_manifest
+
+            ipe = _images_per_epoch(read_manifest(_store(settings), "datasets", dataset))
+        except UserError:
+            pass
+    est = estimate_mod.estimate(config, family=family or "sd15", images_per_epoch=ipe, instance_type=instance_type,
+                                backend=backend, spot=spot)
+    return {**est.as_dict(), "summary": est.summary()}
+
+
+# --- status ---------------------------------------------------------------------------------------------------------
+
+def _refresh(rec: JobRecord, settings: Settings, store, *, with_logs: bool = False) -> JobRecord:
+    """Asks the backend for the current status and saves the record when it changed."""
+    if rec.status in TERMINAL and rec.updated and (rec.pulled or not rec.auto_pull or rec.status != "Completed"):
+        return rec
+    before = (rec.status, rec.secondary_status, rec.step, rec.total_steps, rec.failure, rec.billable_s)
+    if rec.spec.backend == "local":
+        st = local.status(Path(rec.local_dir))
+        rec.status, rec.secondary_status = st["status"], st["secondary_status"]
+        if st["total_steps"]:
+            rec.step, rec.total_steps = st["step"], st["total_steps"]
+        rec.started, rec.ended, rec.failure = st["started"] or rec.started, st["ended"], st["failure"]
+    else:
+        from . import sagemaker
+
+        st = sagemaker.status_from(sagemaker.describe(settings, rec.sagemaker_name or rec.id))
+        rec.status, rec.secondary_status = st["status"], st["secondary_status"]
+        rec.started, rec.ended = st["started"], st["ended"]
+        rec.billable_s, rec.training_s = st["billable_s"], st["training_s"]
+        rec.failure, rec.output_uri = st["failure"], st["output_uri"]
+        if with_logs:
+            _sagemaker_log_lines(rec, settings)
+    if (rec.status, rec.secondary_status, rec.step, rec.total_steps, rec.failure, rec.billable_s) != before:
+        records.save(store, rec)
+    return rec
+
+
+def _sagemaker_log_lines(rec: JobRecord, settings: Settings) -> list[str]:
+    from . import sagemaker
+
+    tokens, lines = _log_cache.get(rec.id, ({}, deque(maxlen=2000)))
+    new, tokens = sagemaker.log_events(settings, rec.sagemaker_name or rec.id, tokens)
+    lines.extend(new)
+    _log_cache[rec.id] = (tokens, lines)
+    step, total, _ = local.last_step("\n".join(lines))
+    if total:
+        rec.step, rec.total_steps = step, total
+    return list(lines)
+
+
+def _auto_pull(rec: JobRecord, settings: Settings, store) -> None:
+    if rec.status == "Completed" and rec.auto_pull and not rec.pulled:
+        try:
+            pull_job(rec.id, settings=settings)
+        except Exception as err:  # listing must go on; the job view shows the reason
+            log.warning("cloudlora: auto-pull of %s failed: %s", rec.id, err)
+
+
+def summary(rec: JobRecord) -> dict:
+    spec = rec.spec
+    end = rec.ended or (time.time() if rec.started and rec.status not in TERMINAL else 0)
+    elapsed = max(0.0, end - rec.started) if rec.started else 0.0
+    out = {
+        "id": rec.id, "lora_name": spec.lora_name, "model": spec.model, "dataset": spec.dataset,
+        "family": spec.family, "backend": spec.backend, "instance_type": spec.instance_type,
+        "spot": spec.spot if spec.backend == "sagemaker" else False, "container": spec.container,
+        "status": rec.status, "secondary_status": rec.secondary_status,
+        "step": rec.step, "total_steps": rec.total_steps,
+        "elapsed_s": round(elapsed), "elapsed": estimate_mod.format_duration(elapsed) if elapsed else "",
+        "created": spec.created, "triggers": rec.triggers,
+        "pulled": [p.get("file") for p in rec.pulled],
+        "cost_usd": 0.0 if spec.backend == "local" else None, "spot_savings": None,
+    }
+    if spec.backend == "sagemaker":
+        from . import sagemaker
+
+        c = sagemaker.cost(spec.instance_type, rec.billable_s, rec.training_s, spec.spot)
+        out["cost_usd"], out["spot_savings"] = c["cost_usd"], c["spot_savings"]
+    return out
+
+
+def list_jobs(settings: Settings | None = None, *, refresh: bool = True, auto_pull: bool = True) -> list[dict]:
+    settings = _settings(settings)
+    store = _store(settings)
+    out = []
+    for rec in records.list_records(store):
+        if refresh:
+            try:
+                rec = _refresh(rec, settings, store)
+            except UserError as err:  # one unreachable job must not hide the others
+                rec.secondary_status = f"status unavailable: {err.message}"
+            if auto_pull:
+                _auto_pull(rec, settings, store)
+                rec = records.load(store, rec.id) or rec
+        out.append(summary(rec))
+    return out
+
+
+def get_job(job_id: str, settings: Settings | None = None, *, log_lines: int = 200, auto_pull: bool = True) -> dict:
+    """Everything about one job: status, step x/y, elapsed, cost, loss points, samples, log tail, failure."""
+    settings = _settings(settings)
+    store = _store(settings)
+    rec = _refresh(_get_record(store, job_id), settings, store, with_logs=True)
+    if auto_pull:
+        _auto_pull(rec, settings, store)
+        rec = records.load(store, job_id) or rec
+    out = summary(rec)
+    if rec.spec.backend == "local":
+        jobdir = Path(rec.local_dir)
+        tail_text = local.read_tail(local.log_path(jobdir))
+        loss = events.loss_points(local.tensorboard_dir(jobdir))
+        samples = [str(p) for p in local.samples(jobdir)]
+        outputs = [str(p) for p in _outputs(rec)]
+    else:
+        tail_text = "\n".join(_log_cache.get(rec.id, ({}, []))[1])
+        loss = events.loss_points(_sync_tensorboard(rec, settings, store))
+        art = _artifacts_dir(rec)
+        samples = [str(p) for p in sorted(art.rglob("*.png"))] if art.exists() else []
+        outputs = [str(p) for p in _outputs(rec)]
+    tail = tail_text.splitlines()[-log_lines:]
+    out.update(log_tail=tail, loss_points=loss, samples=samples, outputs=outputs, failure=rec.failure,
+               explanation=None, config=rec.spec.config)
+    if rec.status == "Failed":
+        exp = failures.explain(rec.failure, "\n".join(tail[-60:]), instance_type=rec.spec.instance_type)
+        out["explanation"] = exp.as_dict() if exp else None
+    return out
+
+
+def _artifacts_dir(rec: JobRecord) -> Path:
+    return data_dir() / "jobs" / rec.id / "model"
+
+
+def _sync_tensorboard(rec: JobRecord, settings: Settings, store) -> Path:
+    """Mirrors the job's TensorBoard events from S3 (SageMaker syncs them while it runs); only changed files."""
+    dest = data_dir() / "jobs" / rec.id / "tensorboard"
+    prefix = f"jobs/{rec.id}/tensorboard/"
+    try:
+        for info in store.list(prefix):
+            target = dest / info.key[len(prefix):]
+            if not target.exists() or target.stat().st_size != info.size:
+                store.download(info.key, target)
+    except Exception as err:  # the curve is a nice-to-have; the status must still show
+        log.info("cloudlora: TensorBoard sync of %s failed: %s", rec.id, err)
+    return dest
+
+
+def tensorboard_dir(job_id: str, settings: Settings | None = None) -> Path:
+    settings = _settings(settings)
+    store = _store(settings)
+    rec = _get_record(store, job_id)
+    if rec.spec.backend == "local":
+        return local.tensorboard_dir(Path(rec.local_dir))
+    return _sync_tensorboard(rec, settings, store)
+
+
+# --- actions --------------------------------------------------------------------------------------------------------
+
+def stop_job(job_id: str, settings: Settings | None = None) -> dict:
+    settings = _settings(settings)
+    store = _store(settings)
+    rec = _refresh(_get_record(store, job_id), settings, store)
+    if rec.status in TERMINAL:
+        return {**summary(rec), "message": f"The job is already {rec.status}."}
+    if rec.spec.backend == "local":
+        message = local.stop(Path(rec.local_dir))
+    else:
+        from . import sagemaker
+
+        message = sagemaker.stop(settings, rec.sagemaker_name or rec.id)
+    rec = _refresh(rec, settings, store)
+    return {**summary(rec), "message": message}
+
+
+def delete_record(job_id: str, settings: Settings | None = None) -> dict:
+    """Deletes the job's record and its files in the store (not a LoRA already pulled into models/Lora)."""
+    settings = _settings(settings)
+    store = _store(settings)
+    rec = _refresh(_get_record(store, job_id), settings, store)
+    if rec.status not in TERMINAL:
+        raise UserError(f"The job '{job_id}' is still {rec.status}.", "Stop it first, then delete its record.")
+    n = records.delete(store, job_id)
+    if rec.spec.backend == "local":
+        local.delete(Path(rec.local_dir))
+    import shutil
+
+    shutil.rmtree(data_dir() / "jobs" / job_id, ignore_errors=True)
+    _log_cache.pop(job_id, None)
+    return {"id": job_id, "deleted": True, "objects": n}
+
+
+def _model_dir(rec: JobRecord, settings: Settings) -> Path:
+    """Where the job's outputs are on this machine; SageMaker's model.tar.gz is fetched and unpacked once."""
+    if rec.spec.backend == "local":
+        return local.model_dir(Path(rec.local_dir))
+    dest = _artifacts_dir(rec)
+    if not any(dest.rglob("*.safetensors")) if dest.exists() else True:
+        from ..library.pull import extract_artifacts
+        from . import sagemaker
+
+        if not rec.output_uri:
+            raise UserError(f"The job '{rec.id}' has no output yet (status {rec.status}).",
+                            "Pull it once it is Completed.")
+        tar = dest.parent / "model.tar.gz"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        sagemaker.download_output(settings, rec.output_uri, tar)
+        extract_artifacts(tar, dest)
+        tar.unlink(missing_ok=True)
+    return dest
+
+
+def _outputs(rec: JobRecord) -> list[Path]:
+    from ..library.pull import lora_files
+
+    if rec.spec.backend == "local":
+        return lora_files(local.model_dir(Path(rec.local_dir)))
+    return lora_files(_artifacts_dir(rec))
+
+
+def job_outputs(job_id: str, settings: Settings | None = None) -> list[str]:
+    settings = _settings(settings)
+    rec = _get_record(_store(settings), job_id)
+    return [str(p) for p in _outputs(rec)]
+
+
+def pull_job(job_id: str, settings: Settings | None = None, *, lora_dir: str | Path | None = None,
+             file: str | None = None) -> dict:
+    """The job's LoRA (or one intermediate file, by name) into the Lora folder with sidecar and preview."""
+    from ..library import pull as lib
+
+    settings = _settings(settings)
+    store = _store(settings)
+    with records.lock(f"pull-{job_id}"):
+        rec = _refresh(_get_record(store, job_id), settings, store)
+        if rec.status != "Completed" and not file:
+            raise UserError(f"The job '{job_id}' is {rec.status}, not Completed: there is no final LoRA to pull.",
+                            "Wait for it to complete; intermediate epoch files can be pulled by name (--file).")
+        mdir = _model_dir(rec, settings)
+        if file:
+            matches = [p for p in lib.lora_files(mdir) if p.name == file or p.stem == file or str(p) == file]
+            if not matches:
+                names = ", ".join(p.name for p in lib.lora_files(mdir)) or "none yet"
+                raise UserError(f"The job '{job_id}' has no output file '{file}'.", f"Pick one of: {names}.")
+            src = matches[0]
+            name = src.stem if src.stem != rec.spec.lora_name else rec.spec.lora_name
+        else:
+            src = lib.pick_final(mdir, rec.spec.lora_name)
+            if src is None:
+                raise UserError(f"The job '{job_id}' completed but wrote no .safetensors file in {mdir}.",
+                                "Look at the job's log (`cloudlora logs ID`).")
+            name = rec.spec.lora_name
+        base_sidecar = {}
+        trainer_sidecar = mdir / f"{rec.spec.lora_name}.json"
+        if trainer_sidecar.exists():
+            import json
+
+            try:
+                base_sidecar = json.loads(trainer_sidecar.read_text(encoding="utf-8"))
+            except ValueError:
+                base_sidecar = {}
+        samples = local.samples(Path(rec.local_dir)) if rec.spec.backend == "local" else []
+        preview = lib.pick_preview(mdir, rec.spec.lora_name, samples)
+        side = lib.sidecar(family=rec.spec.family, triggers=rec.triggers, model=rec.spec.model,
+                           dataset=rec.spec.dataset, steps=rec.total_steps or rec.step, job_id=rec.id,
+                           base=base_sidecar)
+        dest_dir = lib.lora_dir(settings, lora_dir)
+        result = lib.install(src, dest_dir, name, sidecar_data=side, preview=preview)
+        rec = records.load(store, job_id) or rec
+        rec.pulled.append({"file": result.file, "renamed": result.renamed, "at": time.time()})
+        records.save(store, rec)
+        return result.as_dict()
+
+
+def follow_logs(job_id: str, settings: Settings | None = None, *, follow: bool = True,
+                interval: float = 1.0) -> Iterator[str]:
+    """Yields the job's log lines; with follow, keeps going until the job ends."""
+    settings = _settings(settings)
+    store = _store(settings)
+    rec = _get_record(store, job_id)
+    if rec.spec.backend == "sagemaker":
+        from . import sagemaker
+
+        if follow:
+            yield from sagemaker.follow(settings, rec.sagemaker_name or rec.id, interval=max(interval, 5.0))
+        else:
+            yield from sagemaker.log_events(settings, rec.sagemaker_name or rec.id)[0]
+        return
+    path = local.log_path(Path(rec.local_dir))
+    pos = 0
+    buf = ""
+    while True:
+        if path.exists():
+            with open(path, "rb") as f:
+                f.seek(pos)
+                chunk = f.read()
+                pos += len(chunk)
+            buf += chunk.decode("utf-8", "replace")
+            *lines, buf = buf.split("\n")
+            yield from lines
+        if not follow:
+            if buf:
+                yield buf
+            return
+        st = local.status(Path(rec.local_dir))
+        if st["status"] in TERMINAL:
+            if path.exists():
+                with open(path, "rb") as f:
+                    f.seek(pos)
+                    rest = buf + f.read().decode("utf-8", "replace")
+                yield from (ln for ln in rest.split("\n") if ln)
+            return
+        time.sleep(interval)
+
+
+def wait(job_id: str, settings: Settings | None = None, *, on_update: Callable[[dict], None] | None = None,
+         interval: float = 1.0) -> dict:
+    """Polls until the job ends (auto-pulling when it completes); returns the last get_job()."""
+    while True:
+        info = get_job(job_id, settings, log_lines=20)
+        if on_update:
+            on_update(info)
+        if info["status"] in TERMINAL:
+            return info
+        time.sleep(interval)
