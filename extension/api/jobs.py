@@ -1,0 +1,155 @@
+"""REST routes for training jobs (under /cloudlora/v1): the same functions as the Train tab and `cloudlora train|jobs`.
+
+POST /jobs creates (idempotent by client_token), GET /jobs lists, GET /jobs/{id} shows, POST /jobs/{id}/stop,
+POST /jobs/{id}/pull, DELETE /jobs/{id} deletes the record, GET /jobs/{id}/logs, POST /jobs/estimate.
+A user-fixable problem answers 400 with {"detail": {"message", "fix"}}; an unknown job 404.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel
+
+from ..errors import UserError
+
+router = APIRouter()
+
+
+class CreateJob(BaseModel):
+    model: str
+    dataset: str
+    lora_name: str = ""
+    family: str = ""
+    config: str = ""  # Kohya TOML; "" = the family's defaults
+    set: Dict[str, str] = {}  # key -> value edits applied to the config
+    backend: str = ""  # local | sagemaker; "" = the settings'
+    instance_type: str = ""
+    spot: bool = True
+    max_wait_s: int = 48 * 3600
+    max_runtime_s: int = 24 * 3600
+    container: str = "cloudlora"
+    image_uri: str = ""
+    client_token: str = ""  # send the same token again and you get the same job (no duplicate)
+
+
+class PullBody(BaseModel):
+    lora_dir: Optional[str] = None
+    file: Optional[str] = None
+
+
+class EstimateBody(BaseModel):
+    config: str = ""
+    family: str = "sd15"
+    dataset: str = ""
+    instance_type: str = "local"
+    backend: str = "local"
+    spot: bool = False
+
+
+def _fail(err: UserError) -> HTTPException:
+    code = 404 if err.message.startswith("No training job") else 400
+    return HTTPException(status_code=code, detail={"message": err.message, "fix": err.fix or ""})
+
+
+@router.post("/jobs", summary="Create a training job (idempotent by client_token)")
+def create(body: CreateJob) -> dict:
+    from cloudlora_backend.trainer import config as kohya_config
+
+    from .. import settings as settings_mod
+    from ..jobs import service
+    from ..jobs.spec import JobSpec, read_manifest
+    from ..store import open_store
+
+    try:
+        settings = settings_mod.resolve({"backend": body.backend})
+        family = body.family
+        if not family:
+            fam = str(read_manifest(open_store(settings), "models", body.model).get("family") or "")
+            family = fam if fam in ("sd15", "sdxl") else "sd15"
+        text = body.config or kohya_config.default_toml(family)
+        if body.set:
+            try:
+                text = kohya_config.set_keys(text, dict(body.set))
+            except kohya_config.ConfigError as err:
+                raise UserError(f"set: {err}", "Use sd-scripts key names.") from err
+        spec = JobSpec(model=body.model, dataset=body.dataset, family=family, config=text,
+                       lora_name=body.lora_name or body.dataset, backend=body.backend,
+                       instance_type=body.instance_type, spot=body.spot, max_wait_s=body.max_wait_s,
+                       max_runtime_s=body.max_runtime_s, container=body.container, image_uri=body.image_uri,
+                       client_token=body.client_token)
+        return service.create_job(spec, settings)
+    except UserError as err:
+        raise _fail(err) from err
+
+
+@router.get("/jobs", summary="List training jobs with their current status")
+def list_jobs() -> List[dict]:
+    from ..jobs import service
+
+    try:
+        return service.list_jobs()
+    except UserError as err:
+        raise _fail(err) from err
+
+
+@router.post("/jobs/estimate", summary="Steps, time and cost of a job before submitting")
+def estimate(body: EstimateBody) -> dict:
+    from ..jobs import service
+
+    try:
+        return service.estimate_job(config=body.config, family=body.family, dataset=body.dataset,
+                                    instance_type=body.instance_type, backend=body.backend, spot=body.spot)
+    except UserError as err:
+        raise _fail(err) from err
+
+
+@router.get("/jobs/{job_id}", summary="One job: status, step x/y, cost, loss points, samples, log tail, failure")
+def get(job_id: str, log_lines: int = 200) -> dict:
+    from ..jobs import service
+
+    try:
+        return service.get_job(job_id, log_lines=log_lines)
+    except UserError as err:
+        raise _fail(err) from err
+
+
+@router.get("/jobs/{job_id}/logs", summary="The job's log lines so far")
+def logs(job_id: str) -> dict:
+    from ..jobs import service
+
+    try:
+        return {"id": job_id, "lines": list(service.follow_logs(job_id, follow=False))}
+    except UserError as err:
+        raise _fail(err) from err
+
+
+@router.post("/jobs/{job_id}/stop", summary="Stop a job (the trainer saves a checkpoint)")
+def stop(job_id: str) -> dict:
+    from ..jobs import service
+
+    try:
+        return service.stop_job(job_id)
+    except UserError as err:
+        raise _fail(err) from err
+
+
+@router.post("/jobs/{job_id}/pull", summary="Put the job's LoRA into the Lora folder (with sidecar and preview)")
+def pull(job_id: str, body: Optional[PullBody] = None) -> dict:
+    from ..jobs import service
+
+    body = body or PullBody()
+    try:
+        return service.pull_job(job_id, lora_dir=body.lora_dir, file=body.file)
+    except UserError as err:
+        raise _fail(err) from err
+
+
+@router.delete("/jobs/{job_id}", summary="Delete a finished job's record and store files (not the pulled LoRA)")
+def delete(job_id: str) -> dict:
+    from ..jobs import service
+
+    try:
+        return service.delete_record(job_id)
+    except UserError as err:
+        raise _fail(err) from err
