@@ -1,0 +1,235 @@
+"""Loads a base model for training, fully offline: an A1111 single file (.safetensors/.ckpt) or a diffusers folder.
+
+Single files are read once (memory-mapped) and each component is converted with diffusers' own single-file
+converters against the shipped configs in arch/ (full size or tiny, picked by tensor shapes), so nothing ever
+touches the hub. The tokenizers are built from open_clip's BPE file (tokenizer.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import archs
+from .tokenizer import tokenizers_for
+
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
+# The training noise schedule of SD1.5 and SDXL (REFERENCE §2).
+NOISE_SCHEDULE = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                      clip_sample=False)
+
+
+class ModelLoadError(ValueError):
+    """The base model or VAE cannot be used; the message names the file and what is wrong with it."""
+
+
+@dataclass
+class Components:
+    """Everything training and sampling need from the base model."""
+
+    family: str  # "sd15" | "sdxl"
+    unet: Any
+    vae: Any
+    text_encoders: list  # [CLIPTextModel] or [CLIPTextModel, CLIPTextModelWithProjection]
+    tokenizers: list  # CLIPTokenizer per text encoder, same order
+    noise_scheduler: Any  # DDPMScheduler for training
+    prediction_type: str = "epsilon"
+    model_path: str = ""
+    model_name: str = ""  # the checkpoint's file (or folder) name, for ss_sd_model_name
+    config_dir: str = ""  # the diffusers-format config folder the components were built from
+    tiny: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def _header_shapes(path: Path) -> dict[str, tuple]:
+    from .family import read_safetensors_header
+
+    header = read_safetensors_header(path)
+    return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+
+
+def _detect_family(shapes: dict[str, tuple]) -> str:
+    from .family import detect_family
+
+    return detect_family(shapes)
+
+
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict of a single-file checkpoint: safetensors memory-mapped, pickles with weights_only=True."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        try:
+            data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # old (non-zip) pickles cannot be memory-mapped
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure here means "not a checkpoint we can read"
+        raise ModelLoadError(f"{path} could not be read as a checkpoint: {err}") from err
+    while isinstance(data, dict) and "state_dict" in data and isinstance(data["state_dict"], dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path} does not hold a state dict (found {type(data).__name__}).")
+    return {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
+
+
+def _check_loaded(model, what: str, path: Path) -> None:
+    missing = [n for n, p in list(model.named_parameters()) + list(model.named_buffers()) if p.device.type == "meta"]
+    if missing:
+        raise ModelLoadError(
+            f"{path} is missing {len(missing)} {what} tensors (e.g. {missing[0]}); it is not a complete "
+            "checkpoint of this family (a pruned or UNet-only file?)."
+        )
+
+
+def _load_single_file(path: Path, family: str | None, dtype: torch.dtype):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    checkpoint = read_checkpoint(path)
+    shapes = {k: tuple(v.shape) for k, v in checkpoint.items()}
+    family = family or _detect_family(shapes)
+    if family not in archs.FAMILIES:
+        raise ModelLoadError(
+            f"{path} is not an SD 1.5 or SDXL checkpoint (detected: {family}); only those two families can be trained."
+        )
+    folder = archs.pick_arch_dir(family, shapes)
+    if folder is None:
+        raise ModelLoadError(f"{path} has {family} keys but layer widths that match neither the real {family} "
+                             "architecture nor the tiny test one.")
+    common = dict(config=str(folder), local_files_only=True, torch_dtype=dtype)
+    try:
+        unet = UNet2DConditionModel.from_single_file(checkpoint, subfolder="unet", **common)
+        vae = AutoencoderKL.from_single_file(checkpoint, subfolder="vae", **common)
+        classes = [("text_encoder", CLIPTextModel)]
+        if family == "sdxl":
+            classes.append(("text_encoder_2", CLIPTextModelWithProjection))
+        encoders = [create_diffusers_clip_model_from_ldm(cls, checkpoint, subfolder=sub, **common)
+                    for sub, cls in classes]
+    except (KeyError, ValueError, RuntimeError) as err:
+        raise ModelLoadError(f"{path} could not be converted as a {family} checkpoint: {err}") from err
+    for model, what in [(unet, "UNet"), (vae, "VAE")] + [(e, "text encoder") for e in encoders]:
+        _check_loaded(model, what, path)
+    return family, folder, unet, vae, encoders
+
+
+def _load_diffusers_folder(path: Path, family: str | None, dtype: torch.dtype):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    from .family import detect_diffusers_folder
+
+    family = family or detect_diffusers_folder(path)
+    if family not in archs.FAMILIES:
+        raise ModelLoadError(f"{path} is not an SD 1.5 or SDXL diffusers folder (detected: {family}).")
+    common = dict(local_files_only=True, torch_dtype=dtype, low_cpu_mem_usage=True)
+    try:
+        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **common)
+        vae = AutoencoderKL.from_pretrained(path, subfolder="vae", **common)
+        encoders = [CLIPTextModel.from_pretrained(path, subfolder="text_encoder", local_files_only=True, dtype=dtype)]
+        if family == "sdxl":
+            encoders.append(CLIPTextModelWithProjection.from_pretrained(
+                path, subfolder="text_encoder_2", local_files_only=True, dtype=dtype))
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"{path} is not a complete diffusers {family} folder: {err}") from err
+    return family, path, unet, vae, encoders
+
+
+def load_vae(vae_path: Path | str, config_dir: Path, dtype: torch.dtype = torch.float32):
+    """A separate VAE: an A1111/LDM .safetensors/.ckpt, a diffusers-format VAE file, or a diffusers VAE folder."""
+    from diffusers import AutoencoderKL
+
+    vae_path = Path(vae_path)
+    if not vae_path.exists():
+        raise ModelLoadError(f"the VAE {vae_path} does not exist.")
+    if vae_path.is_dir():
+        sub = "vae" if (vae_path / "vae" / "config.json").is_file() else None
+        return AutoencoderKL.from_pretrained(vae_path, subfolder=sub, local_files_only=True, torch_dtype=dtype)
+    state = read_checkpoint(vae_path)
+    if any(k.startswith("encoder.down_blocks.") for k in state):  # diffusers naming in one file
+        with torch.device("meta"):
+            vae = AutoencoderKL.from_config(AutoencoderKL.load_config(config_dir / "vae"))
+        try:
+            vae.load_state_dict(state, strict=True, assign=True)
+        except RuntimeError as err:
+            raise ModelLoadError(f"the VAE {vae_path} does not fit this model's VAE: {err}") from err
+        return vae.to(dtype)
+    try:
+        vae = AutoencoderKL.from_single_file(state, config=str(config_dir), subfolder="vae", local_files_only=True,
+                                             torch_dtype=dtype)
+    except (KeyError, ValueError, RuntimeError) as err:
+        raise ModelLoadError(f"the VAE {vae_path} could not be read as a Stable Diffusion VAE: {err}") from err
+    _check_loaded(vae, "VAE", vae_path)
+    return vae
+
+
+def make_noise_scheduler(prediction_type: str = "epsilon"):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(**NOISE_SCHEDULE, prediction_type=prediction_type)
+
+
+def load_components(model_path: Path | str, family: str | None = None, vae_path: Path | str | None = None,
+                    dtype: torch.dtype = torch.float32, tokenizer_cache: Path | str | None = None) -> Components:
+    """Loads UNet, VAE, text encoders and tokenizers of an SD1.5/SDXL base model, offline.
+
+    family: "sd15" | "sdxl", or None to detect it from the keys. vae_path: an optional separate VAE. The models are
+    returned in eval mode with gradients off; the caller decides what trains.
+    """
+    path = Path(model_path)
+    if family not in (None, "", *archs.FAMILIES):
+        raise ModelLoadError(f"unknown model family {family!r}; expected sd15 or sdxl.")
+    if not path.exists():
+        raise ModelLoadError(f"the base model {path} does not exist.")
+    if path.is_dir():
+        family, folder, unet, vae, encoders = _load_diffusers_folder(path, family or None, dtype)
+    elif path.suffix.lower() in SINGLE_FILE_SUFFIXES:
+        family, folder, unet, vae, encoders = _load_single_file(path, family or None, dtype)
+    else:
+        raise ModelLoadError(f"{path} is neither a diffusers folder nor a .safetensors/.ckpt checkpoint.")
+    if vae_path:
+        vae = load_vae(vae_path, Path(folder) if not path.is_dir() else path, dtype)
+    for model in [unet, vae, *encoders]:
+        model.requires_grad_(False)
+        model.eval()
+    if path.is_dir() and (path / "tokenizer").is_dir():
+        from transformers import CLIPTokenizer
+
+        subs = ["tokenizer", "tokenizer_2"][: len(encoders)]
+        tokenizers = [CLIPTokenizer.from_pretrained(path, subfolder=s, local_files_only=True) for s in subs]
+    else:
+        tokenizers = tokenizers_for(family, tokenizer_cache)
+    prediction_type = "epsilon"
+    return Components(
+        family=family, unet=unet, vae=vae, text_encoders=encoders, tokenizers=tokenizers,
+        noise_scheduler=make_noise_scheduler(prediction_type), prediction_type=prediction_type,
+        model_path=str(path), model_name=path.name, config_dir=str(folder),
+        tiny=Path(folder).name.endswith("-tiny"),
+    )
+
+
+def build_pipeline(components: Components, scheduler=None):
+    """A StableDiffusion(XL)Pipeline over the same module objects (LoRA included), for samples; no safety checker.
+
+    scheduler: a diffusers scheduler; default the model's own sampling scheduler from its config folder.
+    """
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers.schedulers import EulerDiscreteScheduler, PNDMScheduler
+
+    if scheduler is None:
+        config = archs.read_config(Path(components.config_dir), "scheduler") if components.config_dir else {}
+        cls = EulerDiscreteScheduler if components.family == "sdxl" else PNDMScheduler
+        scheduler = cls.from_config(config or NOISE_SCHEDULE)
+    c = components
+    if c.family == "sdxl":
+        return StableDiffusionXLPipeline(vae=c.vae, text_encoder=c.text_encoders[0], text_encoder_2=c.text_encoders[1],
+                                         tokenizer=c.tokenizers[0], tokenizer_2=c.tokenizers[1], unet=c.unet,
+                                         scheduler=scheduler)
+    return StableDiffusionPipeline(vae=c.vae, text_encoder=c.text_encoders[0], tokenizer=c.tokenizers[0], unet=c.unet,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)

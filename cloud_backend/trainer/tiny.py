@@ -1,0 +1,67 @@
+"""Tiny random-weight SD1.5 / SDXL checkpoints with the real layer layout, for smoke runs and tests.
+
+Same blocks, layers per block, transformer depths and text-encoder depths as the real models (so the LoRA key sets
+are identical), tiny widths (the `*-tiny` configs in arch/). Written in the A1111 single-file layout.
+Deterministic: the same seed and torch version give the same file.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from . import archs
+from .singlefile import write_single_file
+
+ARCHES = ("sd15", "sdxl")
+
+
+def build_tiny_models(arch: str, seed: int = 0):
+    """(unet, vae, text_encoders) with random weights from the tiny config of `arch`."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    if arch not in ARCHES:
+        raise ValueError(f"unknown arch {arch!r}; expected one of {', '.join(ARCHES)}")
+    folder = archs.arch_dir(arch, tiny=True)
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder / "unet"))
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(folder / "vae"))
+        encoders = [CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder"))]
+        if arch == "sdxl":
+            encoders.append(CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(folder / "text_encoder_2")))
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return unet, vae, encoders
+
+
+def arch_digest(arch: str) -> str:
+    """A short digest of the tiny configs of `arch`: a cached tiny file made from other configs is stale."""
+    folder = archs.arch_dir(arch, tiny=True)
+    h = hashlib.sha256()
+    for path in sorted(folder.rglob("*.json")):
+        h.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def is_current(path: Path | str, arch: str, seed: int = 0) -> bool:
+    """Whether `path` is a tiny `arch` checkpoint built from the current configs with `seed` (header only)."""
+    from .family import read_safetensors_header
+
+    try:
+        meta = read_safetensors_header(path).get("__metadata__", {})
+    except (OSError, ValueError):
+        return False
+    return (meta.get("cloudlora.tiny"), meta.get("cloudlora.seed"), meta.get("cloudlora.arch_digest")) == (
+        arch, str(seed), arch_digest(arch))
+
+
+def make_tiny_checkpoint(arch: str, out_path: Path | str, seed: int = 0) -> Path:
+    """Writes a tiny `arch` ("sd15" | "sdxl") checkpoint to out_path (A1111 single-file .safetensors)."""
+    unet, vae, encoders = build_tiny_models(arch, seed)
+    metadata = {"cloudlora.tiny": arch, "cloudlora.seed": str(seed), "cloudlora.arch_digest": arch_digest(arch)}
+    # fp16 on disk, like real checkpoints: half the size (about 11 MB for SD1.5, 30 MB for SDXL).
+    return write_single_file(out_path, arch, unet, vae, encoders, dtype=torch.float16, metadata=metadata)

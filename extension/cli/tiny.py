@@ -1,0 +1,101 @@
+"""`cloudlora make-tiny-model`: a random-weight SD1.5/SDXL checkpoint (real layer layout, tiny widths) for smoke runs.
+
+Building it needs torch and diffusers, which live in the trainer's environment, not the WebUI's. When this
+interpreter lacks them, the command re-runs itself with the configured trainer interpreter
+(`trainer_python` setting / CLOUDLORA_TRAINER_PYTHON), so it works from either environment.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+
+ARCHES = ("sd15", "sdxl")
+# What building a model needs here, with the oldest versions the trainer supports (see pyproject's [trainer]).
+NEEDS = {"torch": (2, 1), "diffusers": (0, 35), "transformers": (4, 44), "safetensors": (0, 4)}
+_CHILD_FLAG = "CLOUDLORA_TINY_DELEGATED"  # set in the re-run, so it never re-runs itself again
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "make-tiny-model",
+        help="write a random-weight SD1.5/SDXL checkpoint with the real layer layout (for smoke runs and tests)",
+        description="Writes a tiny random-weight checkpoint in the A1111 single-file layout. Same blocks and "
+        "layers as the real model (LoRA key sets are identical), tiny widths: about 11 MB (sd15) or 30 MB (sdxl).",
+    )
+    p.add_argument("--arch", required=True, choices=ARCHES, help="model family to imitate")
+    p.add_argument("out", metavar="OUT.safetensors", help="file to write")
+    p.add_argument("--seed", type=int, default=0, help="random seed (the same seed gives the same file)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.set_defaults(func=run)
+
+
+def _version(name: str) -> tuple[int, ...] | None:
+    try:
+        raw = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    parts = []
+    for piece in raw.split("+")[0].split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def missing_trainer_packages() -> list[str]:
+    """The trainer packages this interpreter lacks or has too old (checked without importing them)."""
+    out = []
+    for name, oldest in NEEDS.items():
+        have = _version(name)
+        if have is None or have < oldest:
+            out.append(f"{name}>={'.'.join(map(str, oldest))}" + (f" (found {'.'.join(map(str, have))})" if have else ""))
+    return out
+
+
+def _trainer_python() -> str:
+    from .. import settings
+
+    return settings.resolve().trainer_python
+
+
+def run(args) -> int:
+    out = Path(args.out).expanduser()
+    if out.suffix.lower() != ".safetensors":
+        raise UserError(f"{out} must end in .safetensors (the tiny model is written as a safetensors file).",
+                        fix=f"use e.g. {out.with_suffix('.safetensors')}")
+    missing = missing_trainer_packages()
+    if missing:
+        return _delegate(args, out, missing)
+    from cloudlora_backend.trainer.tiny import make_tiny_checkpoint
+
+    path = make_tiny_checkpoint(args.arch, out, seed=args.seed)
+    info = {"path": str(path), "arch": args.arch, "seed": args.seed, "bytes": path.stat().st_size}
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"wrote {path} ({info['bytes'] / 1e6:.1f} MB, tiny {args.arch}, seed {args.seed})")
+    return 0
+
+
+def _delegate(args, out: Path, missing: list[str]) -> int:
+    how = ("Point the `trainer_python` setting or CLOUDLORA_TRAINER_PYTHON at the trainer environment's python "
+           "(e.g. .venv/trainer/bin/python, built by `source tools/env.sh; env_trainer`), or install the trainer "
+           "packages: pip install -e '.[trainer]'.")
+    python = _trainer_python()
+    if os.environ.get(_CHILD_FLAG) or not python:
+        raise UserError(f"make-tiny-model needs the trainer packages, and this Python ({sys.executable}) lacks: "
+                        f"{', '.join(missing)}.", fix=how)
+    if not Path(python).exists():
+        raise UserError(f"the configured trainer Python {python} does not exist.", fix=how)
+    cmd = [python, "-m", "cloudlora", "make-tiny-model", "--arch", args.arch, str(out.resolve()),
+           "--seed", str(args.seed)] + (["--json"] if args.json else [])
+    proc = subprocess.run(cmd, env={**os.environ, _CHILD_FLAG: "1"})
+    if proc.returncode not in (0, 1):
+        raise UserError(f"the trainer Python {python} failed to build the tiny model (exit {proc.returncode}).",
+                        fix="run the command above with that Python to see the full error; " + how)
+    return proc.returncode
