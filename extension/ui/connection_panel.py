@@ -10,7 +10,8 @@ import gradio as gr
 from .. import settings
 
 BACKENDS = {"Local": "local", "SageMaker": "sagemaker"}
-ICONS = {"ok": "✅ ok", "problem": "❌ problem", "warn": "⚠️ warn", "skip": "➖ skip"}
+# Symbols that common fonts have (emoji are missing on many Linux desktops).
+ICONS = {"ok": "✓ ok", "problem": "✗ **problem**", "warn": "⚠ warn", "skip": "– skip"}
 FIELDS = ["backend", "aws_profile", "region"]
 
 
@@ -52,15 +53,15 @@ def save(backend_label, profile, region) -> str:
         path = settings.save(wanted)
         now = settings.resolve()
     except Exception as err:
-        return f"❌ Not saved: {err}"
-    lines = [f"✅ Saved to `{path}`."]
+        return f"✗ Not saved: {err}"
+    lines = [f"✓ Saved to `{path}`."]
     names = {"backend": "Backend", "aws_profile": "AWS profile", "region": "Region"}
     for name, value in wanted.items():
         got = getattr(now, name)
         source = now.sources.get(name)
         if value and got != value and source in ("env", "webui"):
             where = "the environment" if source == "env" else "Settings → Cloud Training"
-            lines.append(f"⚠️ {names[name]} is `{got}` from {where}, which takes precedence over this file.")
+            lines.append(f"⚠ {names[name]} is `{got}` from {where}, which takes precedence over this file.")
     return "\n\n".join(lines)
 
 
@@ -72,7 +73,7 @@ def check_connection(backend_label, profile, region) -> str:
         s = settings.resolve(_flags(backend_label, profile, region))
         return checks_markdown(run_checks(s))
     except Exception as err:  # the doctor reports problems as lines; anything else still shows, never a stack
-        return f"❌ The check could not run: {err}"
+        return f"✗ The check could not run: {err}"
 
 
 def render() -> None:
