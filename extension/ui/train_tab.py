@@ -1,10 +1,489 @@
-"""Train Management. Placeholder until the jobs feature lands: renders nothing."""
+"""Train Management: pick instance, FM type, model, dataset and config; create the job; follow the Trainings List.
+
+Gradio components and thin handlers only; every action calls cloudlora.jobs.service (the same functions as the
+CLI and REST). Written for gradio 3.41 and 4.40 (gr.update, `_js`, no .style / gr.Box / concurrency_limit).
+"""
 from __future__ import annotations
+
+import html
+import time
 
 import gradio as gr
 
+from .. import host
+from .. import settings as settings_mod
+from ..errors import UserError
+from ..jobs import instances
+
+FM_LABELS = {"SD 1.5": "sd15", "SDXL": "sdxl"}
+CONTAINER_LABELS = {"Cloud LoRA trainer image": "cloudlora", "Kohya sample container": "kohya-sample"}
+LIST_HEADERS = ["ID", "LoRA", "Model", "Dataset", "Instance", "Status", "Step", "Elapsed", "Cost"]
+KNOBS = ["max_train_steps", "max_train_epochs", "network_dim", "network_alpha", "learning_rate", "resolution",
+         "sample_prompts"]
+REFRESH_S = 3
+
+
+def _label_of_family(family: str) -> str:
+    return next((k for k, v in FM_LABELS.items() if v == family), "SD 1.5")
+
+
+def instance_value(label: str) -> str:
+    """'ml.g5.xlarge · NVIDIA A10G 24 GB · ~$1.41/h' -> 'ml.g5.xlarge'; 'Local (this machine)' -> 'local'."""
+    if not label or label.startswith("Local"):
+        return instances.LOCAL
+    return label.split(" · ")[0].strip()
+
+
+def _instance_labels() -> list[str]:
+    return [i.describe() for i in instances.CATALOGUE]
+
+
+def _default_instance_label() -> str:
+    s = _settings()
+    if s.effective_backend == "sagemaker":
+        inst = instances.get(s.instance_type)
+        if inst:
+            return inst.describe()
+    return instances.CATALOGUE[0].describe()
+
+
+def _settings():
+    try:
+        return settings_mod.resolve()
+    except Exception:
+        return settings_mod.Settings()
+
+
+def _store():
+    from ..store import open_store
+
+    return open_store(_settings())
+
+
+def _list_manifests(kind: str) -> list[dict]:
+    try:
+        store = _store()
+        if kind == "models":
+            from ..assets.models import list_models
+
+            return list_models(store)
+        try:
+            from ..assets.datasets import list_datasets
+        except ImportError:
+            list_datasets = None
+        if list_datasets:
+            return list_datasets(store)
+        import json
+
+        return [json.loads(store.get_bytes(o.key)) for o in store.list("datasets/")
+                if o.key.count("/") == 2 and o.key.endswith("/manifest.json")]
+    except Exception:  # an unreachable store shows as an empty list; the status line says why on submit
+        return []
+
+
+def _names(kind: str) -> list[str]:
+    return [m.get("name", "") for m in _list_manifests(kind) if m.get("name")]
+
+
+def _default_config(family: str) -> str:
+    from cloudlora_backend.trainer.config import default_toml
+
+    return default_toml(family)
+
+
+def _knob_values(text: str) -> list:
+    from ..jobs.estimate import flatten
+
+    try:
+        flat = flatten(text)
+    except Exception:
+        return [gr.update() for _ in KNOBS]
+    out = []
+    for key in KNOBS:
+        v = flat.get(key)
+        if isinstance(v, list):
+            v = ", ".join(str(x) for x in v)
+        out.append(gr.update(value="" if v is None else str(v)))
+    return out
+
+
+# --- handlers (thin: the logic lives in jobs/service and the trainer's config module) --------------------------
+
+def on_instance(label):
+    sagemaker = instance_value(label) != instances.LOCAL
+    return [gr.update(visible=sagemaker)] * 2
+
+
+def on_container(container_label):
+    return gr.update(visible=CONTAINER_LABELS.get(container_label) == "kohya-sample")
+
+
+def on_model(model, fm_label, config_text):
+    """FM Type follows the model; the config is re-prefilled only when it is still the other family's defaults."""
+    family = FM_LABELS.get(fm_label, "sd15")
+    for m in _list_manifests("models"):
+        if m.get("name") == model and m.get("family") in ("sd15", "sdxl"):
+            family = m["family"]
+    return _switch_family(family, fm_label, config_text)
+
+
+def on_family(fm_label, config_text):
+    return _switch_family(FM_LABELS.get(fm_label, "sd15"), fm_label, config_text)
+
+
+def _switch_family(family, old_label, config_text):
+    old = FM_LABELS.get(old_label, "sd15")
+    untouched = not (config_text or "").strip() or any(config_text == _default_config(f) for f in ("sd15", "sdxl"))
+    text = _default_config(family) if untouched or old != family and config_text == _default_config(old) else config_text
+    note = ""
+    if not untouched and family != old:
+        note = f"FM Type is now {_label_of_family(family)}; your edited config was kept (check its resolution)."
+    return [gr.update(value=_label_of_family(family)), gr.update(value=text), note] + _knob_values(text)
+
+
+def on_dataset(dataset, lora_name):
+    triggers = []
+    for d in _list_manifests("datasets"):
+        if d.get("name") == dataset:
+            triggers = d.get("triggers") or []
+    shown = ", ".join(f"`{t}`" for t in triggers) or "(none)"
+    name = lora_name or dataset or ""
+    return gr.update(value=f"Trigger word(s): {shown}" if dataset else ""), gr.update(value=name)
+
+
+def refresh_choices(model, dataset):
+    models, datasets = _names("models"), _names("datasets")
+    return (gr.update(choices=models, value=model if model in models else (models[0] if models else None)),
+            gr.update(choices=datasets, value=dataset if dataset in datasets else (datasets[0] if datasets else None)))
+
+
+def format_config(config_text, fm_label):
+    from cloudlora_backend.trainer import config as kohya_config
+
+    family = FM_LABELS.get(fm_label, "sd15")
+    report = kohya_config.check(config_text or "", family)
+    if report.errors:
+        lines = ["**The config has problems:**"] + [f"- ❌ {html.escape(e)}" for e in report.errors]
+        lines += [f"- ⚠️ {html.escape(w)}" for w in report.warnings]
+        return gr.update(), "\n".join(lines)
+    text = kohya_config.format_toml(config_text, family)
+    msg = "✅ Valid and normalised." + "".join(f"\n- ⚠️ {html.escape(w)}" for w in report.warnings)
+    return gr.update(value=text), msg
+
+
+def set_knob(key):
+    def handler(value, config_text):
+        from cloudlora_backend.trainer import config as kohya_config
+
+        if value in (None, "") or not (config_text or "").strip():
+            return gr.update(), gr.update()
+        try:
+            return gr.update(value=kohya_config.set_keys(config_text, {key: value})), ""
+        except Exception as err:  # ConfigError or TOML error: shown inline, the text is left as it was
+            return gr.update(), f"❌ {key}: {html.escape(str(err))}"
+    return handler
+
+
+def estimate_text(config_text, fm_label, dataset, instance_label, spot):
+    from ..jobs import service
+
+    backend = "local" if instance_value(instance_label) == instances.LOCAL else "sagemaker"
+    try:
+        est = service.estimate_job(config=config_text or "", family=FM_LABELS.get(fm_label, "sd15"),
+                                   dataset=dataset or "", instance_type=instance_value(instance_label),
+                                   backend=backend, spot=bool(spot))
+    except Exception as err:  # a half-typed config: say so instead of an estimate
+        return f"Estimate: unavailable ({html.escape(str(err).splitlines()[0])})"
+    return f"**Estimate:** {html.escape(est['summary'])}"
+
+
+def create_job(instance_label, fm_label, model, dataset, lora_name, config_text, spot, max_wait_h, max_runtime_h,
+               container_label, image_uri, token):
+    from ..jobs import service
+    from ..jobs.spec import JobSpec
+
+    instance = instance_value(instance_label)
+    backend = "local" if instance == instances.LOCAL else "sagemaker"
+    spec = JobSpec(model=model or "", dataset=dataset or "", family=FM_LABELS.get(fm_label, "sd15"),
+                   config=config_text or "", lora_name=(lora_name or "").strip(), backend=backend,
+                   instance_type=instance, spot=bool(spot) and backend == "sagemaker",
+                   max_wait_s=int(float(max_wait_h or 48) * 3600), max_runtime_s=int(float(max_runtime_h or 24) * 3600),
+                   container=CONTAINER_LABELS.get(container_label, "cloudlora"), image_uri=(image_uri or "").strip(),
+                   client_token=token)
+    try:
+        job = service.create_job(spec, _settings())
+    except UserError as err:
+        msg = f"❌ {html.escape(err.message)}".replace("\n", "<br>")
+        if err.fix:
+            msg += f"<br>**Fix:** {html.escape(err.fix)}"
+        return msg, token, gr.update()
+    except Exception as err:  # never a stack trace in the tab
+        return f"❌ The job could not be created: {html.escape(str(err))}", token, gr.update()
+    verb = "Created" if job.get("created", True) else "Already created"
+    warn = "".join(f"<br>⚠️ {html.escape(w)}" for w in job.get("warnings") or [])
+    # A new token only after success: a second click of the same form finds the same job.
+    from ..jobs.spec import new_client_token
+
+    return f"✅ {verb} job `{job['id']}` ({job['status']}).{warn}", new_client_token(), gr.update(value=job["id"])
+
+
+def _cost(j: dict) -> str:
+    if j["backend"] == "local":
+        return "-"
+    if j.get("cost_usd") is None:
+        return ""
+    text = f"${j['cost_usd']:.2f}"
+    if j.get("spot_savings") is not None:
+        text += f" (spot −{j['spot_savings'] * 100:.0f}%)"
+    return text
+
+
+def list_rows():
+    from ..jobs import service
+
+    try:
+        jobs = service.list_jobs(_settings())
+    except Exception as err:
+        return [[f"(cannot list jobs: {err})"] + [""] * (len(LIST_HEADERS) - 1)]
+    rows = []
+    for j in jobs:
+        status = j["status"] + (f" · {j['secondary_status']}" if j["secondary_status"] and j["status"] != "Completed"
+                                else "")
+        rows.append([j["id"], j["lora_name"], j["model"], j["dataset"], j["instance_type"], status,
+                     f"{j['step']}/{j['total_steps']}" if j["total_steps"] else "", j["elapsed"], _cost(j)])
+    return rows or [[""] * len(LIST_HEADERS)]
+
+
+def on_select(rows, evt: gr.SelectData):
+    try:
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        value = rows.values.tolist()[row][0] if hasattr(rows, "values") else rows[row][0]
+    except Exception:
+        return gr.update()
+    return gr.update(value=value)
+
+
+def job_details(job_id):
+    """(status md, log, loss plot, samples, explanation md, use-in-txt2img text, buttons visibility x3)."""
+    import pandas as pd
+
+    from ..jobs import service
+
+    empty_plot = pd.DataFrame({"step": [], "loss": [], "tag": []})
+    if not job_id:
+        return ("Select a job in the list.", "", gr.update(value=empty_plot), [], "", "",
+                gr.update(visible=False), gr.update(visible=False), gr.update(visible=False))
+    try:
+        j = service.get_job(job_id, _settings(), log_lines=80)
+    except Exception as err:
+        return (f"❌ {html.escape(str(err))}", "", gr.update(value=empty_plot), [], "", "",
+                gr.update(visible=False), gr.update(visible=False), gr.update(visible=False))
+    parts = [f"**{html.escape(j['id'])}** — **{j['status']}**"]
+    if j["secondary_status"]:
+        parts.append(html.escape(j["secondary_status"]))
+    if j["total_steps"]:
+        parts.append(f"step {j['step']}/{j['total_steps']}")
+    if j["elapsed"]:
+        parts.append(f"elapsed {j['elapsed']}")
+    cost = _cost(j)
+    if cost not in ("", "-"):
+        parts.append(f"cost {cost}")
+    if j["pulled"]:
+        parts.append("LoRA: " + ", ".join(f"`{p}`" for p in j["pulled"]))
+    status = " · ".join(parts)
+    explanation = ""
+    if j.get("explanation"):
+        e = j["explanation"]
+        explanation = f"**Why it failed:** {html.escape(e['message'])}"
+        if e.get("fix"):
+            explanation += f"\n\n**Fix:** {html.escape(e['fix'])}"
+    points = j["loss_points"]
+    plot = pd.DataFrame({"step": [p["step"] for p in points], "loss": [p["loss"] for p in points],
+                         "tag": [p["tag"] for p in points]}) if points else empty_plot
+    samples = _gallery(j["samples"][-8:])
+    name = (j["pulled"][-1].rsplit("/", 1)[-1].rsplit(".", 1)[0]) if j["pulled"] else j["lora_name"]
+    use_text = f"<lora:{name}:1> " + ", ".join(j.get("triggers") or [])
+    running = j["status"] not in ("Completed", "Failed", "Stopped")
+    return (status, "\n".join(j["log_tail"]), gr.update(value=plot), samples, explanation, use_text.strip(),
+            gr.update(visible=running), gr.update(visible=not running), gr.update(visible=j["status"] == "Completed"))
+
+
+def _gallery(paths: list[str]):
+    """PIL images, so gradio 4 (which serves only allowed folders) shows them too."""
+    out = []
+    try:
+        from PIL import Image
+    except ImportError:
+        return paths
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                out.append(im.copy())
+        except OSError:
+            continue
+    return out
+
+
+def stop_job(job_id):
+    from ..jobs import service
+
+    return _action(lambda: service.stop_job(job_id, _settings())["message"], job_id)
+
+
+def delete_job(job_id):
+    from ..jobs import service
+
+    return _action(lambda: (service.delete_record(job_id, _settings()), f"Deleted the record of {job_id}.")[1],
+                   job_id)
+
+
+def pull_job(job_id):
+    from ..jobs import service
+
+    return _action(lambda: service.pull_job(job_id, _settings())["message"], job_id)
+
+
+def open_tensorboard(job_id):
+    from ..jobs import tensorboard_server
+
+    def go():
+        url = tensorboard_server.open_for_job(job_id, _settings())
+        return f"TensorBoard: [{url}]({url}) (on this machine only)"
+    return _action(go, job_id)
+
+
+def _action(fn, job_id) -> str:
+    if not job_id:
+        return "Select a job first."
+    try:
+        return fn()
+    except UserError as err:
+        return f"❌ {err.message}" + (f"\n\n**Fix:** {err.fix}" if err.fix else "")
+    except Exception as err:
+        return f"❌ {err}"
+
+
+# --- layout ---------------------------------------------------------------------------------------------------------
 
 def build() -> gr.Blocks:
+    from ..jobs.spec import new_client_token
+
+    in_webui = host.current().in_webui
+    default_family = "sd15"
+    default_text = _default_config(default_family)
     with gr.Blocks(analytics_enabled=False) as tab:
-        pass
+        token = gr.State(value=new_client_token)
+        with gr.Row():
+            instance = gr.Dropdown(_instance_labels(), value=_default_instance_label, label="Training Instance Type",
+                                   elem_id="cloudlora_instance")
+            fm_type = gr.Radio(list(FM_LABELS), value=_label_of_family(default_family), label="FM Type",
+                               elem_id="cloudlora_fm_type")
+        with gr.Row():
+            model = gr.Dropdown(choices=_names("models"), label="Model", elem_id="cloudlora_train_model")
+            dataset = gr.Dropdown(choices=_names("datasets"), label="Dataset", elem_id="cloudlora_train_dataset")
+            refresh = gr.Button("🔄 Refresh", elem_id="cloudlora_train_refresh")
+        with gr.Row():
+            lora_name = gr.Textbox(label="LoRA name", placeholder="mydog_v1", elem_id="cloudlora_lora_name")
+            trigger_md = gr.Markdown(elem_id="cloudlora_trigger")
+        with gr.Row(visible=False) as sagemaker_row:
+            spot = gr.Checkbox(value=True, label="Spot (up to ~70 % cheaper; resumes after interruptions)",
+                               elem_id="cloudlora_spot")
+            max_wait = gr.Number(value=48, label="Max wait (hours, spot)", elem_id="cloudlora_max_wait")
+            max_runtime = gr.Number(value=24, label="Max runtime (hours)", elem_id="cloudlora_max_runtime")
+            container = gr.Dropdown(list(CONTAINER_LABELS), value="Cloud LoRA trainer image", label="Container",
+                                    elem_id="cloudlora_container")
+        image_uri = gr.Textbox(label="Kohya sample container image URI", visible=False,
+                               placeholder="123456789012.dkr.ecr.us-east-1.amazonaws.com/kohya-ss:latest",
+                               elem_id="cloudlora_image_uri")
+        sagemaker_note = gr.Markdown("", visible=False)
+        with gr.Accordion("config_params (Kohya TOML)", open=True):
+            with gr.Row():
+                knob_boxes = [
+                    gr.Textbox(label="max_train_steps", elem_id="cloudlora_knob_max_train_steps"),
+                    gr.Textbox(label="max_train_epochs", elem_id="cloudlora_knob_max_train_epochs"),
+                    gr.Textbox(label="network_dim", elem_id="cloudlora_knob_network_dim"),
+                    gr.Textbox(label="network_alpha", elem_id="cloudlora_knob_network_alpha"),
+                ]
+            with gr.Row():
+                knob_boxes += [
+                    gr.Textbox(label="learning_rate", elem_id="cloudlora_knob_learning_rate"),
+                    gr.Textbox(label="resolution", elem_id="cloudlora_knob_resolution"),
+                    gr.Textbox(label="sample_prompts", elem_id="cloudlora_knob_sample_prompts"),
+                ]
+            config = gr.Textbox(value=default_text, lines=18, max_lines=60, label="config_params",
+                                elem_id="cloudlora_config")
+            with gr.Row():
+                format_btn = gr.Button("Format config Params", elem_id="cloudlora_format_config")
+            config_msg = gr.Markdown(elem_id="cloudlora_config_msg")
+        estimate_md = gr.Markdown(elem_id="cloudlora_estimate")
+        create_btn = gr.Button("Create Training Job", variant="primary", elem_id="cloudlora_create_job")
+        create_msg = gr.Markdown(elem_id="cloudlora_create_msg")
+
+        gr.Markdown("### Trainings List")
+        ticker = gr.Textbox(value=lambda: str(time.time()), every=REFRESH_S, visible=False)
+        jobs_table = gr.Dataframe(headers=LIST_HEADERS, value=list_rows, interactive=False, wrap=True,
+                                  elem_id="cloudlora_jobs")
+        with gr.Row():
+            selected = gr.Textbox(label="Job ID", elem_id="cloudlora_job_id")
+            list_refresh = gr.Button("🔄 Refresh list", elem_id="cloudlora_jobs_refresh")
+        job_status = gr.Markdown(elem_id="cloudlora_job_status")
+        explanation = gr.Markdown(elem_id="cloudlora_job_explanation")
+        with gr.Row():
+            stop_btn = gr.Button("Stop", visible=False, elem_id="cloudlora_stop")
+            delete_btn = gr.Button("Delete record", visible=False, elem_id="cloudlora_delete")
+            pull_btn = gr.Button("Pull LoRA", visible=False, elem_id="cloudlora_pull")
+            tb_btn = gr.Button("Open TensorBoard", elem_id="cloudlora_tensorboard")
+            use_btn = gr.Button("Use in txt2img", visible=in_webui, elem_id="cloudlora_use_txt2img")
+        action_msg = gr.Markdown(elem_id="cloudlora_action_msg")
+        with gr.Row():
+            loss_plot = gr.LinePlot(x="step", y="loss", color="tag", title="Loss", label="Loss",
+                                    elem_id="cloudlora_loss_plot", width=520, height=300)
+            samples = gr.Gallery(label="Samples", elem_id="cloudlora_samples")
+        log_box = gr.Textbox(label="Log", lines=14, max_lines=14, interactive=False, elem_id="cloudlora_log")
+        use_text = gr.Textbox(visible=False)
+
+        for c in [instance, fm_type, model, dataset, lora_name, spot, max_wait, max_runtime, container, image_uri,
+                  config, selected, jobs_table, log_box, use_text, ticker] + knob_boxes:
+            c.do_not_save_to_config = True
+
+        # Form
+        instance.change(on_instance, [instance], [sagemaker_row, sagemaker_note])
+        container.change(on_container, [container], [image_uri])
+        family_outputs = [fm_type, config, config_msg] + knob_boxes
+        model.change(on_model, [model, fm_type, config], family_outputs)
+        fm_type.input(on_family, [fm_type, config], family_outputs) if hasattr(fm_type, "input") else \
+            fm_type.change(on_family, [fm_type, config], family_outputs)
+        dataset.change(on_dataset, [dataset, lora_name], [trigger_md, lora_name])
+        refresh.click(refresh_choices, [model, dataset], [model, dataset])
+        tab.load(refresh_choices, [model, dataset], [model, dataset])
+        tab.load(lambda text: _knob_values(text), [config], knob_boxes)
+        format_btn.click(format_config, [config, fm_type], [config, config_msg])
+        for key, box in zip(KNOBS, knob_boxes):
+            box.blur(set_knob(key), [box, config], [config, config_msg])
+            box.submit(set_knob(key), [box, config], [config, config_msg])
+        for trigger in (config, dataset, instance, spot):
+            trigger.change(estimate_text, [config, fm_type, dataset, instance, spot], [estimate_md])
+
+        # Create: disabled while submitting; the client token makes a double submit one job.
+        create_inputs = [instance, fm_type, model, dataset, lora_name, config, spot, max_wait, max_runtime, container,
+                         image_uri, token]
+        create_btn.click(lambda: (gr.update(interactive=False, value="Submitting…"), "Submitting…"), None,
+                         [create_btn, create_msg]) \
+            .then(create_job, create_inputs, [create_msg, token, selected]) \
+            .then(lambda: gr.update(interactive=True, value="Create Training Job"), None, [create_btn]) \
+            .then(list_rows, None, [jobs_table])
+
+        # Trainings list and the selected job, refreshed with every tick.
+        detail_outputs = [job_status, log_box, loss_plot, samples, explanation, use_text, stop_btn, delete_btn, pull_btn]
+        ticker.change(list_rows, None, [jobs_table])
+        ticker.change(job_details, [selected], detail_outputs)
+        list_refresh.click(list_rows, None, [jobs_table])
+        jobs_table.select(on_select, [jobs_table], [selected])
+        selected.change(job_details, [selected], detail_outputs)
+        stop_btn.click(stop_job, [selected], [action_msg]).then(job_details, [selected], detail_outputs)
+        delete_btn.click(delete_job, [selected], [action_msg]).then(list_rows, None, [jobs_table])
+        pull_btn.click(pull_job, [selected], [action_msg]).then(job_details, [selected], detail_outputs)
+        tb_btn.click(open_tensorboard, [selected], [action_msg])
+        if in_webui:
+            use_btn.click(None, [use_text], None, _js="cloudloraUseInTxt2img")
     return tab

@@ -1,0 +1,101 @@
+""""Open TensorBoard": a TensorBoard on 127.0.0.1 over one job's event files, started on demand.
+
+It runs in the trainer's interpreter (which has tensorboard; the WebUI's venv does not), bound to loopback on a
+free port, one per job, and every one is stopped with the WebUI (background.register_stopper) or at exit. For a
+SageMaker job the log dir is the local mirror of the events that SageMaker syncs to S3 during the run.
+"""
+from __future__ import annotations
+
+import atexit
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from ..errors import UserError
+
+_servers: dict[str, tuple[subprocess.Popen, str]] = {}
+_lock = threading.Lock()
+_registered = False
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _register_stopper() -> None:
+    global _registered
+    if _registered:
+        return
+    try:
+        from .. import background
+
+        background.register_stopper(stop_all)
+    except ImportError:
+        pass
+    atexit.register(stop_all)
+    _registered = True
+
+
+def start(key: str, logdir: Path, python: str, *, timeout: float = 60.0) -> str:
+    """The URL of a TensorBoard over `logdir` (reused when one already runs for `key`)."""
+    with _lock:
+        running = _servers.get(key)
+        if running and running[0].poll() is None:
+            return running[1]
+        logdir = Path(logdir)
+        logdir.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        cmd = [python, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1",
+               "--port", str(port), "--reload_interval", "5"]
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        except OSError as err:
+            raise UserError(f"TensorBoard could not start with {python}: {err}",
+                            "Check the trainer interpreter (`cloudlora doctor`).") from err
+        url = f"http://127.0.0.1:{port}/"
+        _register_stopper()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                err = (proc.stderr.read() if proc.stderr else b"").decode("utf-8", "replace")[-800:]
+                raise UserError(f"TensorBoard exited at start: {err.strip() or proc.returncode}",
+                                "The trainer environment needs the tensorboard package (tools/trainer-requirements.txt).")
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+                _servers[key] = (proc, url)
+                return url
+            except OSError:
+                time.sleep(0.5)
+        proc.terminate()
+        raise UserError(f"TensorBoard did not answer on {url} within {timeout:.0f} s.", "Try again.")
+
+
+def stop_all() -> None:
+    with _lock:
+        items = list(_servers.values())
+        _servers.clear()
+    for proc, _url in items:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def open_for_job(job_id: str, settings=None) -> str:
+    """Starts (or reuses) the TensorBoard of a job; returns its URL."""
+    from .. import settings as settings_mod
+    from . import service, trainer_env
+
+    settings = settings or settings_mod.resolve()
+    python, ready = trainer_env.resolve(settings)
+    if not ready:
+        raise UserError("The trainer environment (which has TensorBoard) is not set up yet.",
+                        "It is created with the first local job; or set CLOUDLORA_TRAINER_PYTHON.")
+    return start(job_id, service.tensorboard_dir(job_id, settings), python)
