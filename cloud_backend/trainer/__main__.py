@@ -1,0 +1,220 @@
+"""The trainer entrypoint: `python -m cloudlora_backend.trainer [--root DIR]`, the SageMaker container contract.
+
+Inputs under ROOT (default /opt/ml; the local backend points it at a job folder):
+    input/config/hyperparameters.json   string values: output_name (the LoRA's name), optional family (sd15|sdxl),
+                                        config (the TOML's file name in the config channel), and any config key as
+                                        an override (max_train_steps, learning_rate, ...); other keys are ignored
+    input/data/model/     one checkpoint file (.safetensors/.ckpt) or a diffusers folder
+    input/data/dataset/   the dataset root (kohya <repeats>_<trigger> folders, the kohya sample, or JumpStart)
+    input/data/config/    config.toml (optional; else the kohya sample's own TOML, else the family's defaults)
+    input/data/reg/       class images for prior preservation (optional)
+    input/data/vae/       a separate VAE file or folder (optional)
+Outputs:
+    model/<output_name>.safetensors (+ .json A1111 sidecar, .preview.png, samples/*.png, -NNNNNN epoch files)
+    output/tensorboard/   TensorBoard events        output/failure    a plain-words reason when it fails
+    output/effective-config.toml                    the config as trained (defaults and overrides applied)
+    checkpoints/state.pt  resumable state; a run finding one continues from its step
+    cache/                latents on disk, generated class images
+stdout: one line per step, `step=120/1000 loss=0.0831 lr=0.0001 it/s=3.2`, flushed.
+
+Exit codes:
+    0    completed: the LoRA is in model/
+    1    the inputs need fixing (config, dataset, model, missing channel); output/failure says what and how
+    3    out of GPU memory; output/failure suggests what to lower
+    4    an unexpected error (a bug); output/failure has the error, stderr the traceback
+    143  stopped by SIGTERM (SageMaker stop, spot interruption) after writing the checkpoint; run again to resume
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+EXIT_OK, EXIT_INPUT, EXIT_OOM, EXIT_BUG, EXIT_STOPPED = 0, 1, 3, 4, 143
+MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
+OOM_HINT = ("The GPU ran out of memory. Lower train_batch_size (e.g. 1), set gradient_checkpointing = true and "
+            "cache_latents = true, lower resolution or network_dim, or pick an instance type with more GPU memory.")
+
+
+class InputError(ValueError):
+    """A missing or unusable input; the message says which and how to fix it."""
+
+
+def read_hyperparameters(root: Path) -> dict[str, str]:
+    path = root / "input" / "config" / "hyperparameters.json"
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path} is not valid JSON: {err}") from err
+    out = {}
+    for k, v in raw.items():
+        v = str(v)
+        # The SageMaker Python SDK JSON-encodes every value ("\"abc\""): unwrap that too.
+        if len(v) >= 2 and v[0] == v[-1] == '"':
+            try:
+                v = str(json.loads(v))
+            except json.JSONDecodeError:
+                pass
+        out[k] = v
+    return out
+
+
+def find_model(channel: Path, what: str = "model") -> Path:
+    if not channel.exists():
+        raise InputError(f"The {what} channel {channel} is missing: the job has no base model.")
+    if (channel / "model_index.json").is_file() or (channel / "unet").is_dir():
+        return channel
+    files = sorted(p for p in channel.rglob("*") if p.is_file() and p.suffix.lower() in MODEL_SUFFIXES)
+    dirs = sorted(p.parent for p in channel.rglob("model_index.json"))
+    if dirs:
+        return dirs[0]
+    if len(files) == 1:
+        return files[0]
+    if not files:
+        raise InputError(f"The {what} channel {channel} holds no .safetensors/.ckpt file or diffusers folder.")
+    names = ", ".join(p.name for p in files[:5])
+    raise InputError(f"The {what} channel {channel} holds several checkpoints ({names}); give the job exactly one.")
+
+
+def find_optional(channel: Path) -> Path | None:
+    if not channel.exists() or not any(channel.iterdir()):
+        return None
+    return find_model(channel, channel.name)
+
+
+def read_config_text(root: Path, hp: dict, dataset: Path) -> tuple[str, list[Path]]:
+    """The TOML text and the folders a sample_prompts file may live in."""
+    from .layout import LayoutError, scan
+    channel = root / "input" / "data" / "config"
+    if channel.is_dir():
+        name = hp.get("config", "")
+        if name:
+            path = channel / name
+            if not path.is_file():
+                raise InputError(f"The config channel has no {name!r} (hyperparameter \"config\").")
+            return path.read_text(encoding="utf-8"), [channel, dataset]
+        tomls = sorted(channel.glob("*.toml"))
+        if len(tomls) == 1:
+            return tomls[0].read_text(encoding="utf-8"), [channel, dataset]
+        if len(tomls) > 1:
+            raise InputError(f"The config channel holds several TOML files ({', '.join(p.name for p in tomls)}); "
+                             "name one with the hyperparameter \"config\".")
+    try:
+        lay = scan(dataset)
+    except LayoutError:
+        lay = None
+    if lay is not None and lay.config_file is not None:
+        print(f"using the dataset's own config {lay.config_file.name} (kohya sample layout)", flush=True)
+        return lay.config_file.read_text(encoding="utf-8"), [lay.config_file.parent, dataset]
+    return "", [dataset]
+
+
+def detect_family(model: Path) -> str | None:
+    from .family import detect_path
+    try:
+        fam = detect_path(model)
+    except Exception:  # noqa: BLE001 - the loader gives the precise error later
+        return None
+    return fam if fam in ("sd15", "sdxl") else None
+
+
+def build_config(text: str, hp: dict, family: str | None):
+    from . import config
+    overrides = {k: v for k, v in hp.items() if k in config.BY_NAME and k not in ("output_name",)}
+    if overrides:
+        if "max_train_steps" in overrides and "max_train_epochs" not in overrides:
+            overrides["max_train_epochs"] = "0"  # an explicit step count wins over the TOML's epochs
+        text = config.set_keys(text, overrides)
+    return config.parse(text, family), config.format_toml(text, family)
+
+
+def prepare(root: Path):
+    from .train import RunPaths
+    hp = read_hyperparameters(root)
+    data = root / "input" / "data"
+    model = find_model(data / "model")
+    dataset = data / "dataset"
+    if not dataset.is_dir():
+        raise InputError(f"The dataset channel {dataset} is missing: the job has no training images.")
+    family = hp.get("family") or detect_family(model)
+    if family in ("sd1", "sd15", "SD1", "SD 1.5"):
+        family = "sd15"
+    text, prompt_dirs = read_config_text(root, hp, dataset)
+    cfg, effective = build_config(text, hp, family)
+    output_name = hp.get("output_name") or cfg.output_name or "lora"
+    if any(ch in output_name for ch in '/\\:*?"<>|') or output_name.startswith("."):
+        raise InputError(f"output_name {output_name!r} is not a valid file name; use letters, digits, - and _.")
+    (root / "output").mkdir(parents=True, exist_ok=True)
+    (root / "output" / "effective-config.toml").write_text(effective, encoding="utf-8")
+    reg = data / "reg"
+    paths = RunPaths(
+        model=model, dataset=dataset, model_dir=root / "model", tensorboard=root / "output" / "tensorboard",
+        checkpoints=root / "checkpoints", cache=root / "cache", vae=find_optional(data / "vae"),
+        reg=[reg] if reg.is_dir() else [], prompt_dirs=prompt_dirs, output_name=output_name,
+        dataset_name=hp.get("dataset_name", "") or dataset.name,
+    )
+    return cfg, paths
+
+
+def input_errors() -> tuple:
+    from .config import ConfigError
+    from .data import DatasetError
+    from .models import ModelLoadError
+    from .optim import OptimizerError
+    from .sampling import PromptError
+    return InputError, ConfigError, DatasetError, ModelLoadError, OptimizerError, PromptError, FloatingPointError
+
+
+def write_failure(root: Path, message: str) -> None:
+    out = root / "output"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "failure").write_text(message.strip()[:4000] + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cloudlora_backend.trainer", description=__doc__.split("\n")[0])
+    parser.add_argument("--root", default=os.environ.get("SM_ROOT", "/opt/ml"), help="the job folder (/opt/ml)")
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    stop = {"flag": False}
+
+    def on_term(signum, _frame):
+        stop["flag"] = True
+        print(f"received signal {signum}: checkpointing after this step", flush=True)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        from .train import Stopped, Trainer
+        cfg, paths = prepare(root)
+        trainer = Trainer(cfg, paths, stop_flag=lambda: stop["flag"])
+        trainer.setup()
+        result = trainer.run()
+        print(f"done: {result.lora} ({result.steps} steps, final loss {result.final_loss:.4f})", flush=True)
+        return EXIT_OK
+    except Stopped as err:
+        print(str(err), flush=True)
+        write_failure(root, f"Stopped: {err}.")
+        return EXIT_STOPPED
+    except input_errors() as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        write_failure(root, str(err))
+        return EXIT_INPUT
+    except Exception as err:  # noqa: BLE001 - every failure must reach the failure file
+        import torch
+        if isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower():
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            write_failure(root, f"{OOM_HINT}\n({str(err).splitlines()[0][:300]})")
+            return EXIT_OOM
+        traceback.print_exc()
+        write_failure(root, f"The trainer failed unexpectedly: {type(err).__name__}: {err}")
+        return EXIT_BUG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

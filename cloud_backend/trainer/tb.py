@@ -1,0 +1,27 @@
+"""TensorBoard events with sd-scripts' tags (loss/current, loss/average, loss/epoch_average, lr/unet,
+lr/textencoder), written to the job's output/tensorboard (SageMaker syncs it while the job runs)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class Board:
+    def __init__(self, folder: Path):
+        from torch.utils.tensorboard import SummaryWriter
+        folder.mkdir(parents=True, exist_ok=True)
+        self.writer = SummaryWriter(log_dir=str(folder))
+
+    def step(self, step: int, loss: float, average: float, lrs: dict[str, float]) -> None:
+        self.writer.add_scalar("loss/current", loss, step)
+        self.writer.add_scalar("loss/average", average, step)
+        for tag, lr in lrs.items():
+            self.writer.add_scalar(f"lr/{tag}", lr, step)
+
+    def epoch(self, epoch: int, average: float) -> None:
+        self.writer.add_scalar("loss/epoch_average", average, epoch)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()

@@ -1,0 +1,374 @@
+"""The LoRA training run: model + data + config in, Kohya LoRA, samples, TensorBoard and checkpoints out.
+
+Resumable to the step: the data order, caption randomness and noise are all derived from (seed, micro-batch
+index), and the checkpoint holds LoRA weights, optimizer, lr schedule, GradScaler and RNG states.
+"""
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import checkpoint, data as data_mod, encode, outputs, sampling
+from .optim import build_optimizer, build_scheduler
+from .progress import Progress
+
+
+class Stopped(Exception):
+    """SIGTERM arrived; the checkpoint was written at `step`."""
+
+    def __init__(self, step: int):
+        self.step = step
+        super().__init__(f"stopped by SIGTERM at step {step}; the checkpoint is saved and the job resumes from it")
+
+
+@dataclass
+class RunPaths:
+    model: Path  # checkpoint file or diffusers folder
+    dataset: Path
+    model_dir: Path  # the LoRA, sidecar, preview, samples/
+    tensorboard: Path
+    checkpoints: Path
+    cache: Path  # latents on disk, generated class images, tokenizer files
+    vae: Path | None = None
+    reg: list[Path] = field(default_factory=list)
+    prompt_dirs: list[Path] = field(default_factory=list)  # where a sample_prompts file may be
+    output_name: str = "lora"
+    dataset_name: str = ""
+
+
+@dataclass
+class RunResult:
+    lora: Path
+    steps: int
+    final_loss: float
+    losses: list[float]
+    samples: list[Path]
+
+
+def pick_precision(requested: str, device: torch.device, log) -> torch.dtype | None:
+    """bf16 where the GPU has it, fp16 on older GPUs, fp32 on CPU (mixed precision there is slower, not faster)."""
+    if requested == "no":
+        return None
+    if device.type != "cuda":
+        log(f"note: mixed_precision = \"{requested}\" is off on CPU; training in fp32")
+        return None
+    if requested == "bf16" and not torch.cuda.is_bf16_supported():
+        log("note: this GPU has no bf16; using fp16 mixed precision instead")
+        return torch.float16
+    return torch.bfloat16 if requested == "bf16" else torch.float16
+
+
+def _trainable(modules: dict[str, torch.nn.Module]) -> dict[str, torch.nn.Parameter]:
+    return {f"{name}.{n}": p for name, m in modules.items() for n, p in m.named_parameters() if p.requires_grad}
+
+
+def _snr_weights(scheduler, timesteps, gamma: float, v_pred: bool) -> torch.Tensor:
+    alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
+    snr = alphas / (1 - alphas)
+    w = torch.clamp(snr, max=gamma) / snr
+    return torch.clamp(snr, max=gamma) / (snr + 1) if v_pred else w
+
+
+def _time_ids(entries, device) -> torch.Tensor:
+    """SDXL's size conditioning: original (h, w), crop (top, left), target (h, w), as sd-scripts sets it."""
+    rows = []
+    for e in entries:
+        w, h = e.example.size
+        top, left = data_mod.crop_top_left(e.example)
+        bw, bh = e.example.placement.bucket
+        rows.append([h, w, top, left, bh, bw])
+    return torch.tensor(rows, dtype=torch.float32, device=device)
+
+
+class Trainer:
+    def __init__(self, cfg, paths: RunPaths, *, device: torch.device | None = None, log=None, stop_flag=None):
+        self.cfg = cfg
+        self.paths = paths
+        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.log = log or (lambda msg: print(msg, flush=True))
+        self.stop_flag = stop_flag or (lambda: False)
+
+    # --- setup
+    def setup(self) -> None:
+        cfg, paths = self.cfg, self.paths
+        from .models import load_components
+        random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.autocast_dtype = pick_precision(cfg.mixed_precision, self.device, self.log)
+        self.data = data_mod.build(paths.dataset, cfg, [])  # fail fast on the dataset, before the model loads
+        t0 = time.time()
+        self.components = load_components(paths.model, cfg.family, paths.vae)
+        c = self.components
+        self.log(f"loaded {c.family} model {c.model_name} in {time.time() - t0:.1f}s")
+        self.v_pred = bool(cfg.v_parameterization or c.prediction_type == "v_prediction")
+        if self.v_pred:
+            c.noise_scheduler.register_to_config(prediction_type="v_prediction")
+        for m in [c.unet, c.vae, *c.text_encoders]:
+            m.to(self.device)
+        reg_dirs = list(paths.reg)
+        if cfg.reg_data_dir and Path(cfg.reg_data_dir).is_dir():
+            reg_dirs.append(Path(cfg.reg_data_dir))
+        class_prompt = cfg.class_prompt
+        if cfg.prior_preservation or paths.reg:
+            from .prior import ensure_class_images
+            gen_dir = ensure_class_images(self, reg_dirs, class_prompt or self._layout_class_prompt())
+            if gen_dir is not None:
+                reg_dirs.append(gen_dir)
+        if reg_dirs:
+            self.data = data_mod.build(paths.dataset, cfg, reg_dirs, class_prompt)
+        self.log(f"dataset: {len(self.data.examples)} images x repeats = {sum(self.data.repeats)} per epoch, "
+                 f"{len(self.data.reg_examples)} class images, buckets {dict(sorted(self.data.buckets.items()))}")
+        self._setup_caches()
+        self._setup_lora()
+
+    def _layout_class_prompt(self) -> str:
+        from .layout import LayoutError, scan
+        try:
+            return scan(self.paths.dataset).class_prompt
+        except LayoutError:
+            return ""
+
+    def _setup_caches(self) -> None:
+        cfg, c = self.cfg, self.components
+        all_examples = self.data.examples + self.data.reg_examples
+        self.latents = None
+        if cfg.cache_latents:
+            folder = self.paths.cache / "latents" if cfg.cache_latents_to_disk else None
+            self.latents = encode.LatentCache(c.vae, folder, cfg.vae_batch_size)
+            t0 = time.time()
+            self.latents.fill(all_examples, [False, True] if cfg.flip_aug else [False])
+            self.log(f"cached latents of {len(all_examples)} images in {time.time() - t0:.1f}s")
+        self.text_cache = None
+        if cfg.cache_text_encoder_outputs and not cfg.train_text_encoder:
+            self.text_cache = encode.TextCache()
+            captions = [data_mod.process_caption(ex.caption, cfg, random.Random(0), 1) for ex in all_examples]
+            self.text_cache.fill(c, captions, cfg.clip_skip, self.device)
+
+    def _setup_lora(self) -> None:
+        from .lora import add_lora
+        cfg, c = self.cfg, self.components
+        add_lora(c, cfg.network_dim, cfg.network_alpha, cfg.train_text_encoder)
+        modules = {"unet": c.unet}
+        if cfg.train_text_encoder:
+            modules.update({f"text_encoder_{i}": te for i, te in enumerate(c.text_encoders)})
+        self.params = _trainable(modules)
+        if self.autocast_dtype is not None:
+            # Frozen base weights in the compute dtype save memory; the LoRA weights stay fp32 for the optimizer.
+            for m in [c.unet, *c.text_encoders]:
+                for p in m.parameters():
+                    if not p.requires_grad:
+                        p.data = p.data.to(self.autocast_dtype)
+        for p in self.params.values():
+            p.data = p.data.float()
+        if cfg.gradient_checkpointing:
+            c.unet.enable_gradient_checkpointing()
+            if cfg.train_text_encoder:
+                for te in c.text_encoders:
+                    te.gradient_checkpointing_enable()
+        c.unet.train()
+        for te in c.text_encoders:
+            te.train(cfg.train_text_encoder)
+        groups = [{"params": [p for k, p in self.params.items() if k.startswith("unet.")],
+                   "lr": cfg.effective_unet_lr, "name": "unet"}]
+        if cfg.train_text_encoder:
+            for i, lr in enumerate(cfg.text_encoder_lrs(len(c.text_encoders))):
+                groups.append({"params": [p for k, p in self.params.items() if k.startswith(f"text_encoder_{i}.")],
+                               "lr": lr, "name": f"textencoder{i + 1 if len(c.text_encoders) > 1 else ''}"})
+        groups = [g for g in groups if g["params"]]
+        self.optimizer = build_optimizer(cfg.optimizer_type, groups, cfg.effective_unet_lr, cfg.optimizer_args,
+                                         self.device)
+        self.batches_per_epoch = data_mod.batches_per_epoch(self.data, cfg.train_batch_size)
+        steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.gradient_accumulation_steps)
+        self.total_steps = (cfg.max_train_epochs * steps_per_epoch) if cfg.max_train_epochs else cfg.max_train_steps
+        self.steps_per_epoch = steps_per_epoch
+        self.scheduler = build_scheduler(cfg.lr_scheduler, self.optimizer, cfg.warmup_steps(self.total_steps),
+                                         self.total_steps, cfg.lr_scheduler_num_cycles, cfg.lr_scheduler_power)
+        self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
+
+    # --- one micro-batch
+    def _text(self, captions: list[str]):
+        if self.text_cache is not None:
+            return self.text_cache.get(captions, self.device)
+        with torch.set_grad_enabled(self.cfg.train_text_encoder), self._autocast():
+            return encode.encode_text(self.components, captions, self.cfg.clip_skip, self.device)
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
+
+    def _latents(self, entries) -> torch.Tensor:
+        if self.latents is not None:
+            return torch.stack([self.latents.get(e.example, e.flip) for e in entries]).to(self.device)
+        pixels = torch.from_numpy(np.stack([data_mod.load_pixels(e.example, e.flip) for e in entries]))
+        return encode.encode_pixels(self.components.vae, pixels).to(self.device)
+
+    def loss(self, entries, micro_index: int) -> torch.Tensor:
+        cfg, c = self.cfg, self.components
+        latents = self._latents(entries)
+        gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1_000_003 + micro_index)
+        noise = torch.randn(latents.shape, generator=gen)
+        if cfg.noise_offset:
+            noise += cfg.noise_offset * torch.randn((latents.shape[0], latents.shape[1], 1, 1), generator=gen)
+        timesteps = torch.randint(cfg.min_timestep, cfg.max_timestep, (latents.shape[0],), generator=gen)
+        noise, timesteps = noise.to(self.device), timesteps.to(self.device)
+        noisy = c.noise_scheduler.add_noise(latents, noise, timesteps)
+        hidden, pooled = self._text([e.caption for e in entries])
+        kwargs = {}
+        if c.family == "sdxl":
+            kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": _time_ids(entries, self.device)}
+        with self._autocast():
+            pred = c.unet(noisy, timesteps, hidden, **kwargs).sample
+        target = c.noise_scheduler.get_velocity(latents, noise, timesteps) if self.v_pred else noise
+        loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=[1, 2, 3])
+        weights = torch.tensor([cfg.prior_loss_weight if e.example.is_reg else 1.0 for e in entries],
+                               device=loss.device)
+        loss = loss * weights
+        if cfg.min_snr_gamma:
+            loss = loss * _snr_weights(c.noise_scheduler, timesteps, cfg.min_snr_gamma, self.v_pred)
+        return loss.mean()
+
+    # --- the loop
+    def fingerprint(self) -> dict:
+        cfg = self.cfg
+        return {"family": self.components.family, "network_dim": cfg.network_dim, "total_steps": self.total_steps,
+                "train_text_encoder": cfg.train_text_encoder, "optimizer": cfg.optimizer_type,
+                "batch": cfg.train_batch_size, "accum": cfg.gradient_accumulation_steps}
+
+    def save_checkpoint(self, step: int, epoch_losses) -> None:
+        checkpoint.save(self.paths.checkpoints, step=step, params=self.params, optimizer=self.optimizer,
+                        scheduler=self.scheduler, scaler=self.scaler, fingerprint=self.fingerprint(),
+                        epoch_losses=epoch_losses)
+
+    def lrs(self) -> dict[str, float]:
+        out = {}
+        for g in self.optimizer.param_groups:
+            lr = g.get("lr") or 0.0
+            if "d" in g:  # Prodigy: the effective step size is d * lr
+                lr = g["d"] * lr
+            out[g.get("name", "unet")] = float(lr)
+        return out
+
+    def run(self) -> RunResult:
+        from .tb import Board
+        cfg, paths = self.cfg, self.paths
+        started = time.time()
+        step, epoch_losses = 0, []
+        state = checkpoint.load(paths.checkpoints)
+        if state is not None:
+            if state["fingerprint"] != self.fingerprint():
+                self.log("note: the checkpoint was made with other settings; starting from step 0")
+            else:
+                checkpoint.restore(state, params=self.params, optimizer=self.optimizer, scheduler=self.scheduler,
+                                   scaler=self.scaler)
+                step, epoch_losses = state["step"], state["epoch_losses"]
+                self.log(f"resumed from checkpoint at step {step}")
+        board = Board(paths.tensorboard)
+        prompts = sampling.read_prompts(cfg.sample_prompt_text, paths.prompt_dirs)
+        samples: list[Path] = []
+        if cfg.sample_at_first and prompts and step == 0:
+            samples += self.sample(prompts, "000000")
+        accum = cfg.gradient_accumulation_steps
+        progress = Progress(self.total_steps, step, sys.stderr.isatty())
+        losses: list[float] = []
+        step_times: list[float] = []  # the last steps' durations, sampling and saving excluded
+        epoch_cache: dict[int, list] = {}
+        while step < self.total_steps:
+            micro = step * accum
+            t_step = time.time()
+            self.optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for k in range(accum):
+                epoch, offset = divmod(micro + k, self.batches_per_epoch)
+                if epoch not in epoch_cache:
+                    epoch_cache = {epoch: data_mod.epoch_batches(self.data, cfg, epoch + 1, cfg.train_batch_size)}
+                loss = self.loss(epoch_cache[epoch][offset], micro + k) / accum
+                (self.scaler.scale(loss) if self.scaler else loss).backward()
+                step_loss += float(loss.detach())
+            if not math.isfinite(step_loss):
+                raise FloatingPointError(f"the loss became {step_loss} at step {step + 1}: lower learning_rate, or "
+                                         "use mixed_precision = \"bf16\" instead of fp16")
+            if self.scaler:
+                self.scaler.unscale_(self.optimizer)
+            if cfg.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(list(self.params.values()), cfg.max_grad_norm)
+            if self.scaler:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            self.scheduler.step()
+            step += 1
+            step_times = (step_times + [time.time() - t_step])[-20:]
+            losses.append(step_loss)
+            epoch_losses.append(step_loss)
+            lrs = self.lrs()
+            rate = len(step_times) / max(sum(step_times), 1e-9)
+            print(f"step={step}/{self.total_steps} loss={step_loss:.4f} lr={lrs.get('unet', 0.0):.3g} "
+                  f"it/s={rate:.2f}", flush=True)
+            progress.update(step, step_loss)
+            board.step(step, step_loss, sum(epoch_losses) / len(epoch_losses), lrs)
+            epoch_done = (step * accum) % self.batches_per_epoch < accum
+            epoch_no = (step * accum) // self.batches_per_epoch
+            if epoch_done and epoch_no >= 1:
+                board.epoch(epoch_no, sum(epoch_losses) / len(epoch_losses))
+                epoch_losses = []
+                if cfg.save_every_n_epochs and epoch_no % cfg.save_every_n_epochs == 0 and step < self.total_steps:
+                    self.save_lora(paths.model_dir / f"{paths.output_name}-{epoch_no:06d}.safetensors", step, started)
+                if cfg.sample_every_n_epochs and prompts and epoch_no % cfg.sample_every_n_epochs == 0:
+                    samples += self.sample(prompts, f"e{epoch_no:06d}")
+            if cfg.sample_every_n_steps and prompts and step % cfg.sample_every_n_steps == 0:
+                samples += self.sample(prompts, f"{step:06d}")
+            if cfg.save_every_n_steps and step % cfg.save_every_n_steps == 0 and step < self.total_steps:
+                self.save_checkpoint(step, epoch_losses)
+                board.flush()
+            if self.stop_flag():
+                self.save_checkpoint(step, epoch_losses)
+                board.close()
+                progress.close()
+                raise Stopped(step)
+        progress.close()
+        lora = self.save_lora(paths.model_dir / f"{paths.output_name}.safetensors", step, started)
+        samples += self.finish(prompts, samples, step)
+        board.close()
+        return RunResult(lora, step, losses[-1] if losses else float("nan"), losses, samples)
+
+    # --- outputs
+    def save_lora(self, path: Path, step: int, started: float) -> Path:
+        epoch = math.ceil(step / max(self.steps_per_epoch, 1))
+        facts = outputs.training_facts(self.cfg, self.components, self.data, steps=step, epoch=epoch,
+                                       started_at=started, batches_per_epoch=self.batches_per_epoch,
+                                       dataset_name=self.paths.dataset_name)
+        return outputs.save_lora(path, self.components, self.cfg, facts)
+
+    def sample(self, prompts, stem: str) -> list[Path]:
+        return self.sample_base(prompts, self.paths.model_dir / "samples", stem, self.cfg.seed)
+
+    def sample_base(self, prompts, out_dir: Path, stem: str, seed: int) -> list[Path]:
+        """Renders prompts with the model as it is now (base model before the LoRA is added)."""
+        from .models import build_pipeline
+        c = self.components
+        pipe = build_pipeline(c, sampling.make_scheduler(self.cfg.sample_sampler, c.noise_scheduler))
+        pipe.set_progress_bar_config(disable=True)
+        return sampling.render(pipe, prompts, out_dir, stem, self.cfg.resolution_wh, seed, self.device,
+                               self.autocast_dtype)
+
+    def finish(self, prompts, samples: list[Path], step: int) -> list[Path]:
+        """Sidecar and preview: the last sample, or one render of the trigger words when there are no prompts."""
+        p, new = self.paths, []
+        if not samples:
+            trigger = sampling.SamplePrompt(", ".join(self.data.triggers) or p.output_name, steps=20)
+            new = self.sample(prompts[-1:] or [trigger], "final")
+        last = (samples + new)[-1]
+        outputs.write_preview(p.model_dir / f"{p.output_name}.preview.png", last)
+        outputs.write_sidecar(p.model_dir / f"{p.output_name}.json", family=self.components.family,
+                              triggers=self.data.triggers, output_name=p.output_name,
+                              model_name=self.components.model_name, dataset_name=p.dataset_name, steps=step,
+                              cfg=self.cfg)
+        return new
