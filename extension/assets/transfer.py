@@ -1,6 +1,6 @@
 """Uploads into the store: resumable multipart uploads with parallel parts, progress (bytes, rate, ETA) and cancel.
 
-s3transfer-style: `start(...)` returns a Transfer (result() like a future, cancel(), the latest progress).
+s3transfer-style: cloudlora.assets.tasks.start(...) runs one in the background as a Transfer (result() like a future, cancel()).
 `upload_file` is the one place where resume, integrity and dedupe of single objects live:
 - S3: our own multipart loop (s3transfer's upload_file cannot resume after the process dies). The UploadId, part
   size and the file's identity (path, size, mtime, sha256) are kept in data_dir()/uploads/<id>.json; a re-run asks
@@ -16,8 +16,7 @@ import json
 import os
 import threading
 import time
-import uuid
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -373,93 +372,3 @@ def _local_upload(store, key, path, size, sha256, meta, meter, cancel) -> Upload
     except OSError:
         pass
     return UploadResult(key, size, sha256, size - offset, resumed=offset > 0)
-
-
-# --- transfers in the background (tabs and REST poll them) ---------------------------------------------------------
-
-
-class Transfer:
-    """A transfer running in a background thread: result()/done()/exception() like a future, cancel(), progress."""
-
-    def __init__(self, name: str):
-        self.id = uuid.uuid4().hex[:12]
-        self.name = name
-        self.cancel_event = threading.Event()
-        self.future: Future = Future()
-        self.progress: Progress | None = None
-        self.started = time.time()
-        self.log: list[str] = []
-
-    def result(self, timeout: float | None = None):
-        return self.future.result(timeout)
-
-    def exception(self, timeout: float | None = None):
-        return self.future.exception(timeout)
-
-    def done(self) -> bool:
-        return self.future.done()
-
-    def cancel(self) -> None:
-        self.cancel_event.set()
-
-    def _on_progress(self, p: Progress) -> None:
-        self.progress = p
-
-    def status(self) -> str:
-        if not self.future.done():
-            return "cancelling" if self.cancel_event.is_set() else "running"
-        err = self.future.exception()
-        if err is None:
-            return "done"
-        return "cancelled" if isinstance(err, Cancelled) else "failed"
-
-    def to_dict(self) -> dict:
-        p = self.progress
-        out = {"id": self.id, "name": self.name, "status": self.status(), "started": self.started,
-               "progress": asdict(p) if p else None, "progress_text": p.text() if p else ""}
-        if self.future.done():
-            err = self.future.exception()
-            if err is None:
-                res = self.future.result()
-                out["result"] = res.to_dict() if hasattr(res, "to_dict") else res
-            else:
-                out["error"] = str(err)
-        return out
-
-
-_transfers: dict[str, Transfer] = {}
-_transfers_lock = threading.Lock()
-
-
-def start(name: str, fn: Callable, *args, progress: ProgressCallback | None = None, **kwargs) -> Transfer:
-    """Runs fn(*args, progress=..., cancel=..., **kwargs) in a background thread and returns its Transfer."""
-    from .. import background
-
-    transfer = Transfer(name)
-
-    def report(p: Progress) -> None:
-        transfer._on_progress(p)
-        if progress:
-            progress(p)
-
-    def run() -> None:
-        try:
-            transfer.future.set_result(fn(*args, progress=report, cancel=transfer.cancel_event, **kwargs))
-        except BaseException as err:  # noqa: BLE001 - handed to whoever waits on the future
-            transfer.future.set_exception(err)
-
-    with _transfers_lock:
-        _transfers[transfer.id] = transfer
-    background.register_stopper(transfer.cancel)
-    background.start(f"transfer-{transfer.id}", run)
-    return transfer
-
-
-def get(transfer_id: str) -> Transfer | None:
-    with _transfers_lock:
-        return _transfers.get(transfer_id)
-
-
-def all_transfers() -> list[Transfer]:
-    with _transfers_lock:
-        return list(_transfers.values())

@@ -1,0 +1,190 @@
+"""Where datasets come from besides a ready folder: a .zip (extracted safely) or images dropped in with a trigger.
+
+Both build a NEW folder under data_dir()/imports/; the user's files are copied, never moved or changed.
+A zip is checked entry by entry BEFORE anything is written (zip-slip, absolute paths, symlinks, too many files,
+too large, suspicious compression ratios), and the bytes actually written are counted again while extracting.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from cloudlora_backend.trainer import layout as L
+
+from ..errors import UserError
+from ..settings import data_dir
+from .models import safe_name
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    max_total_bytes: int = 8 << 30  # uncompressed
+    max_files: int = 20_000
+    max_ratio: float = 200.0  # uncompressed / compressed, for entries over 1 MiB
+    max_file_bytes: int = 1 << 30
+
+
+def imports_dir() -> Path:
+    return data_dir() / "imports"
+
+
+def new_folder(name: str) -> Path:
+    """A fresh folder imports/<name>[-N] (never an existing one)."""
+    base = imports_dir()
+    base.mkdir(parents=True, exist_ok=True)
+    stem = safe_name(name, "dataset")
+    for i in range(1000):
+        candidate = base / (stem if i == 0 else f"{stem}-{i}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise UserError(f"Too many imports named {stem} in {base}.", f"Remove old ones from {base}.")
+
+
+def _is_symlink(info: zipfile.ZipInfo) -> bool:
+    return info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16)
+
+
+def _safe_member(info: zipfile.ZipInfo, zip_name: str) -> PurePosixPath | None:
+    """The entry's relative path, or None for entries that are skipped silently (hidden/system files, folders)."""
+    raw = info.filename
+    name = raw.replace("\\", "/")
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        raise UserError(f"{zip_name} contains an absolute path ({raw!r}); it was refused and nothing was extracted.",
+                        "Create the zip from inside the dataset folder (relative paths only).")
+    parts = PurePosixPath(name).parts
+    if ".." in parts:
+        raise UserError(f"{zip_name} contains a path that leaves the extraction folder ({raw!r}, zip-slip); it was "
+                        "refused and nothing was extracted.", "Create the zip again from the dataset folder.")
+    if _is_symlink(info):
+        raise UserError(f"{zip_name} contains a symbolic link ({raw!r}); links are refused and nothing was "
+                        "extracted.", "Zip the real files instead of links (e.g. `zip -r` without -y).")
+    if any(L.is_hidden(PurePosixPath(p)) for p in parts) or info.is_dir():
+        return None
+    return PurePosixPath(*[p for p in parts if p not in ("", ".")])
+
+
+def import_zip(zip_path: Path | str, limits: ZipLimits = ZipLimits(), dest: Path | None = None) -> Path:
+    """Extracts a dataset zip into a new folder; returns the dataset root inside it."""
+    zip_path = Path(zip_path)
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise UserError(f"{zip_path.name} is not a readable zip file ({err}).", "Create the zip again.") from err
+    with zf:
+        members: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
+        total = 0
+        infos = zf.infolist()
+        if len(infos) > limits.max_files:
+            raise UserError(f"{zip_path.name} holds {len(infos)} entries (more than {limits.max_files}); refused.",
+                            "Split the dataset, or remove files it does not need.")
+        for info in infos:
+            rel = _safe_member(info, zip_path.name)
+            if rel is None:
+                continue
+            total += info.file_size
+            if info.file_size > limits.max_file_bytes or total > limits.max_total_bytes:
+                raise UserError(f"{zip_path.name} would extract to more than {limits.max_total_bytes >> 20} MiB "
+                                f"(or one file over {limits.max_file_bytes >> 20} MiB); refused as a possible zip "
+                                "bomb.", "Check the zip; datasets are usually far smaller.")
+            if info.file_size > (1 << 20) and info.file_size > limits.max_ratio * max(1, info.compress_size):
+                raise UserError(f"{zip_path.name}: {info.filename} compresses {info.file_size // max(1, info.compress_size)}"
+                                f":1, far more than images do; refused as a possible zip bomb.",
+                                "Create the zip again from the real files.")
+            members.append((info, rel))
+        if not members:
+            raise UserError(f"{zip_path.name} contains no files.", "Zip the dataset folder with its images.")
+        target = dest or new_folder(zip_path.stem)
+        written = 0
+        try:
+            for info, rel in members:
+                out = target.joinpath(*rel.parts)
+                if not out.resolve().is_relative_to(target.resolve()):  # belt and braces after the checks above
+                    raise UserError(f"{zip_path.name}: {info.filename} leaves the folder; refused.")
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(out, "wb") as dst:
+                    left = info.file_size
+                    while chunk := src.read(1 << 20):
+                        left -= len(chunk)
+                        written += len(chunk)
+                        if left < 0 or written > limits.max_total_bytes:  # the header lied about the size
+                            raise UserError(f"{zip_path.name}: {info.filename} is larger than its header says; "
+                                            "refused as a possible zip bomb.", "Create the zip again.")
+                        dst.write(chunk)
+                ts = time.mktime(info.date_time + (0, 0, -1)) if info.date_time[0] >= 1980 else None
+                if ts:
+                    os.utime(out, (ts, ts))
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+    return dataset_root_in(target)
+
+
+def dataset_root_in(folder: Path) -> Path:
+    """A zip of 'mydata/10_x/...' extracts to folder/mydata: descend through single wrapper folders."""
+    current = folder
+    for _ in range(5):
+        if L.looks_like_subset(current) or (current / "dataset_info.json").is_file():
+            return current
+        children = [p for p in current.iterdir() if not L.is_hidden(p)]
+        if any(L.looks_like_subset(p) for p in children):
+            return current
+        dirs = [p for p in children if p.is_dir()]
+        if len(dirs) == 1 and len(children) == 1:
+            current = dirs[0]
+            continue
+        return current
+    return current
+
+
+def check_trigger(trigger: str) -> str:
+    trigger = (trigger or "").strip()
+    if not trigger or re.search(r"[/\\:*?\"<>|\x00-\x1f]", trigger) or trigger in (".", ".."):
+        raise UserError(f"'{trigger}' cannot be a trigger word (it names a folder).",
+                        "Use a short word without / \\ : * ? \" < > |, e.g. 'sks' or 'mystyle'.")
+    return trigger
+
+
+def from_images(images: list[Path | str], trigger: str, repeats: int | str = 10, name: str | None = None,
+                captions: dict[str, str] | None = None) -> Path:
+    """Builds <new folder>/<repeats>_<trigger>/ with copies of the images (and their .txt captions when given or
+    lying beside them); returns the new dataset root."""
+    trigger = check_trigger(trigger)
+    try:
+        repeats = int(repeats)
+    except (TypeError, ValueError):
+        repeats = 0
+    if repeats < 1:
+        raise UserError(f"Repeats must be a positive whole number, not {repeats!r}.", "Use e.g. 10.")
+    files = [Path(p) for p in images]
+    if not files:
+        raise UserError("No images were given.", "Drop or pick the images first.")
+    for p in files:
+        if not p.is_file() or p.suffix.lower() not in L.IMAGE_EXTS:
+            raise UserError(f"{p.name} is not an image this dataset can use.",
+                            f"Use {', '.join(L.IMAGE_EXTS)} files.")
+    root = new_folder(name or trigger)
+    subset = root / f"{repeats}_{trigger}"
+    subset.mkdir()
+    used: set[str] = set()
+    for p in files:
+        stem = safe_name(p.stem, "image")
+        while stem.lower() in used:
+            stem += "_"
+        used.add(stem.lower())
+        shutil.copyfile(p, subset / f"{stem}{p.suffix.lower()}")
+        text = (captions or {}).get(p.name)
+        if text is None:
+            beside = next((p.with_suffix(ext) for ext in L.CAPTION_EXTS if p.with_suffix(ext).is_file()), None)
+            text = beside.read_text(encoding="utf-8", errors="replace") if beside else None
+        if text is not None:
+            (subset / f"{stem}.txt").write_text(text.strip() + "\n", encoding="utf-8")
+    return root

@@ -1,0 +1,176 @@
+"""Datasets in the store: upload (validated, parallel, per-file dedupe, resumable), list, delete, usage.
+
+Layout: datasets/<name>/<N_trigger>/<files> (plus the Kohya sample's config or JumpStart's dataset_info.json) and
+datasets/<name>/manifest.json {name, family "", sha256 (of the sorted file list and hashes), size, file_count,
+created, triggers, images, images_per_epoch, kind}. The manifest is written LAST, so a half-uploaded dataset never
+lists as complete; a re-run sends only the files that are missing or changed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from pathlib import Path
+
+from cloudlora_backend.trainer import layout as L
+
+from ..errors import UserError
+from . import transfer
+from .dataset_check import Report, check_dataset
+from .models import check_name, now_iso, safe_name
+
+THREADS = 8
+
+
+def manifest_key(name: str) -> str:
+    return f"datasets/{name}/manifest.json"
+
+
+def dataset_files(report: Report) -> list[tuple[str, Path]]:
+    """(relative key, local path) of what gets uploaded: images, their captions, and the layout's own files.
+
+    Only files the check accepted: nothing hidden, nothing outside the folder, no stray files.
+    """
+    root = Path(report.root)
+    base = root.parent if report.kind == "kohya" and L.looks_like_subset(root) else root
+    files: dict[str, Path] = {}
+    for item in report.items:
+        for p in (item["image"], item["caption_file"]):
+            if p:
+                files[Path(p).relative_to(base).as_posix()] = Path(p)
+    extra = [report.summary.get("config_file")] + (["dataset_info.json"] if report.kind == "jumpstart" else [])
+    for rel in filter(None, extra):
+        files[rel] = root / rel
+    return sorted(files.items())
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def dataset_sha256(hashes: list[tuple[str, str]]) -> str:
+    """One hash for the whole dataset: of the sorted 'relative path  sha256' lines."""
+    return hashlib.sha256("".join(f"{rel}  {sha}\n" for rel, sha in sorted(hashes)).encode()).hexdigest()
+
+
+def check_or_raise(path: Path | str) -> Report:
+    report = check_dataset(path)
+    if not report.ok:
+        shown = "\n".join(f.text() for f in report.errors[:10])
+        more = f"\n... and {len(report.errors) - 10} more" if len(report.errors) > 10 else ""
+        raise UserError(f"The dataset {path} has {len(report.errors)} error(s); nothing was uploaded:\n{shown}{more}",
+                        f"Fix them, then check again: cloudlora dataset check {path}")
+    return report
+
+
+def upload_dataset(store, path: Path | str, name: str | None = None,
+                   progress: transfer.ProgressCallback | None = None,
+                   cancel: threading.Event | None = None, threads: int = THREADS) -> dict:
+    """Validates, then uploads the dataset; returns its manifest plus bytes_sent, files_sent, files_skipped."""
+    report = check_or_raise(path)
+    root = Path(report.root)
+    name = check_name(name or safe_name(root.name, "dataset"), "dataset")
+    files = dataset_files(report)
+    total = sum(p.stat().st_size for _rel, p in files)
+    hasher = transfer.Meter(progress, "hashing", total, files_total=len(files))
+    hashes = []
+    for rel, p in files:
+        if cancel is not None and cancel.is_set():
+            raise transfer.Cancelled("cancelled")
+        hashes.append((rel, _sha256(p)))
+        hasher.add(p.stat().st_size, item=rel, file_done=True)
+    digest = dataset_sha256(hashes)
+    try:
+        old = json.loads(store.get_bytes(manifest_key(name)))
+    except FileNotFoundError:
+        old = None
+    if old and old.get("sha256") == digest:
+        transfer.Meter(progress, "done", total, done=total, files_total=len(files)).emit()
+        return {**old, "bytes_sent": 0, "files_sent": 0, "files_skipped": len(files), "deduplicated": True}
+    if old:
+        store.delete(manifest_key(name))  # being replaced: not complete until the new manifest lands
+
+    meter = transfer.Meter(progress, "uploading", total, files_total=len(files))
+    sha_of = dict(hashes)
+    stop = threading.Event()
+
+    def send(rel: str, p: Path) -> transfer.UploadResult:
+        if stop.is_set() or (cancel is not None and cancel.is_set()):
+            raise transfer.Cancelled("cancelled")
+        res = transfer.upload_file(store, f"datasets/{name}/{rel}", p, sha256=sha_of[rel], threads=2)
+        meter.add(res.size, item=rel, file_done=True)
+        return res
+
+    with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="cloudlora-dataset") as pool:
+        futures = [pool.submit(send, rel, p) for rel, p in files]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in done if f.exception() is not None]
+        if failed:
+            stop.set()
+            wait(futures)
+            raise failed[0].exception()
+        results = [f.result() for f in futures]
+    wanted = {f"datasets/{name}/{rel}" for rel, _p in files} | {manifest_key(name)}
+    for obj in list(store.list(f"datasets/{name}/")):  # files of an older version that are gone now
+        if obj.key not in wanted:
+            store.delete(obj.key)
+    summary = report.summary
+    manifest = {
+        "name": name, "family": "", "sha256": digest, "size": total, "file_count": len(files), "created": now_iso(),
+        "triggers": summary["triggers"], "images": summary["images"],
+        "images_per_epoch": summary["images_per_epoch"], "kind": report.kind, "subsets": summary["subsets"],
+        "captions": summary["captions"], "config_file": summary.get("config_file"),
+        "instance_prompt": summary.get("instance_prompt", ""), "class_prompt": summary.get("class_prompt", ""),
+    }
+    store.put_bytes(manifest_key(name), json.dumps(manifest, indent=2).encode())  # last: now it lists
+    meter.emit("done")
+    sent = [r for r in results if not r.skipped]
+    return {**manifest, "bytes_sent": sum(r.bytes_sent for r in results), "files_sent": len(sent),
+            "files_skipped": len(results) - len(sent), "deduplicated": False}
+
+
+def list_datasets(store) -> list[dict]:
+    """Every complete dataset (one with a manifest), sorted by name."""
+    out = []
+    for obj in store.list("datasets/"):
+        parts = obj.key.split("/")
+        if len(parts) == 3 and parts[2] == "manifest.json":
+            try:
+                out.append(json.loads(store.get_bytes(obj.key)))
+            except (FileNotFoundError, ValueError):
+                continue
+    return sorted(out, key=lambda m: m.get("name", ""))
+
+
+def get_dataset(store, name: str) -> dict:
+    try:
+        return json.loads(store.get_bytes(manifest_key(check_name(name, "dataset"))))
+    except FileNotFoundError:
+        raise UserError(f"No dataset named '{name}' in the store ({store.uri('datasets/')}).",
+                        "See `cloudlora dataset list`, or upload it with `cloudlora dataset upload PATH`.") from None
+
+
+def delete_dataset(store, name: str, *, force: bool = False) -> int:
+    """Removes the dataset (manifest first). `force` also clears a half-uploaded one that has no manifest."""
+    check_name(name, "dataset")
+    if not force:
+        get_dataset(store, name)
+    store.delete(manifest_key(name))
+    return store.delete_prefix(f"datasets/{name}/")
+
+
+def usage(store) -> int:
+    return sum(o.size for o in store.list("datasets/"))
+
+
+def usage_total(store) -> dict:
+    """Bytes used in the store: models, datasets, everything."""
+    from . import models
+
+    m, d = models.usage(store), usage(store)
+    return {"models": m, "datasets": d, "total": sum(o.size for o in store.list(""))}

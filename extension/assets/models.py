@@ -1,0 +1,156 @@
+"""Checkpoints in the store: upload (deduplicated by SHA-256, resumable), list, download, delete.
+
+Layout: models/<name>/<checkpoint file> byte for byte (SageMaker streams it into the job) and
+models/<name>/manifest.json {name, family, sha256, size, file_count, created, file}. The manifest is written last,
+so a half-uploaded checkpoint never lists. The family comes from the safetensors header alone; a .ckpt is a pickle,
+which the WebUI side never unpickles, so its family must be given.
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cloudlora_backend.trainer.family import NotSafetensorsError, detect_family, read_safetensors_header
+
+from ..errors import UserError
+from . import hashcache, transfer
+
+FAMILIES = ("sd15", "sd2", "sdxl")
+FAMILY_LABELS = {"sd15": "SD 1.5", "sd2": "SD 2.x", "sdxl": "SDXL", "unknown": "unknown"}
+SAFETENSORS_EXTS = (".safetensors",)
+PICKLE_EXTS = (".ckpt", ".pt", ".pth")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def safe_name(text: str, default: str = "model") -> str:
+    """A store-safe name: 'My Model v1.5' -> 'My_Model_v1.5'."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")
+    return re.sub(r"\.{2,}", ".", name)[:100] or default
+
+
+def name_from_path(path: Path | str) -> str:
+    """A store-safe name from a file name: 'My Model v1.5.safetensors' -> 'My_Model_v1.5'."""
+    return safe_name(Path(path).stem)
+
+
+def check_name(name: str, what: str = "model") -> str:
+    if not NAME_RE.match(name or "") or ".." in name:
+        raise UserError(f"'{name}' is not a valid {what} name.",
+                        "Use letters, digits, '.', '_' and '-' (up to 100 characters), starting with a letter or digit.")
+    return name
+
+
+def manifest_key(name: str) -> str:
+    return f"models/{name}/manifest.json"
+
+
+def family_of(path: Path | str, family: str | None = None) -> str:
+    """The checkpoint's family: from its safetensors header (never the weights), or the one given for a pickle."""
+    path = Path(path)
+    family = (family or "").strip().lower() or None
+    if family is not None and family not in FAMILIES:
+        raise UserError(f"Unknown family '{family}'.", f"Use one of: {', '.join(FAMILIES)}.")
+    ext = path.suffix.lower()
+    if ext in PICKLE_EXTS:
+        if family is None:
+            raise UserError(
+                f"{path.name} is a pickle (.ckpt) checkpoint; its family cannot be read without unpickling it, "
+                "which the extension never does (a pickle can run code).",
+                "Give the family (--family sd15|sd2|sdxl, or pick it in the tab), or convert it to .safetensors.")
+        return family
+    if ext not in SAFETENSORS_EXTS:
+        raise UserError(f"{path.name} is not a checkpoint file (.safetensors or .ckpt).",
+                        "Pick the model's .safetensors file (models/Stable-diffusion).")
+    try:
+        detected = detect_family(read_safetensors_header(path))
+    except NotSafetensorsError as err:
+        raise UserError(str(err), "Check that the file is a complete .safetensors checkpoint.") from err
+    if detected == "unknown":
+        if family is None:
+            raise UserError(f"The family of {path.name} could not be told from its tensor names (not SD 1.5, SD 2 "
+                            "or SDXL in the A1111 layout; a LoRA, VAE or refiner is not a base model).",
+                            "If it is a base model, give the family (--family sd15|sd2|sdxl).")
+        return family
+    if family is not None and family != detected:
+        raise UserError(f"{path.name} is {FAMILY_LABELS[detected]} by its tensor names, not "
+                        f"{FAMILY_LABELS[family]}.", f"Leave the family out, or give --family {detected}.")
+    return detected
+
+
+def list_models(store) -> list[dict]:
+    """Every complete checkpoint (one with a manifest), sorted by name."""
+    out = []
+    for obj in store.list("models/"):
+        parts = obj.key.split("/")
+        if len(parts) == 3 and parts[2] == "manifest.json":
+            try:
+                out.append(json.loads(store.get_bytes(obj.key)))
+            except (FileNotFoundError, ValueError):
+                continue  # deleted meanwhile, or damaged: not listed
+    return sorted(out, key=lambda m: m.get("name", ""))
+
+
+def get_model(store, name: str) -> dict:
+    try:
+        return json.loads(store.get_bytes(manifest_key(check_name(name))))
+    except FileNotFoundError:
+        raise UserError(f"No model named '{name}' in the store ({store.uri('models/')}).",
+                        "See `cloudlora model list`, or upload it with `cloudlora model upload PATH`.") from None
+
+
+def upload_model(store, path: Path | str, name: str | None = None, family: str | None = None,
+                 progress: transfer.ProgressCallback | None = None,
+                 cancel: threading.Event | None = None) -> dict:
+    """Uploads a checkpoint; returns its manifest plus bytes_sent and deduplicated (True: it was already there)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"{path} does not exist or is not a file.",
+                        "Give the path of a checkpoint (.safetensors), e.g. from models/Stable-diffusion.")
+    family = family_of(path, family)
+    name = check_name(name or name_from_path(path))
+    size = path.stat().st_size
+    hasher = transfer.Meter(progress, "hashing", size, item=path.name)
+    sha256 = hashcache.sha256_file(path, progress=lambda d, t: hasher.add(d - hasher.done), cancel=cancel)
+    models = list_models(store)
+    for m in models:
+        if m.get("sha256") == sha256:  # the same bytes are already in the store
+            transfer.Meter(progress, "done", size, done=size, item=path.name).emit()
+            return {**m, "bytes_sent": 0, "deduplicated": True}
+    if any(m.get("name") == name for m in models):
+        raise UserError(f"A different model named '{name}' is already in the store.",
+                        f"Give another name (--name), or remove it first: cloudlora model rm {name}")
+    key = f"models/{name}/{path.name}"
+    result = transfer.upload_file(store, key, path, metadata={"family": family}, sha256=sha256,
+                                  progress=progress, cancel=cancel)
+    manifest = {"name": name, "family": family, "sha256": sha256, "size": size, "file_count": 1,
+                "created": now_iso(), "file": key, "kind": "model", "source": path.name}
+    store.put_bytes(manifest_key(name), json.dumps(manifest, indent=2).encode())  # last: now it lists
+    return {**manifest, "bytes_sent": result.bytes_sent, "deduplicated": result.skipped}
+
+
+def delete_model(store, name: str) -> int:
+    """Removes the model (manifest first, so it stops listing at once); returns the number of objects removed."""
+    get_model(store, name)
+    store.delete(manifest_key(name))
+    return 1 + store.delete_prefix(f"models/{name}/")
+
+
+def download_model(store, name: str, dest_dir: Path | str,
+                   progress: transfer.ProgressCallback | None = None) -> Path:
+    manifest = get_model(store, name)
+    dest = Path(dest_dir) / manifest["file"].rsplit("/", 1)[-1]
+    meter = transfer.Meter(progress, "downloading", int(manifest.get("size", 0)), item=dest.name)
+    store.download(manifest["file"], dest, progress=lambda d, t: meter.add(d - meter.done))
+    return dest
+
+
+def usage(store) -> int:
+    """Bytes the models take in the store."""
+    return sum(o.size for o in store.list("models/"))
