@@ -31,7 +31,18 @@ MIN_PART = 8 * MiB
 MAX_PART = 64 * MiB
 MAX_PARTS = 10_000
 MULTIPART_THRESHOLD = 16 * MiB
-DEFAULT_THREADS = 8
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return max(1, int(os.environ.get(name, "") or default))
+    except ValueError:
+        return default
+
+
+# Tuning knobs for slow or metered links (README "Uploads"); the defaults are the benchmark's best.
+DEFAULT_THREADS = _env_int("CLOUDLORA_UPLOAD_THREADS", 8)
+PREFERRED_PART = _env_int("CLOUDLORA_PART_SIZE_MIB", 16) * MiB
 LOCAL_CHUNK = 8 * MiB
 
 
@@ -141,9 +152,9 @@ class UploadResult:
         return asdict(self)
 
 
-def part_size_for(size: int, preferred: int = 16 * MiB) -> int:
-    """Part size: `preferred` clamped to 8–64 MiB, grown (whole MiB) so there are at most 10,000 parts."""
-    part = min(max(preferred, MIN_PART), MAX_PART)
+def part_size_for(size: int, preferred: int | None = None) -> int:
+    """Part size: `preferred` (default 16 MiB) clamped to 8–64 MiB, grown (whole MiB) to keep ≤ 10,000 parts."""
+    part = min(max(preferred or PREFERRED_PART, MIN_PART), MAX_PART)
     needed = -(-size // MAX_PARTS)
     if needed > part:
         part = -(-needed // MiB) * MiB

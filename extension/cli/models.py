@@ -1,0 +1,136 @@
+"""`cloudlora model upload|list|show|rm`: checkpoints in the store (the same functions as the Checkpoints panel)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+
+from .. import settings as settings_mod
+from ..assets import models
+from ..assets.transfer import Cancelled, Progress, format_bytes
+from .output import add_json_flag, confirm, print_json, print_table
+
+
+class ProgressBar:
+    """A one-line bar on a terminal: phase, bytes, rate, ETA; silent when stderr is not a terminal."""
+
+    def __init__(self, stream=None, width: int = 28):
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.enabled = self.stream.isatty()
+        self._last = ""
+        self._lock = threading.Lock()
+
+    def __call__(self, p: Progress) -> None:
+        if not self.enabled:
+            return
+        filled = int(self.width * min(1.0, p.fraction))
+        line = f"\r[{'#' * filled}{'.' * (self.width - filled)}] {p.fraction * 100:5.1f}% {p.text()}"
+        if p.item:
+            line += f"  {p.item[-40:]}"
+        with self._lock:
+            if line != self._last:
+                self.stream.write(line.ljust(len(self._last)))
+                self.stream.flush()
+                self._last = line
+
+    def close(self) -> None:
+        if self.enabled and self._last:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._last = ""
+
+
+def open_store():
+    from ..store import open_store as _open
+
+    return _open(settings_mod.resolve())
+
+
+def register(sub) -> None:
+    p = sub.add_parser("model", help="checkpoints in the store: upload, list, show, rm")
+    msub = p.add_subparsers(dest="model_command", metavar="ACTION")
+    up = msub.add_parser("upload", help="upload a checkpoint (.safetensors, or .ckpt with --family); resumable, "
+                                        "deduplicated")
+    up.add_argument("path", help="the checkpoint file")
+    up.add_argument("--name", help="name in the store (default: the file name)")
+    up.add_argument("--family", choices=models.FAMILIES,
+                    help="sd15|sd2|sdxl; read from the safetensors header when left out (required for .ckpt)")
+    add_json_flag(up)
+    up.set_defaults(func=run_upload)
+    ls = msub.add_parser("list", help="the checkpoints in the store, with the space they take")
+    add_json_flag(ls)
+    ls.set_defaults(func=run_list)
+    show = msub.add_parser("show", help="one checkpoint's manifest")
+    show.add_argument("name")
+    add_json_flag(show)
+    show.set_defaults(func=run_show)
+    rm = msub.add_parser("rm", help="delete a checkpoint from the store")
+    rm.add_argument("name")
+    rm.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    add_json_flag(rm)
+    rm.set_defaults(func=run_rm)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def run_upload(args: argparse.Namespace) -> int:
+    store = open_store()
+    bar = ProgressBar()
+    try:
+        result = models.upload_model(store, args.path, name=args.name, family=args.family, progress=bar)
+    except (Cancelled, KeyboardInterrupt):
+        bar.close()
+        print("Interrupted: run the same command again to resume (only the missing parts are sent).",
+              file=sys.stderr)
+        return 130
+    bar.close()
+    if args.json:
+        print_json(result)
+    elif result["deduplicated"]:
+        print(f"Already in the store as '{result['name']}' ({result['family']}, sha256 {result['sha256'][:12]}): "
+              "0 bytes sent.")
+    else:
+        print(f"Uploaded '{result['name']}' ({result['family']}, {format_bytes(result['size'])}, "
+              f"sha256 {result['sha256'][:12]}) to {store.uri(result['file'])}; {format_bytes(result['bytes_sent'])} "
+              "sent.")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    store = open_store()
+    items = models.list_models(store)
+    total = sum(int(m.get("size", 0)) for m in items)
+    if args.json:
+        print_json({"store": store.uri(""), "models": items, "total_bytes": total})
+        return 0
+    if not items:
+        print(f"No models in {store.uri('models/')}. Upload one: cloudlora model upload PATH")
+        return 0
+    print_table([(m["name"], m.get("family", ""), format_bytes(int(m.get("size", 0))), m.get("sha256", "")[:12],
+                  m.get("created", "")) for m in items], ["NAME", "FAMILY", "SIZE", "SHA256", "CREATED"])
+    print(f"{len(items)} model(s), {format_bytes(total)} in {store.uri('models/')}")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    manifest = models.get_model(open_store(), args.name)
+    if args.json:
+        print_json(manifest)
+    else:
+        for k, v in manifest.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+def run_rm(args: argparse.Namespace) -> int:
+    store = open_store()
+    manifest = models.get_model(store, args.name)
+    if not confirm(f"Delete model '{args.name}' ({format_bytes(int(manifest.get('size', 0)))}) from "
+                   f"{store.uri('models/')}?", args.yes):
+        return 1
+    n = models.delete_model(store, args.name)
+    if args.json:
+        print_json({"deleted": args.name, "objects": n})
+    else:
+        print(f"Deleted model '{args.name}' ({n} objects).")
+    return 0
