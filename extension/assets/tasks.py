@@ -66,11 +66,11 @@ _transfers: dict[str, Transfer] = {}
 _transfers_lock = threading.Lock()
 
 
-def start(name: str, fn: Callable, *args, progress: ProgressCallback | None = None, **kwargs) -> Transfer:
+def start(title: str, fn: Callable, /, *args, progress: ProgressCallback | None = None, **kwargs) -> Transfer:
     """Runs fn(*args, progress=..., cancel=..., **kwargs) in a background thread and returns its Transfer."""
     from .. import background
 
-    transfer = Transfer(name)
+    transfer = Transfer(title)
 
     def report(p: Progress) -> None:
         transfer._on_progress(p)
