@@ -138,15 +138,19 @@ def wait_and_report(job_id: str, settings, *, as_json: bool = False, lora_dir: s
 
     def show(info: dict) -> None:
         line = f"{info['status']}"
+        if info.get("secondary_status") and info["status"] not in ("Training", "Completed"):
+            line += f" ({info['secondary_status']})"
         if info.get("total_steps"):
             line += f" step {info['step']}/{info['total_steps']}"
         if info.get("loss_points"):
             line += f" loss {info['loss_points'][-1]['loss']:.4f}"
-        if info.get("elapsed"):
-            line += f" ({info['elapsed']})"
-        if line != last[0]:
-            print(("\r" + line.ljust(70)) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
-            last[0] = line
+        # A terminal gets one line rewritten in place, with the time; a log gets a line per change only.
+        if tty:
+            print("\r" + (line + (f" ({info['elapsed']})" if info.get("elapsed") else "")).ljust(78), end="",
+                  file=sys.stderr, flush=True)
+        elif line != last[0]:
+            print(line, file=sys.stderr, flush=True)
+        last[0] = line
 
     if lora_dir:  # --lora-dir for this run: pull explicitly, not by auto-pull into the default folder
         info = _wait_no_autopull(job_id, settings, show)

@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -87,6 +88,8 @@ def start(jobdir: Path, settings: Settings) -> int:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, close_fds=True, cwd=str(jobdir))
     (run / "runner.pid").write_text(str(proc.pid), encoding="utf-8")
+    # Reap it when it ends (else it stays a zombie of this process); it does not stop with us.
+    threading.Thread(target=proc.wait, name=f"cloudlora-reap-{proc.pid}", daemon=True).start()
     return proc.pid
 
 

@@ -1,0 +1,60 @@
+"""A stand-in for the trainer entrypoint, for tests of the job machinery (queue, stop, restart, orphan, failure).
+
+Called as `<python> fake_trainer.py -m cloudlora_backend.trainer --root DIR` (through a wrapper script set as
+CLOUDLORA_TRAINER_PYTHON). It follows the container contract: prints `step=i/N loss=L lr=R` lines, writes
+TensorBoard events, checkpoints on SIGTERM (exit 143), writes output/failure and exits 3 when told to fail, and
+writes model/<output_name>.safetensors on success. Behaviour from the environment:
+FAKE_STEPS (default 5), FAKE_DELAY seconds per step (default 0.2), FAKE_FAIL (a failure text).
+"""
+import json
+import os
+import signal
+import struct
+import sys
+import time
+from pathlib import Path
+
+from cloudlora.jobs.events import encode_scalar_event, frame_record  # the WebUI venv runs this file
+
+root = Path(sys.argv[sys.argv.index("--root") + 1])
+hp = json.loads((root / "input/config/hyperparameters.json").read_text())
+name = hp["output_name"]
+steps = int(os.environ.get("FAKE_STEPS", "5"))
+delay = float(os.environ.get("FAKE_DELAY", "0.2"))
+fail = os.environ.get("FAKE_FAIL", "")
+step = 0
+
+
+def on_term(*_):
+    (root / "checkpoints").mkdir(exist_ok=True)
+    (root / "checkpoints" / "state.txt").write_text(str(step))
+    print(f"stopped at step {step}: checkpoint saved", flush=True)
+    sys.exit(143)
+
+
+signal.signal(signal.SIGTERM, on_term)
+assert (root / "input/data/model").iterdir(), "no model channel"
+assert (root / "input/data/dataset").exists(), "no dataset channel"
+tb = root / "output" / "tensorboard"
+tb.mkdir(parents=True, exist_ok=True)
+events = open(tb / "events.out.tfevents.1.fake", "ab")
+for step in range(1, steps + 1):
+    time.sleep(delay)
+    loss = 1.0 / step
+    print(f"step={step}/{steps} loss={loss:.4f} lr=0.0001 it/s=5.0", flush=True)
+    events.write(frame_record(encode_scalar_event("loss/current", loss, step, time.time())))
+    events.flush()
+if fail:
+    (root / "output" / "failure").write_text(fail)
+    print(f"error: {fail}", flush=True)
+    sys.exit(3)
+model = root / "model"
+(model / "samples").mkdir(parents=True, exist_ok=True)
+header = {"__metadata__": {"ss_output_name": name, "ss_base_model_version": "sd_v1"},
+          "lora_unet_x.alpha": {"dtype": "F32", "shape": [], "data_offsets": [0, 4]}}
+raw = json.dumps(header).encode()
+(model / f"{name}.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw + struct.pack("<f", 1.0))
+png = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d4944415478da63f8cfc0f01f0005000201a2f3bf3c0000000049454e44ae426082")
+(model / "samples" / "final_00.png").write_bytes(png)
+print("done", flush=True)

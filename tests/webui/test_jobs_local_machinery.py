@@ -1,0 +1,146 @@
+"""The local backend's job machinery: idempotent submit, queue, stop, restart, orphans, failures.
+
+These run tests/webui/jobs_support/fake_trainer.py in place of the trainer (same container contract, seconds
+instead of minutes); test_jobs_end_to_end.py runs the real trainer.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from cloudlora.jobs import service
+from cloudlora.jobs.spec import JobSpec
+
+
+def _spec(env, token="", name="demo_lora") -> JobSpec:
+    return JobSpec(model=env.model, dataset=env.dataset, family="sd15", config=service.default_config("sd15"),
+                   lora_name=name, backend="local", client_token=token)
+
+
+def _wait_for(job_id, statuses, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = service.get_job(job_id, auto_pull=False)
+        if job["status"] in statuses:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"{job_id} never reached {statuses}; last: {job['status']} {job['secondary_status']}")
+
+
+def _cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "cloudlora", *args], capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ))
+
+
+def test_a_double_click_on_create_makes_one_job(job_env, fake_trainer):
+    fake_trainer(steps=3, delay=0.05)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(service.create_job(_spec(job_env, "token-1"))))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    again = service.create_job(_spec(job_env, "token-1"))
+    assert len({r["id"] for r in results + [again]}) == 1
+    assert sorted(r["created"] for r in results) == [False, True] and again["created"] is False
+    assert [j["id"] for j in service.list_jobs(auto_pull=False)] == [again["id"]]
+    _wait_for(again["id"], ("Completed",))
+
+
+def test_a_new_process_lists_and_follows_a_running_job(job_env, fake_trainer):
+    fake_trainer(steps=12, delay=0.25)
+    job = service.create_job(_spec(job_env))
+    _wait_for(job["id"], ("Training",))
+    listed = json.loads(_cli("jobs", "--json").stdout)  # a "restarted WebUI": nothing shared but the files
+    assert [(j["id"], j["status"]) for j in listed] == [(job["id"], "Training")]
+    follow = _cli("logs", job["id"], "--follow")
+    assert follow.returncode == 0, follow.stderr
+    assert "step=12/12" in follow.stdout and "finished: exit 0" in follow.stdout
+    shown = json.loads(_cli("job", "show", job["id"], "--json").stdout)
+    assert shown["status"] == "Completed" and (shown["step"], shown["total_steps"]) == (12, 12)
+    assert [p["step"] for p in shown["loss_points"]] == list(range(1, 13))
+
+
+def test_jobs_wait_in_a_queue_for_the_one_gpu_and_stop_saves_a_checkpoint(job_env, fake_trainer):
+    fake_trainer(steps=200, delay=0.1)
+    first = service.create_job(_spec(job_env, name="first"))
+    _wait_for(first["id"], ("Training",))
+    second = service.create_job(_spec(job_env, name="second"))
+    time.sleep(1.0)
+    queued = service.get_job(second["id"], auto_pull=False)
+    assert queued["status"] == "Queued", queued
+    stopped = service.stop_job(first["id"])
+    assert "checkpoint" in stopped["message"]
+    done = _wait_for(first["id"], ("Stopped", "Failed"))
+    assert done["status"] == "Stopped"
+    jobdir = job_env.store_dir / "jobs" / first["id"]
+    assert (jobdir / "checkpoints" / "state.txt").read_text().isdigit()
+    _wait_for(second["id"], ("Training",))  # the queue moves on
+    service.stop_job(second["id"])
+    assert _wait_for(second["id"], ("Stopped",))["status"] == "Stopped"
+
+
+def test_a_job_whose_runner_was_killed_is_reported_as_an_orphan(job_env, fake_trainer):
+    fake_trainer(steps=200, delay=0.1)
+    job = service.create_job(_spec(job_env))
+    _wait_for(job["id"], ("Training",))
+    run = job_env.store_dir / "jobs" / job["id"] / "runner"
+    for name in ("runner.pid", "trainer.pid"):
+        os.kill(int((run / name).read_text()), signal.SIGKILL)
+    failed = _wait_for(job["id"], ("Failed",), timeout=20)
+    assert failed["secondary_status"] == "Orphaned"
+    assert "gone without recording an exit status" in failed["failure"]
+
+
+def test_a_failed_job_is_explained_in_plain_words_with_the_fix(job_env, fake_trainer):
+    fake_trainer(steps=2, delay=0.05, fail="torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    job = service.create_job(_spec(job_env))
+    failed = _wait_for(job["id"], ("Failed",))
+    assert failed["explanation"]["cause"] == "oom"
+    assert "ran out of memory" in failed["explanation"]["message"]
+    assert "train_batch_size" in failed["explanation"]["fix"]
+    cli = _cli("job", "show", job["id"])
+    assert "why: The GPU ran out of memory." in cli.stdout
+
+
+def test_a_completed_job_is_pulled_once_and_never_overwrites_another_lora(job_env, fake_trainer):
+    fake_trainer(steps=2, delay=0.05)
+    job_env.lora_dir.mkdir(parents=True)
+    (job_env.lora_dir / "demo_lora.safetensors").write_bytes(b"someone else's LoRA")
+    job = service.create_job(_spec(job_env))
+    _wait_for(job["id"], ("Completed",))
+    listed = service.list_jobs()  # a refresh that sees it Completed pulls it
+    assert listed[0]["pulled"] == [str(job_env.lora_dir / "demo_lora-1.safetensors")]
+    service.list_jobs()
+    assert (job_env.lora_dir / "demo_lora.safetensors").read_bytes() == b"someone else's LoRA"
+    assert sorted(p.name for p in job_env.lora_dir.iterdir()) == [
+        "demo_lora-1.json", "demo_lora-1.preview.png", "demo_lora-1.safetensors", "demo_lora.safetensors"]
+    from cloudlora.library.pull import read_metadata
+
+    assert read_metadata(job_env.lora_dir / "demo_lora-1.safetensors")["ss_output_name"] == "demo_lora-1"
+    again = service.pull_job(job["id"])
+    assert again["renamed"] and again["name"] == "demo_lora-2" and "already taken" in again["message"]
+
+
+def test_delete_record_refuses_a_running_job_and_removes_a_finished_one(job_env, fake_trainer):
+    fake_trainer(steps=100, delay=0.1)
+    from cloudlora.errors import UserError
+
+    job = service.create_job(_spec(job_env))
+    _wait_for(job["id"], ("Training",))
+    with pytest.raises(UserError, match="Stop it first"):
+        service.delete_record(job["id"])
+    service.stop_job(job["id"])
+    _wait_for(job["id"], ("Stopped",))
+    assert service.delete_record(job["id"])["deleted"]
+    assert service.list_jobs() == []
+    assert not (job_env.store_dir / "jobs" / job["id"]).exists()
+    assert (job_env.store_dir / "models" / "tiny-sd15").is_dir(), "the model must survive a job's deletion"
