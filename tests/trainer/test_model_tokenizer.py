@@ -1,0 +1,42 @@
+"""The CLIP tokenizers are built offline from open_clip's BPE file and match the real ones."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from cloudlora_backend.trainer import tokenizer
+
+
+def test_a_photo_of_a_cat_tokenizes_to_clips_ids(tmp_path):
+    tok = tokenizer.load_tokenizer("clip-l", cache_dir=tmp_path)
+    assert tok("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
+    assert len(tok) == tokenizer.VOCAB_SIZE == 49408
+    assert tok.model_max_length == 77
+
+
+def test_sdxls_second_tokenizer_pads_with_the_exclamation_mark_like_the_real_one(tmp_path):
+    first, second = tokenizer.tokenizers_for("sdxl", cache_dir=tmp_path)
+    padded_1 = first("a cat", padding="max_length", max_length=77).input_ids
+    padded_2 = second("a cat", padding="max_length", max_length=77).input_ids
+    assert padded_1[:4] == padded_2[:4] == [49406, 320, 2368, 49407]
+    assert set(padded_1[4:]) == {49407}  # CLIP-L pads with <|endoftext|>
+    assert set(padded_2[4:]) == {0}  # OpenCLIP bigG (tokenizer_2) pads with "!"
+    assert second.pad_token == "!" and first.pad_token == "<|endoftext|>"
+
+
+def test_the_vocabulary_has_byte_tokens_merges_and_the_two_specials_in_clips_order(tmp_path):
+    folder = tokenizer.tokenizer_dir("clip-l", cache_dir=tmp_path)
+    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    assert vocab["!"] == 0 and vocab["!</w>"] == 256
+    assert vocab["<|startoftext|>"] == 49406 and vocab["<|endoftext|>"] == 49407
+    merges = (folder / "merges.txt").read_text(encoding="utf-8").splitlines()
+    assert merges[0].startswith("#version") and len(merges) == 1 + 48894
+
+
+def test_building_the_tokenizer_never_imports_open_clip(tmp_path):
+    # open_clip needs torchvision, which the trainer environment does not have: only its data file is read.
+    code = ("import sys; from cloudlora_backend.trainer import tokenizer as t; "
+            f"t.load_tokenizer('clip-l', cache_dir={str(tmp_path)!r}); print('open_clip' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
