@@ -19,7 +19,8 @@ import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable
+from pathlib import Path
+from typing import Iterable
 
 from .errors import UserError
 from .settings import Settings
@@ -48,6 +49,7 @@ class _Context:
     identity: dict | None = None
     region: str = ""
     clients: dict = field(default_factory=dict)
+    trainer: dict = field(default_factory=dict)  # trainer_env.status(): torch/cuda/gpu of the trainer's Python
 
     def client(self, service: str):
         if service not in self.clients:
@@ -146,6 +148,8 @@ def check_gpu(ctx: _Context) -> Check:
                 return Check("local gpu", "ok", "Apple MPS (unified memory) for the local backend")
         except Exception:  # noqa: BLE001 - informative only
             gpus = None
+    if not gpus and ctx.trainer.get("cuda"):
+        return Check("local gpu", "ok", f"{ctx.trainer.get('gpu') or 'a CUDA GPU'} (seen by the trainer's torch)")
     if not gpus:
         return Check("local gpu", "warn", "no NVIDIA GPU found: local training would run on the CPU (fine for the "
                                           "tiny test models, far too slow for real ones)",
@@ -168,29 +172,29 @@ def check_trainer_env(ctx: _Context) -> Check:
         if err.name and err.name.startswith("cloudlora.jobs"):
             return Check("trainer environment", "skip", "the local backend is not part of this version")
         raise
-    status = trainer_env.status(ctx.settings) if _takes_args(trainer_env.status) else trainer_env.status()
+    status = trainer_env.status(ctx.settings)
+    ctx.trainer = status if isinstance(status, dict) else {}
     return _as_check("trainer environment", status)
 
 
-def _takes_args(fn: Callable) -> bool:
-    import inspect
-
-    try:
-        return bool(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return False
-
-
 def _as_check(name: str, status) -> Check:
-    """Adapts what trainer_env.status() returns (a Check, a dict, or an object with ok/detail/fix) to a Check."""
+    """Adapts trainer_env.status() ({interpreter, managed, ready, torch, cuda, gpu, detail, fix}) to a Check.
+
+    A managed venv that does not exist yet is a warn, not a problem: the first local job creates it."""
     if isinstance(status, Check):
         return status
     get = status.get if isinstance(status, dict) else (lambda k, d=None: getattr(status, k, d))
     state = get("status")
     if state not in STATUSES:
-        ok = get("ok", get("ready"))
-        state = "ok" if ok else "problem"
-    detail = get("detail") or get("message") or get("python") or str(status)
+        if get("ready"):
+            state = "ok"
+        elif get("managed") and get("interpreter") and not Path(str(get("interpreter"))).exists():
+            state = "warn"
+        else:
+            state = "problem"
+    detail = get("detail") or (f"{get('interpreter')}" if get("interpreter") else str(status))
+    if state == "ok" and get("interpreter") and str(get("interpreter")) not in detail:
+        detail = f"{get('interpreter')}: {detail}"
     return Check(name, state, str(detail), str(get("fix") or ""))
 
 

@@ -152,7 +152,10 @@ def test_the_user_policy_scopes_s3_and_sagemaker_to_our_names():
         if any(a.startswith("s3:") for a in actions):
             assert all(r.startswith("arn:aws:s3:::cloudlora-") for r in resources), st["Sid"]
         if any(a.startswith(("sagemaker:Create", "sagemaker:Stop", "sagemaker:Describe")) for a in actions):
-            assert resources == ["arn:aws:sagemaker:*:*:training-job/cloudlora-*"], st["Sid"]
+            # the names the jobs module gives SageMaker training jobs
+            from cloudlora.jobs.sagemaker import NAME_PREFIX
+
+            assert resources == [f"arn:aws:sagemaker:*:*:training-job/{NAME_PREFIX}*"], st["Sid"]
         if "*" in resources:
             # only actions without resource-level permissions
             assert all(a in ("sagemaker:ListTrainingJobs", "servicequotas:ListServiceQuotas",
