@@ -173,3 +173,11 @@ def test_the_user_policy_covers_every_call_setup_and_the_doctor_make():
               "servicequotas:ListServiceQuotas", "servicequotas:ListAWSDefaultServiceQuotas",
               "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"}
     assert needed <= granted, sorted(needed - granted)
+
+
+def test_the_readme_shows_the_user_policy_as_shipped():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## AWS setup"):]
+    start = section.index("```json\n") + len("```json\n")
+    shown = json.loads(section[start:section.index("\n```", start)])
+    assert shown == json.loads(USER_POLICY.read_text())
