@@ -53,13 +53,14 @@ _RULES: list[tuple[str, str, str, str]] = [
      "Lower train_batch_size or resolution, enable gradient_checkpointing and cache_latents, use a smaller "
      "network_dim, or choose an instance with more VRAM (e.g. ml.g6e.xlarge, 48 GB)."),
     ("config",
-     r"ConfigError|config\.toml|Invalid (Kohya )?config|unknown (config )?key|bad config|"
+     r"ConfigError|training config has problems|config\.toml|Invalid (Kohya )?config|unknown (config )?key|bad config|"
      r"Invalid value for|TOML",
      "The training config was rejected.",
      "Open the config, press \"Format config Params\" (or run `cloudlora config check FILE`) and fix the keys "
      "it names."),
     ("dataset",
-     r"(?i)no <repeats>_<trigger> folder|dataset.{0,60}(not found|does not exist|is empty|no images)|"
+     r"(?i)no <repeats>_<trigger> folder|dataset.{0,80}(not found|does not exist|is empty|is missing|no images|"
+     r"no training images)|"
      r"NoSuchKey|No S3 objects found under S3 URL|S3 (key|prefix|object).{0,40}(not found|does not exist)|"
      r"no images",
      "The dataset (or the model) was not found where the job looked, or it is empty.",

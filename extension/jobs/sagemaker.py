@@ -236,8 +236,21 @@ def create(settings: Settings, spec: JobSpec, *, model_key: str, dataset_name: s
     validate_request(request)
     store.put_bytes(cfg_key, text.encode("utf-8"))
     sm = _client(settings)
-    with _aws_errors(settings, "creating the training job"):
-        sm.create_training_job(**request)
+    import botocore.exceptions as bx
+
+    from . import failures
+
+    try:
+        with _aws_errors(settings, "creating the training job"):
+            sm.create_training_job(**request)
+    except UserError as err:
+        # The known refusals (no quota, PassRole denied, missing image) get their plain words and fix.
+        cause = err.__cause__
+        raw = str(cause) if isinstance(cause, bx.ClientError) else err.message
+        exp = failures.explain(raw, instance_type=spec.instance_type)
+        if exp and exp.cause in ("quota", "passrole", "image", "spot_capacity"):
+            raise UserError(f"{exp.message} (AWS said: {raw})", exp.fix) from err
+        raise
     return request
 
 

@@ -9,6 +9,7 @@ import sys
 from collections import defaultdict
 
 from cloudlora_backend.trainer.family import read_safetensors_header
+from tests.trainer.kohya_check import a1111_sd_version, check_kohya_tensors, forge_sd_version
 
 FAST = ["--set", "max_train_steps=2", "--set", "resolution=64", "--set", "min_bucket_reso=64",
         "--set", "max_bucket_reso=128", "--set", "sample_prompts=cldemo, a photo"]
@@ -53,3 +54,8 @@ def test_cloudlora_train_wait_puts_a_loadable_lora_with_sidecar_and_preview_in_t
     assert len(unet) == 192, "Kohya's UNet module set of SD1.5"
     assert len(te) in (0, 72) and all(m.startswith("lora_te_text_model_encoder_layers_") for m in te)
     assert len(unet) + len(te) == len(modules)
+    # The training engine's own check: every module resolves in A1111 against the base model, with fitting shapes.
+    base = {k: tuple(v["shape"]) for k, v in read_safetensors_header(tiny_sd15).items() if k != "__metadata__"}
+    counts = check_kohya_tensors({k: tuple(v["shape"]) for k, v in header.items()}, base)
+    assert counts["unet"] == 192
+    assert a1111_sd_version(meta) == forge_sd_version(meta) == "SD1"
