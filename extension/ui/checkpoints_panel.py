@@ -1,5 +1,186 @@
-"""Placeholder until its feature lands: renders nothing (a control that does not work is not shown)."""
+"""The Checkpoints panel: pick a WebUI checkpoint (or a path), upload it with progress, list, delete with confirmation.
+
+Only components and wiring: the work is cloudlora.assets.models (the same functions as the CLI and REST), run in a
+background task that the event handlers poll, so the UI never blocks. Also holds the small widgets the Datasets
+panel shares (progress bar, task follower).
+"""
+from __future__ import annotations
+
+import html
+import time
+
+import gradio as gr
+
+from .. import host
+from .. import settings as settings_mod
+from ..errors import UserError
+
+FAMILY_CHOICES = ["Auto (from the file)", "sd15", "sd2", "sdxl"]
+LIST_HEADERS = ["Name", "Family", "Size", "SHA-256", "Created"]
+POLL = 0.4
+
+
+def open_store():
+    from ..store import open_store as _open
+
+    return _open(settings_mod.resolve())
+
+
+def error_html(err: Exception) -> str:
+    if isinstance(err, UserError):
+        fix = f"<br><b>Fix:</b> {html.escape(err.fix)}" if err.fix else ""
+        return f"<div class='cloudlora-error'>✗ {html.escape(err.message)}{fix}</div>"
+    return f"<div class='cloudlora-error'>✗ {html.escape(str(err))}</div>"
+
+
+def progress_html(p, title: str = "") -> str:
+    """A progress bar with bytes, rate and ETA (p: transfer.Progress or None)."""
+    if p is None:
+        return f"<div class='cloudlora-progress'>{html.escape(title)} starting…</div>"
+    pct = round(100 * min(1.0, p.fraction), 1)
+    return (f"<div class='cloudlora-progress'>{html.escape(title)} <progress max='100' value='{pct}' "
+            f"style='width:100%'></progress><br><code>{pct}% · {html.escape(p.text())}</code>"
+            f"{(' · ' + html.escape(p.item[-60:])) if p.item else ''}</div>")
+
+
+def follow(task, title: str, done_text):
+    """Yields progress HTML while the background task runs, then the result (done_text(result)) or the error."""
+    while not task.done():
+        yield progress_html(task.progress, title)
+        time.sleep(POLL)
+    err = task.exception()
+    if err is None:
+        yield f"<div class='cloudlora-done'>✓ {html.escape(done_text(task.result()))}</div>"
+    elif task.status() == "cancelled":
+        yield "<div class='cloudlora-error'>Cancelled. Upload again to resume: only what is missing is sent.</div>"
+    else:
+        yield error_html(err)
+
+
+def cancel_task(task_id: str) -> str:
+    from ..assets import tasks
+
+    task = tasks.get(task_id or "")
+    if task is None or task.done():
+        return "Nothing to cancel."
+    task.cancel()
+    return "Cancelling… (what was sent is kept; uploading again resumes)"
+
+
+def _checkpoints(refresh: bool = False) -> dict[str, str]:
+    lister = host.current().list_checkpoints
+    return dict(lister(refresh)) if lister else {}
+
+
+def model_rows() -> tuple[list[list], str]:
+    from ..assets import models
+    from ..assets.transfer import format_bytes
+
+    try:
+        store = open_store()
+        items = models.list_models(store)
+    except Exception as err:  # noqa: BLE001 - shown in the panel, never a stack trace
+        return [], f"Could not list the store: {getattr(err, 'message', err)}"
+    rows = [[m["name"], m.get("family", ""), format_bytes(int(m.get("size", 0))), m.get("sha256", "")[:16],
+             m.get("created", "")] for m in items]
+    total = sum(int(m.get("size", 0)) for m in items)
+    return rows, f"{len(items)} model(s), {format_bytes(total)} in `{store.uri('models/')}`"
+
+
+def upload(choice, path, family, name):
+    """Generator: (progress html, task id)."""
+    from ..assets import models, tasks
+
+    target = _checkpoints().get(choice) if choice else None
+    target = (path or "").strip() or target
+    if not target:
+        yield "<div class='cloudlora-error'>✗ Pick a checkpoint or give its path.</div>", ""
+        return
+    try:
+        fam = models.family_of(target, None if family in (None, "", FAMILY_CHOICES[0]) else family)
+        task = tasks.start(f"model upload {target}", models.upload_model, open_store(), target,
+                           name=(name or "").strip() or None, family=fam)
+    except Exception as err:  # noqa: BLE001
+        yield error_html(err), ""
+        return
+
+    def done(r: dict) -> str:
+        from ..assets.transfer import format_bytes
+
+        if r["deduplicated"]:
+            return f"Already in the store as '{r['name']}' ({r['family']}): 0 bytes sent."
+        return f"Uploaded '{r['name']}' ({r['family']}, {format_bytes(r['size'])}, sha256 {r['sha256'][:12]})."
+
+    for out in follow(task, f"Uploading {task.name.split('/')[-1]}", done):
+        yield out, task.id
 
 
 def render() -> None:
-    return None
+    from ..assets import models
+
+    with gr.Accordion("Checkpoints", open=True, elem_id="cloudlora_checkpoints"):
+        gr.Markdown("Upload a base model once; training jobs read it from the store. Uploads are resumable, "
+                    "deduplicated by SHA-256, and the family is read from the file's header.")
+        with gr.Row():
+            in_webui = host.current().list_checkpoints is not None
+            choice = gr.Dropdown(choices=list(_checkpoints()), label="WebUI checkpoint", visible=in_webui,
+                                 elem_id="cloudlora_ckpt_choice")
+            refresh = gr.Button("🔄", visible=in_webui, elem_id="cloudlora_ckpt_refresh")
+            path = gr.Textbox(label="or a path on this machine", placeholder="/models/Stable-diffusion/x.safetensors",
+                              elem_id="cloudlora_ckpt_path")
+        with gr.Row():
+            family = gr.Dropdown(choices=FAMILY_CHOICES, value=FAMILY_CHOICES[0], label="Family",
+                                 elem_id="cloudlora_ckpt_family")
+            name = gr.Textbox(label="Name in the store (optional)", elem_id="cloudlora_ckpt_name")
+        with gr.Row():
+            upload_button = gr.Button("Upload checkpoint", variant="primary", elem_id="cloudlora_ckpt_upload")
+            cancel_button = gr.Button("Cancel upload", elem_id="cloudlora_ckpt_cancel")
+        progress = gr.HTML(elem_id="cloudlora_ckpt_progress")
+        task_id = gr.Textbox(visible=False)
+        gr.Markdown("**In the store** (click a row to select it)")
+        table = gr.Dataframe(headers=LIST_HEADERS, value=lambda: model_rows()[0], type="array",
+                             interactive=False, elem_id="cloudlora_ckpt_list")
+        total = gr.Markdown(value=lambda: model_rows()[1], elem_id="cloudlora_ckpt_total")
+        with gr.Row():
+            list_button = gr.Button("Refresh list", elem_id="cloudlora_ckpt_list_refresh")
+            selected = gr.Textbox(label="Selected model", elem_id="cloudlora_ckpt_selected")
+            delete_button = gr.Button("Delete…", variant="stop", elem_id="cloudlora_ckpt_delete")
+        with gr.Row(visible=False) as confirm_row:
+            confirm_text = gr.Markdown()
+            yes = gr.Button("Yes, delete it", variant="stop", elem_id="cloudlora_ckpt_delete_yes")
+            no = gr.Button("Keep it", elem_id="cloudlora_ckpt_delete_no")
+    for c in (choice, path, family, name, progress, task_id, table, total, selected, confirm_text):
+        c.do_not_save_to_config = True
+
+    def relist():
+        rows, text = model_rows()
+        return gr.update(value=rows), text
+
+    def pick(rows, evt: gr.SelectData):
+        try:
+            return rows[evt.index[0]][0]
+        except (IndexError, TypeError):
+            return ""
+
+    def ask(name_):
+        if not (name_ or "").strip():
+            return gr.update(visible=False), "Select a model first."
+        return gr.update(visible=True), f"Delete **{name_}** from the store? Jobs can no longer use it."
+
+    def delete(name_):
+        try:
+            n = models.delete_model(open_store(), name_.strip())
+            message = f"Deleted '{name_}' ({n} objects)."
+        except Exception as err:  # noqa: BLE001
+            message = getattr(err, "message", str(err))
+        rows, text = model_rows()
+        return gr.update(visible=False), gr.update(value=rows), f"{message}\n\n{text}", ""
+
+    refresh.click(lambda: gr.update(choices=list(_checkpoints(True))), None, choice)
+    upload_button.click(upload, [choice, path, family, name], [progress, task_id]).then(relist, None, [table, total])
+    cancel_button.click(cancel_task, task_id, progress)
+    list_button.click(relist, None, [table, total])
+    table.select(pick, table, selected)
+    delete_button.click(ask, selected, [confirm_row, confirm_text])
+    no.click(lambda: gr.update(visible=False), None, confirm_row)
+    yes.click(delete, selected, [confirm_row, table, total, selected])

@@ -1,5 +1,287 @@
-"""Placeholder until its feature lands: renders nothing (a control that does not work is not shown)."""
+"""The Datasets panel: source (folder, .zip, dropped images + trigger), Validate → report and gallery, caption editing,
+optional prepared copy, auto-caption (inside A1111 only), upload with progress, list, delete with confirmation.
+
+Only components and wiring: the work is cloudlora.assets (dataset_check, dataset_import, dataset_prepare, datasets),
+the same functions as the CLI and REST; long work runs as a background task that the handlers poll.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import gradio as gr
+
+from ..errors import UserError
+from .checkpoints_panel import cancel_task, error_html, follow, open_store
+
+SOURCES = ["Folder on this machine", "Zip file", "Images + trigger word"]
+LIST_HEADERS = ["Name", "Images", "Per epoch", "Triggers", "Size", "Created"]
+GALLERY_MAX = 200
+_zip_roots: dict[str, str] = {}  # an uploaded zip is extracted once, not on every Validate
+
+
+def _path_of(f) -> str:
+    return str(getattr(f, "name", f) or "")
+
+
+def resolve_source(source, folder, zip_file, images, trigger, repeats) -> Path:
+    from ..assets import dataset_import
+
+    if source == SOURCES[1]:
+        if not zip_file:
+            raise UserError("No zip file was given.", "Drop a .zip of the dataset folder.")
+        z = _path_of(zip_file)
+        if z not in _zip_roots:
+            _zip_roots[z] = str(dataset_import.import_zip(z))
+        return Path(_zip_roots[z])
+    if source == SOURCES[2]:
+        files = [_path_of(f) for f in (images or [])]
+        return dataset_import.from_images(files, trigger, repeats or 0)
+    if not (folder or "").strip():
+        raise UserError("No folder was given.", "Give the dataset folder (holding e.g. 10_mytrigger/).")
+    return Path(folder.strip()).expanduser()
+
+
+def report_html(report) -> str:
+    s = report.summary
+    parts = [f"<div id='cloudlora_ds_report_body'><b>{html.escape(report.root)}</b> ({html.escape(report.kind or '?')})"]
+    if s:
+        parts.append(f"<br>{s['images']} images, {s['captions']} captions, <b>{s['images_per_epoch']}</b> images × "
+                     f"repeats per epoch; triggers: {html.escape(', '.join(s.get('triggers', [])))}")
+        subsets = "".join(f"<li>{html.escape(x['folder'])}: {x['images']} images × {x['repeats']} repeats, trigger "
+                          f"'{html.escape(x['trigger'])}'</li>" for x in s.get("subsets", []))
+        parts.append(f"<ul>{subsets}</ul>")
+    for level, items in (("error", report.errors), ("warning", report.warnings)):
+        if items:
+            rows = "".join(f"<li><code>{html.escape(f.path or '.')}</code>: {html.escape(f.message)}"
+                           f"{(' <i>Fix: ' + html.escape(f.fix) + '</i>') if f.fix else ''}</li>" for f in items)
+            parts.append(f"<div class='cloudlora-{level}s'><b>{len(items)} {level}(s)</b><ul>{rows}</ul></div>")
+    parts.append("<b>✓ Ready to upload.</b>" if report.ok else "<b>✗ Fix the errors before uploading.</b>")
+    return "".join(parts) + "</div>"
+
+
+def gallery(report) -> list:
+    from PIL import Image
+
+    out = []
+    for item in report.items[:GALLERY_MAX]:
+        try:
+            with Image.open(item["image"]) as img:
+                img.thumbnail((256, 256))
+                thumb = img.convert("RGB")
+        except Exception:  # noqa: BLE001 - a broken image is in the report already
+            continue
+        out.append((thumb, item["caption"] or f"(no caption: '{item['trigger']}')"))
+    return out
+
+
+def validate(source, folder, zip_file, images, trigger, repeats):
+    """-> report html, gallery, root, image paths, default name."""
+    from ..assets.dataset_check import check_dataset
+    from ..assets.models import safe_name
+
+    try:
+        root = resolve_source(source, folder, zip_file, images, trigger, repeats)
+        report = check_dataset(root)
+    except Exception as err:  # noqa: BLE001
+        return error_html(err), [], "", [], gr.update()
+    paths = [i["image"] for i in report.items[:GALLERY_MAX]]
+    return report_html(report), gallery(report), report.root, paths, safe_name(Path(report.root).name, "dataset")
+
+
+def revalidate(root):
+    from ..assets.dataset_check import check_dataset
+
+    if not root:
+        return "", [], []
+    report = check_dataset(root)
+    return report_html(report), gallery(report), [i["image"] for i in report.items[:GALLERY_MAX]]
+
+
+def select_image(paths, root, evt: gr.SelectData):
+    from ..assets import dataset_prepare
+
+    try:
+        image = paths[evt.index]
+        return image, dataset_prepare.read_caption(root, image), f"Editing the caption of `{Path(image).name}`"
+    except (IndexError, TypeError):
+        return "", "", ""
+    except UserError as err:
+        return paths[evt.index], "", err.message
+
+
+def save_caption(root, image, text):
+    from ..assets import dataset_prepare
+
+    if not image:
+        return "Click an image in the gallery first.", gr.update(), gr.update()
+    try:
+        path = dataset_prepare.write_caption(root, image, text)
+    except UserError as err:
+        return f"✗ {err.message}", gr.update(), gr.update()
+    report_, _gallery, _paths = revalidate(root)
+    return f"✓ Saved `{path.name}`.", report_, _gallery
+
+
+def prepare(root, family):
+    from ..assets import dataset_prepare, tasks
+
+    if not root:
+        yield "Validate a dataset first.", gr.update()
+        return
+    task = tasks.start("prepare", dataset_prepare.prepare, root, family)
+    for out in follow(task, "Preparing a resized copy", lambda r: f"Prepared copy: {r}"):
+        yield out, gr.update()
+    if task.exception() is None:
+        yield f"✓ Prepared copy in `{task.result()}` (your originals are unchanged); it is now the dataset.", \
+            str(task.result())
+
+
+def autocaption(root):
+    from ..assets import dataset_prepare, tasks
+
+    if not root:
+        yield "Validate a dataset first."
+        return
+    task = tasks.start("auto-caption", dataset_prepare.autocaption, root)
+    yield from follow(task, "Captioning", lambda r: f"Captioned {len(r)} image(s).")
+
+
+def upload(root, name):
+    from ..assets import datasets, tasks
+
+    if not root:
+        yield "<div class='cloudlora-error'>✗ Validate a dataset first.</div>", ""
+        return
+    try:
+        datasets.check_or_raise(root)
+        task = tasks.start("dataset upload", datasets.upload_dataset, open_store(), root,
+                           name=(name or "").strip() or None)
+    except Exception as err:  # noqa: BLE001
+        yield error_html(err), ""
+        return
+
+    def done(r: dict) -> str:
+        if r["deduplicated"]:
+            return f"Dataset '{r['name']}' is already in the store, unchanged: 0 bytes sent."
+        return (f"Uploaded dataset '{r['name']}': {r['files_sent']} file(s) sent, {r['files_skipped']} already "
+                "there.")
+
+    for out in follow(task, "Uploading the dataset", done):
+        yield out, task.id
+
+
+def dataset_rows() -> tuple[list[list], str]:
+    from ..assets import datasets
+    from ..assets.transfer import format_bytes
+
+    try:
+        store = open_store()
+        items = datasets.list_datasets(store)
+    except Exception as err:  # noqa: BLE001
+        return [], f"Could not list the store: {getattr(err, 'message', err)}"
+    rows = [[d["name"], d.get("images", ""), d.get("images_per_epoch", ""), ", ".join(d.get("triggers", [])),
+             format_bytes(int(d.get("size", 0))), d.get("created", "")] for d in items]
+    total = sum(int(d.get("size", 0)) for d in items)
+    return rows, f"{len(items)} dataset(s), {format_bytes(total)} in `{store.uri('datasets/')}`"
 
 
 def render() -> None:
-    return None
+    from ..assets import dataset_prepare
+
+    with gr.Accordion("Datasets", open=True, elem_id="cloudlora_datasets"):
+        gr.Markdown("A Kohya dataset: folders named `<repeats>_<trigger>` (e.g. `10_mychar`) with images and "
+                    "`.txt` captions. Validate it, fix what the report says, then upload.")
+        source = gr.Radio(SOURCES, value=SOURCES[0], label="Source", elem_id="cloudlora_ds_source")
+        folder = gr.Textbox(label="Dataset folder on this machine", placeholder="/data/mychar (holding 10_mychar/)",
+                            elem_id="cloudlora_ds_folder")
+        zip_file = gr.File(label="Dataset .zip", file_types=[".zip"], visible=False, elem_id="cloudlora_ds_zip")
+        with gr.Row(visible=False) as images_row:
+            images = gr.File(label="Images", file_count="multiple", file_types=["image"],
+                             elem_id="cloudlora_ds_images")
+            trigger = gr.Textbox(label="Trigger word", placeholder="mychar", elem_id="cloudlora_ds_trigger")
+            repeats = gr.Number(value=10, precision=0, label="Repeats", elem_id="cloudlora_ds_repeats")
+        validate_button = gr.Button("Validate", variant="primary", elem_id="cloudlora_ds_validate")
+        report = gr.HTML(elem_id="cloudlora_ds_report")
+        root = gr.Textbox(visible=False, elem_id="cloudlora_ds_root")
+        paths = gr.State([])
+        pictures = gr.Gallery(label="Dataset (click an image to edit its caption)", columns=6,
+                              elem_id="cloudlora_ds_gallery")
+        with gr.Row():
+            image = gr.Textbox(visible=False)
+            caption = gr.Textbox(label="Caption", lines=2, elem_id="cloudlora_ds_caption")
+            save_button = gr.Button("Save caption", elem_id="cloudlora_ds_save_caption")
+        caption_status = gr.Markdown(elem_id="cloudlora_ds_caption_status")
+        with gr.Row():
+            family = gr.Radio(["sd15", "sdxl"], value="sdxl", label="Prepare for", elem_id="cloudlora_ds_family")
+            prepare_button = gr.Button("Prepare a resized copy (originals unchanged)", elem_id="cloudlora_ds_prepare")
+            caption_button = gr.Button("Auto-caption images without a caption",
+                                       visible=dataset_prepare.can_autocaption(), elem_id="cloudlora_ds_autocaption")
+        work_status = gr.HTML(elem_id="cloudlora_ds_work")
+        with gr.Row():
+            name = gr.Textbox(label="Name in the store", elem_id="cloudlora_ds_name")
+            upload_button = gr.Button("Upload dataset", variant="primary", elem_id="cloudlora_ds_upload")
+            cancel_button = gr.Button("Cancel upload", elem_id="cloudlora_ds_cancel")
+        progress = gr.HTML(elem_id="cloudlora_ds_progress")
+        task_id = gr.Textbox(visible=False)
+        gr.Markdown("**In the store** (click a row to select it)")
+        table = gr.Dataframe(headers=LIST_HEADERS, value=lambda: dataset_rows()[0], type="array",
+                             interactive=False, elem_id="cloudlora_ds_list")
+        total = gr.Markdown(value=lambda: dataset_rows()[1], elem_id="cloudlora_ds_total")
+        with gr.Row():
+            list_button = gr.Button("Refresh list", elem_id="cloudlora_ds_list_refresh")
+            selected = gr.Textbox(label="Selected dataset", elem_id="cloudlora_ds_selected")
+            delete_button = gr.Button("Delete…", variant="stop", elem_id="cloudlora_ds_delete")
+        with gr.Row(visible=False) as confirm_row:
+            confirm_text = gr.Markdown()
+            yes = gr.Button("Yes, delete it", variant="stop", elem_id="cloudlora_ds_delete_yes")
+            no = gr.Button("Keep it", elem_id="cloudlora_ds_delete_no")
+    for c in (source, folder, zip_file, images, trigger, repeats, report, root, pictures, image, caption,
+              caption_status, family, work_status, name, progress, task_id, table, total, selected, confirm_text):
+        c.do_not_save_to_config = True
+
+    def show_source(choice):
+        return (gr.update(visible=choice == SOURCES[0]), gr.update(visible=choice == SOURCES[1]),
+                gr.update(visible=choice == SOURCES[2]))
+
+    def relist():
+        rows, text = dataset_rows()
+        return gr.update(value=rows), text
+
+    def pick(rows, evt: gr.SelectData):
+        try:
+            return rows[evt.index[0]][0]
+        except (IndexError, TypeError):
+            return ""
+
+    def ask(name_):
+        if not (name_ or "").strip():
+            return gr.update(visible=False), "Select a dataset first."
+        return gr.update(visible=True), f"Delete dataset **{name_}** from the store?"
+
+    def delete(name_):
+        from ..assets import datasets
+
+        try:
+            n = datasets.delete_dataset(open_store(), name_.strip())
+            message = f"Deleted '{name_}' ({n} objects)."
+        except Exception as err:  # noqa: BLE001
+            message = getattr(err, "message", str(err))
+        rows, text = dataset_rows()
+        return gr.update(visible=False), gr.update(value=rows), f"{message}\n\n{text}", ""
+
+    source.change(show_source, source, [folder, zip_file, images_row])
+    validate_button.click(validate, [source, folder, zip_file, images, trigger, repeats],
+                          [report, pictures, root, paths, name])
+    pictures.select(select_image, [paths, root], [image, caption, caption_status])
+    save_button.click(save_caption, [root, image, caption], [caption_status, report, pictures])
+    prepare_button.click(prepare, [root, family], [work_status, root]).then(revalidate, root,
+                                                                            [report, pictures, paths])
+    caption_button.click(autocaption, root, work_status).then(revalidate, root, [report, pictures, paths])
+    upload_button.click(upload, [root, name], [progress, task_id]).then(relist, None, [table, total])
+    cancel_button.click(cancel_task, task_id, progress)
+    list_button.click(relist, None, [table, total])
+    table.select(pick, table, selected)
+    delete_button.click(ask, selected, [confirm_row, confirm_text])
+    no.click(lambda: gr.update(visible=False), None, confirm_row)
+    yes.click(delete, selected, [confirm_row, table, total, selected])
