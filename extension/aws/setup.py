@@ -53,6 +53,7 @@ def setup(settings: Settings, *, progress: Progress = print, poll_s: float = 5.0
     with aws_errors(settings, service="sts", what="checking the credentials"):
         ident = make("sts").get_caller_identity()
     progress(f"account {ident['Account']} as {ident['Arn']}, region {region}")
+    b = bundle.build_bundle(root)  # before the stack: a broken install fails here, before anything changes in AWS
 
     with aws_errors(settings, service="cloudformation", what="deploying the stack"):
         out = stack.deploy(make("cloudformation"), progress, template_body=template_body, poll_s=poll_s)
@@ -65,7 +66,6 @@ def setup(settings: Settings, *, progress: Progress = print, poll_s: float = 5.0
     settings_mod.save({"region": region, "bucket": bucket, "role_arn": role_arn})
     progress(f"saved: bucket {bucket}, role {role_arn}, region {region}")
 
-    b = bundle.build_bundle(root)
     image_uri = f"{repo_uri}:{b.tag}"
     built = False
     with aws_errors(settings, service="ecr", what="looking for the trainer image"):

@@ -96,7 +96,7 @@ def add_key(profile: str, key_id: str, secret: str, region: str, use_it: bool):
         if region and region.strip():
             updates["region"] = region.strip()
         settings.save(updates)
-        message += ". The extension now uses this profile (reload the page to see it under Connection)."
+        message += ". The extension now uses this profile (reload the page to see it under Connection)"
     return gr.update(value=""), gr.update(value=""), message + "."
 
 
