@@ -4,7 +4,8 @@ GET    /models                         -> {"store", "models": [manifest], "total
 GET    /models/{name}                  -> manifest
 POST   /models/upload {"path", "name"?, "family"?} -> {"task_id"}   (a path ON the WebUI machine: never multi-GB
                                           through the browser; the upload runs in the background)
-GET    /models/tasks/{task_id}         -> {"id", "status": running|done|failed|cancelled, "progress", "result"?, "error"?}
+GET    /models/tasks/{task_id}         -> {"id", "status": running|done|failed|cancelled, "progress", "result"?,
+                                           "error"?}
 POST   /models/tasks/{task_id}/cancel  -> the same (cancelling; a later upload of the file resumes)
 DELETE /models/{name}                  -> {"deleted", "objects"}
 """

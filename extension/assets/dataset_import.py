@@ -96,8 +96,9 @@ def import_zip(zip_path: Path | str, limits: ZipLimits = ZipLimits(), dest: Path
                                 f"(or one file over {limits.max_file_bytes >> 20} MiB); refused as a possible zip "
                                 "bomb.", "Check the zip; datasets are usually far smaller.")
             if info.file_size > (1 << 20) and info.file_size > limits.max_ratio * max(1, info.compress_size):
-                raise UserError(f"{zip_path.name}: {info.filename} compresses {info.file_size // max(1, info.compress_size)}"
-                                f":1, far more than images do; refused as a possible zip bomb.",
+                ratio = info.file_size // max(1, info.compress_size)
+                raise UserError(f"{zip_path.name}: {info.filename} compresses {ratio}:1, far more than images do; "
+                                "refused as a possible zip bomb.",
                                 "Create the zip again from the real files.")
             members.append((info, rel))
         if not members:

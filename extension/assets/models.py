@@ -43,7 +43,8 @@ def name_from_path(path: Path | str) -> str:
 def check_name(name: str, what: str = "model") -> str:
     if not NAME_RE.match(name or "") or ".." in name:
         raise UserError(f"'{name}' is not a valid {what} name.",
-                        "Use letters, digits, '.', '_' and '-' (up to 100 characters), starting with a letter or digit.")
+                        "Use letters, digits, '.', '_' and '-' (up to 100 characters), starting with a letter "
+                        "or digit.")
     return name
 
 

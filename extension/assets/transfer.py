@@ -1,6 +1,7 @@
 """Uploads into the store: resumable multipart uploads with parallel parts, progress (bytes, rate, ETA) and cancel.
 
-s3transfer-style: cloudlora.assets.tasks.start(...) runs one in the background as a Transfer (result() like a future, cancel()).
+s3transfer-style: cloudlora.assets.tasks.start(...) runs one in the background as a Transfer (result() like a
+future, cancel()).
 `upload_file` is the one place where resume, integrity and dedupe of single objects live:
 - S3: our own multipart loop (s3transfer's upload_file cannot resume after the process dies). The UploadId, part
   size and the file's identity (path, size, mtime, sha256) are kept in data_dir()/uploads/<id>.json; a re-run asks

@@ -138,8 +138,8 @@ def render() -> None:
         progress = gr.HTML(elem_id="cloudlora_ckpt_progress")
         task_id = gr.Textbox(visible=False)
         gr.Markdown("**In the store** (click a row to select it)")
-        table = gr.Dataframe(headers=LIST_HEADERS, value=lambda: model_rows()[0], type="array",
-                             interactive=False, elem_id="cloudlora_ckpt_list")
+        table = gr.Dataframe(headers=LIST_HEADERS, value=lambda: {"headers": LIST_HEADERS, "data": model_rows()[0]},
+                             type="array", interactive=False, elem_id="cloudlora_ckpt_list")
         total = gr.Markdown(value=lambda: model_rows()[1], elem_id="cloudlora_ckpt_total")
         with gr.Row():
             list_button = gr.Button("Refresh list", elem_id="cloudlora_ckpt_list_refresh")
@@ -154,7 +154,7 @@ def render() -> None:
 
     def relist():
         rows, text = model_rows()
-        return gr.update(value=rows), text
+        return gr.update(value={"headers": LIST_HEADERS, "data": rows}), text
 
     def pick(rows, evt: gr.SelectData):
         try:
@@ -174,7 +174,8 @@ def render() -> None:
         except Exception as err:  # noqa: BLE001
             message = getattr(err, "message", str(err))
         rows, text = model_rows()
-        return gr.update(visible=False), gr.update(value=rows), f"{message}\n\n{text}", ""
+        return (gr.update(visible=False), gr.update(value={"headers": LIST_HEADERS, "data": rows}),
+                f"{message}\n\n{text}", "")
 
     refresh.click(lambda: gr.update(choices=list(_checkpoints(True))), None, choice)
     upload_button.click(upload, [choice, path, family, name], [progress, task_id]).then(relist, None, [table, total])

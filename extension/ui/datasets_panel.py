@@ -1,4 +1,4 @@
-"""The Datasets panel: source (folder, .zip, dropped images + trigger), Validate → report and gallery, caption editing,
+"""The Datasets panel: source (folder, .zip, dropped images + trigger), Validate → report and gallery, captions,
 optional prepared copy, auto-caption (inside A1111 only), upload with progress, list, delete with confirmation.
 
 Only components and wiring: the work is cloudlora.assets (dataset_check, dataset_import, dataset_prepare, datasets),
@@ -44,7 +44,8 @@ def resolve_source(source, folder, zip_file, images, trigger, repeats) -> Path:
 
 def report_html(report) -> str:
     s = report.summary
-    parts = [f"<div id='cloudlora_ds_report_body'><b>{html.escape(report.root)}</b> ({html.escape(report.kind or '?')})"]
+    kind = html.escape(report.kind or "?")
+    parts = [f"<div id='cloudlora_ds_report_body'><b>{html.escape(report.root)}</b> ({kind})"]
     if s:
         parts.append(f"<br>{s['images']} images, {s['captions']} captions, <b>{s['images_per_epoch']}</b> images × "
                      f"repeats per epoch; triggers: {html.escape(', '.join(s.get('triggers', [])))}")
@@ -225,8 +226,8 @@ def render() -> None:
         progress = gr.HTML(elem_id="cloudlora_ds_progress")
         task_id = gr.Textbox(visible=False)
         gr.Markdown("**In the store** (click a row to select it)")
-        table = gr.Dataframe(headers=LIST_HEADERS, value=lambda: dataset_rows()[0], type="array",
-                             interactive=False, elem_id="cloudlora_ds_list")
+        table = gr.Dataframe(headers=LIST_HEADERS, value=lambda: {"headers": LIST_HEADERS, "data": dataset_rows()[0]},
+                             type="array", interactive=False, elem_id="cloudlora_ds_list")
         total = gr.Markdown(value=lambda: dataset_rows()[1], elem_id="cloudlora_ds_total")
         with gr.Row():
             list_button = gr.Button("Refresh list", elem_id="cloudlora_ds_list_refresh")
@@ -246,7 +247,7 @@ def render() -> None:
 
     def relist():
         rows, text = dataset_rows()
-        return gr.update(value=rows), text
+        return gr.update(value={"headers": LIST_HEADERS, "data": rows}), text
 
     def pick(rows, evt: gr.SelectData):
         try:
@@ -268,7 +269,8 @@ def render() -> None:
         except Exception as err:  # noqa: BLE001
             message = getattr(err, "message", str(err))
         rows, text = dataset_rows()
-        return gr.update(visible=False), gr.update(value=rows), f"{message}\n\n{text}", ""
+        return (gr.update(visible=False), gr.update(value={"headers": LIST_HEADERS, "data": rows}),
+                f"{message}\n\n{text}", "")
 
     source.change(show_source, source, [folder, zip_file, images_row])
     validate_button.click(validate, [source, folder, zip_file, images, trigger, repeats],
