@@ -86,6 +86,20 @@ def _check_loaded(model, what: str, path: Path) -> None:
         )
 
 
+def _no_weight_init():
+    """transformers' context that skips random weight init (its home moved between 4.x and 5.x)."""
+    import contextlib
+
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        try:
+            from transformers.modeling_utils import no_init_weights
+        except ImportError:
+            return contextlib.nullcontext()
+    return no_init_weights()
+
+
 def _load_single_file(path: Path, family: str | None, dtype: torch.dtype):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
@@ -109,8 +123,9 @@ def _load_single_file(path: Path, family: str | None, dtype: torch.dtype):
         classes = [("text_encoder", CLIPTextModel)]
         if family == "sdxl":
             classes.append(("text_encoder_2", CLIPTextModelWithProjection))
-        encoders = [create_diffusers_clip_model_from_ldm(cls, checkpoint, subfolder=sub, **common)
-                    for sub, cls in classes]
+        with _no_weight_init():  # every weight comes from the checkpoint: random init is wasted time
+            encoders = [create_diffusers_clip_model_from_ldm(cls, checkpoint, subfolder=sub, **common)
+                        for sub, cls in classes]
     except (KeyError, ValueError, RuntimeError) as err:
         raise ModelLoadError(f"{path} could not be converted as a {family} checkpoint: {err}") from err
     for model, what in [(unet, "UNet"), (vae, "VAE")] + [(e, "text encoder") for e in encoders]:

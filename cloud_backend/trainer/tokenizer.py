@@ -6,6 +6,7 @@ open_clip itself is never imported (it needs torchvision); only its package fold
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.util
 import json
@@ -104,10 +105,18 @@ def tokenizer_dir(kind: str = "clip-l", cache_dir: Path | str | None = None) -> 
 
 
 def load_tokenizer(kind: str = "clip-l", cache_dir: Path | str | None = None):
-    """A transformers CLIPTokenizer. kind: "clip-l" (SD1.5, SDXL's first) or "openclip-bigg" (SDXL's second)."""
+    """A transformers CLIPTokenizer. kind: "clip-l" (SD1.5, SDXL's first) or "openclip-bigg" (SDXL's second).
+
+    One instance per kind and folder per process: tokenizers are stateless here and parsing the vocabulary costs.
+    """
+    return _load_tokenizer(kind, str(tokenizer_dir(kind, cache_dir)))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_tokenizer(kind: str, folder: str):
     from transformers import CLIPTokenizer
 
-    return CLIPTokenizer.from_pretrained(str(tokenizer_dir(kind, cache_dir)), local_files_only=True)
+    return CLIPTokenizer.from_pretrained(folder, local_files_only=True)
 
 
 def tokenizers_for(family: str, cache_dir: Path | str | None = None) -> list:

@@ -131,11 +131,13 @@ def checkpoint_shapes_of(components) -> dict[str, tuple]:
         return {k: tuple(v["shape"]) for k, v in read_safetensors_header(path).items() if k != "__metadata__"}
     from cloudlora_backend.trainer import singlefile
 
-    sd = singlefile.unet_to_ldm(components.unet.state_dict(), components.unet.config)
-    sd.update(singlefile.clip_to_ldm(components.text_encoders[0].state_dict(),
-                                     singlefile.CLIP_ROOT[components.family][0]))
+    def base(model):  # the model's own weights, without peft's wrapping
+        return {k.replace(".base_layer.", "."): v for k, v in model.state_dict().items() if "lora_" not in k}
+
+    sd = singlefile.unet_to_ldm(base(components.unet), components.unet.config)
+    sd.update(singlefile.clip_to_ldm(base(components.text_encoders[0]), singlefile.CLIP_ROOT[components.family][0]))
     if components.family == "sdxl":
-        sd.update(singlefile.openclip_to_ldm(components.text_encoders[1].state_dict()))
+        sd.update(singlefile.openclip_to_ldm(base(components.text_encoders[1])))
     return {k: tuple(v.shape) for k, v in sd.items()}
 
 
