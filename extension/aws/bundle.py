@@ -24,7 +24,8 @@ _SKIP_FILES = ("*.pyc", "*.pyo", ".DS_Store")
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 TAG_LENGTH = 16
 # What `COPY . <dest>` stands for: the installable project, without the checkout's venvs and caches.
-_DOT_CONTEXT = ["cloud_backend", "extension", "pyproject.toml", "setup.py", "README.md", "tools/trainer-requirements.txt"]
+_DOT_CONTEXT = ["cloud_backend", "extension", "pyproject.toml", "setup.py", "README.md",
+                "tools/trainer-requirements.txt"]
 
 
 @dataclass(frozen=True)

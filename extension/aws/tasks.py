@@ -37,6 +37,9 @@ class Task:
 
 _lock = threading.Lock()
 _tasks: dict[str, Task] = {}
+# Set when the WebUI unloads the scripts: a running task stops following (what AWS is doing goes on, and a later
+# `cloudlora setup` picks it up where it is).
+_unloading = threading.Event()
 
 
 def _run(task: Task, settings: settings_mod.Settings, options: dict) -> None:
@@ -45,6 +48,9 @@ def _run(task: Task, settings: settings_mod.Settings, options: dict) -> None:
     def progress(message: str) -> None:
         with _lock:
             task.messages.append(message)
+        if _unloading.is_set():
+            raise UserError("Stopped following setup because the WebUI reloaded; AWS carries on with the step it "
+                            "was doing.", "Run Set up AWS again: it continues from where AWS is.")
 
     try:
         if task.action == "delete":
@@ -89,6 +95,8 @@ def start(action: str = "setup", *, settings: settings_mod.Settings | None = Non
         finished = sorted((t for t in _tasks.values() if t.state != "running"), key=lambda t: t.started)
         for old in finished[:-_KEEP]:
             _tasks.pop(old.id, None)
+    _unloading.clear()
+    background.register_stopper(_unloading.set)
     background.start(f"aws-{action}", _run, task, settings, options)
     return task.id
 
