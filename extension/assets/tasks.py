@@ -13,6 +13,9 @@ from typing import Callable
 
 from .transfer import Cancelled, Progress, ProgressCallback
 
+KEEP_FINISHED = 200  # finished transfers kept for polling
+
+
 class Transfer:
     """A transfer running in a background thread: result()/done()/exception() like a future, cancel(), progress."""
 
@@ -23,7 +26,6 @@ class Transfer:
         self.future: Future = Future()
         self.progress: Progress | None = None
         self.started = time.time()
-        self.log: list[str] = []
 
     def result(self, timeout: float | None = None):
         return self.future.result(timeout)
@@ -84,6 +86,9 @@ def start(title: str, fn: Callable, /, *args, progress: ProgressCallback | None 
             transfer.future.set_exception(err)
 
     with _transfers_lock:
+        finished = [t for t in _transfers.values() if t.done()]
+        for t in finished[:-KEEP_FINISHED]:
+            _transfers.pop(t.id, None)
         _transfers[transfer.id] = transfer
     background.register_stopper(transfer.cancel)
     background.start(f"transfer-{transfer.id}", run)
