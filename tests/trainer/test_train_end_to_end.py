@@ -13,15 +13,9 @@ from cloudlora_backend.trainer.models import build_pipeline, load_components
 
 from .kohya_check import assert_a1111_loadable
 from .train_helpers import SAMPLE_DATASET, SMALL, failure, make_job, run_entrypoint
+from .train_helpers import one_thread  # noqa: F401 - autouse: one CPU thread per test
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two shared cores: OpenMP threads spinning against other processes make steps ~20x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _unet_out(unet, family, seed=3):

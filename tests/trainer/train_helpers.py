@@ -5,6 +5,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+import torch
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,3 +60,12 @@ def run_entrypoint(root: Path) -> int:
 def failure(root: Path) -> str:
     path = root / "output" / "failure"
     return path.read_text(encoding="utf-8") if path.exists() else ""
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Two shared cores: OpenMP threads spinning against other processes make CPU steps ~20x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

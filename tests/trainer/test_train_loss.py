@@ -1,0 +1,62 @@
+"""What the loop computes: the loss falls on a memorisation task; cached latents give the very same loss."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cloudlora_backend.trainer import config, data
+from cloudlora_backend.trainer.train import RunPaths, Trainer
+
+from .train_helpers import SMALL, make_dataset
+from .train_helpers import one_thread  # noqa: F401 - autouse: one CPU thread per test
+
+
+
+
+def _trainer(tmp_path: Path, model: Path, dataset: Path, toml: str, family: str = "sd15") -> Trainer:
+    cfg = config.parse(SMALL + toml, family)
+    paths = RunPaths(model=model, dataset=dataset, model_dir=tmp_path / "model", tensorboard=tmp_path / "tb",
+                     checkpoints=tmp_path / "ckpt", cache=tmp_path / "cache", output_name="mem")
+    t = Trainer(cfg, paths, log=lambda msg: None)
+    t.setup()
+    return t
+
+
+def _eval_loss(t: Trainer, batch, indices=range(1000, 1008)) -> float:
+    with torch.no_grad():
+        return sum(float(t.loss(batch, i)) for i in indices) / len(indices)
+
+
+def test_the_loss_falls_when_the_lora_memorises_one_image(tmp_path, tiny_sd15_path):
+    ds = make_dataset(tmp_path / "ds", [(64, 64)], folder="1_sks")
+    t = _trainer(tmp_path, tiny_sd15_path, ds,
+                 'network_dim = 8\nnetwork_alpha = 8\nlearning_rate = 5e-3\nunet_lr = 5e-3\ntext_encoder_lr = 5e-3\n'
+                 'lr_scheduler = "constant"\nlr_warmup_steps = 0\nmin_snr_gamma = 0\nmax_train_steps = 40\n'
+                 'train_batch_size = 1\n')
+    batch = data.epoch_batches(t.data, t.cfg, 1, 1)[0]
+    before = _eval_loss(t, batch)
+    result = t.run()
+    after = _eval_loss(t, batch)
+    assert result.steps == 40 and len(result.losses) == 40
+    assert after < 0.7 * before, f"held-out loss {before:.4f} -> {after:.4f}"
+    first, last = sum(result.losses[:10]) / 10, sum(result.losses[-10:]) / 10
+    assert last < first, f"training loss {first:.4f} -> {last:.4f}"
+
+
+def test_cached_latents_in_memory_or_on_disk_give_the_same_loss_as_encoding_every_step(tmp_path, tiny_sd15_path):
+    ds = make_dataset(tmp_path / "ds", [(64, 64), (128, 64), (64, 64)])
+    before = sorted(p.name for p in (ds / "5_sks").iterdir())
+    plain = _trainer(tmp_path / "a", tiny_sd15_path, ds, "cache_latents = false\nflip_aug = true\nseed = 3\n")
+    cached = _trainer(tmp_path / "b", tiny_sd15_path, ds,
+                      "cache_latents = true\ncache_latents_to_disk = true\nflip_aug = true\nseed = 3\n")
+    assert plain.latents is None and cached.latents is not None
+    batches = data.epoch_batches(plain.data, plain.cfg, 1, plain.cfg.train_batch_size)
+    assert any(e.flip for b in batches for e in b)  # flipped latents are cached too
+    for i, batch in enumerate(batches[:4]):
+        a, b = _eval_loss(plain, batch, [i]), _eval_loss(cached, batch, [i])
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
+    files = list((tmp_path / "b" / "cache" / "latents").glob("*.safetensors"))
+    assert len(files) == 3 * 2  # three images, plain and flipped, in the job's cache folder
+    assert sorted(p.name for p in (ds / "5_sks").iterdir()) == before  # nothing written into the dataset
