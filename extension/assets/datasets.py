@@ -99,10 +99,16 @@ def upload_dataset(store, path: Path | str, name: str | None = None,
     sha_of = dict(hashes)
     stop = threading.Event()
 
+    # One listing instead of one request per file: only files already there with the same size need a look at
+    # their hash (the next upload_file does it); the others are simply sent.
+    present = {o.key: o.size for o in store.list(f"datasets/{name}/")}
+
     def send(rel: str, p: Path) -> transfer.UploadResult:
         if stop.is_set() or (cancel is not None and cancel.is_set()):
             raise transfer.Cancelled("cancelled")
-        res = transfer.upload_file(store, f"datasets/{name}/{rel}", p, sha256=sha_of[rel], threads=2)
+        key = f"datasets/{name}/{rel}"
+        res = transfer.upload_file(store, key, p, sha256=sha_of[rel], threads=2,
+                                   skip_if_same=present.get(key) == p.stat().st_size)
         meter.add(res.size, item=rel, file_done=True)
         return res
 
