@@ -69,7 +69,14 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         except RuntimeError:  # old (non-zip) pickles cannot be memory-mapped
             data = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure here means "not a checkpoint we can read"
-        raise ModelLoadError(f"{path} could not be read as a checkpoint: {err}") from err
+        import pickle
+
+        if isinstance(err, pickle.UnpicklingError) or "Weights only load failed" in str(err):
+            raise ModelLoadError(
+                f"{path} holds Python objects besides tensors, so it is not loaded (unpickling could run code). "
+                "Convert it to .safetensors with a tool you trust, or use the .safetensors release of the model."
+            ) from err
+        raise ModelLoadError(f"{path} could not be read as a checkpoint: {str(err).splitlines()[0]}") from err
     while isinstance(data, dict) and "state_dict" in data and isinstance(data["state_dict"], dict):
         data = data["state_dict"]
     if not isinstance(data, dict):
@@ -100,17 +107,42 @@ def _no_weight_init():
     return no_init_weights()
 
 
-def _load_single_file(path: Path, family: str | None, dtype: torch.dtype):
+# The A1111 key roots of each part (REFERENCE §2); a file without one of them cannot be trained on.
+PART_ROOTS = {
+    "sd15": {"UNet": "model.diffusion_model.", "VAE": "first_stage_model.",
+             "text encoder": "cond_stage_model.transformer."},
+    "sdxl": {"UNet": "model.diffusion_model.", "VAE": "first_stage_model.",
+             "first text encoder (CLIP-L)": "conditioner.embedders.0.transformer.",
+             "second text encoder (OpenCLIP bigG)": "conditioner.embedders.1.model."},
+}
+
+
+def _missing_parts(family: str, keys, need_vae: bool) -> list[str]:
+    present = {root for root in PART_ROOTS[family].values() if any(k.startswith(root) for k in keys)}
+    return [part for part, root in PART_ROOTS[family].items()
+            if root not in present and (need_vae or part != "VAE")]
+
+
+def _load_single_file(path: Path, family: str | None, dtype: torch.dtype, need_vae: bool = True):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     checkpoint = read_checkpoint(path)
     shapes = {k: tuple(v.shape) for k, v in checkpoint.items()}
-    family = family or _detect_family(shapes)
+    detected = _detect_family(shapes)
+    if family and detected in archs.FAMILIES and detected != family:
+        raise ModelLoadError(f"{path} is an {detected} checkpoint, not {family}: pick the {detected} family for it.")
+    family = family or detected
     if family not in archs.FAMILIES:
         raise ModelLoadError(
             f"{path} is not an SD 1.5 or SDXL checkpoint (detected: {family}); only those two families can be trained."
+        )
+    missing = _missing_parts(family, shapes, need_vae)
+    if missing:
+        raise ModelLoadError(
+            f"{path} is missing the {', '.join(missing)} of an {family} checkpoint (a pruned or UNet-only file?)."
+            + (" A checkpoint without a VAE can be used with a separate VAE file." if missing == ["VAE"] else "")
         )
     folder = archs.pick_arch_dir(family, shapes)
     if folder is None:
@@ -119,17 +151,18 @@ def _load_single_file(path: Path, family: str | None, dtype: torch.dtype):
     common = dict(config=str(folder), local_files_only=True, torch_dtype=dtype)
     try:
         unet = UNet2DConditionModel.from_single_file(checkpoint, subfolder="unet", **common)
-        vae = AutoencoderKL.from_single_file(checkpoint, subfolder="vae", **common)
+        vae = AutoencoderKL.from_single_file(checkpoint, subfolder="vae", **common) if need_vae else None
         classes = [("text_encoder", CLIPTextModel)]
         if family == "sdxl":
             classes.append(("text_encoder_2", CLIPTextModelWithProjection))
         with _no_weight_init():  # every weight comes from the checkpoint: random init is wasted time
             encoders = [create_diffusers_clip_model_from_ldm(cls, checkpoint, subfolder=sub, **common)
                         for sub, cls in classes]
-    except (KeyError, ValueError, RuntimeError) as err:
+    except Exception as err:  # noqa: BLE001 - diffusers raises KeyError/ValueError/RuntimeError/its own errors
         raise ModelLoadError(f"{path} could not be converted as a {family} checkpoint: {err}") from err
     for model, what in [(unet, "UNet"), (vae, "VAE")] + [(e, "text encoder") for e in encoders]:
-        _check_loaded(model, what, path)
+        if model is not None:
+            _check_loaded(model, what, path)
     return family, folder, unet, vae, encoders
 
 
@@ -204,7 +237,8 @@ def load_components(model_path: Path | str, family: str | None = None, vae_path:
     if path.is_dir():
         family, folder, unet, vae, encoders = _load_diffusers_folder(path, family or None, dtype)
     elif path.suffix.lower() in SINGLE_FILE_SUFFIXES:
-        family, folder, unet, vae, encoders = _load_single_file(path, family or None, dtype)
+        # With a separate VAE the checkpoint's own VAE is never converted (and may be absent).
+        family, folder, unet, vae, encoders = _load_single_file(path, family or None, dtype, need_vae=not vae_path)
     else:
         raise ModelLoadError(f"{path} is neither a diffusers folder nor a .safetensors/.ckpt checkpoint.")
     if vae_path:
