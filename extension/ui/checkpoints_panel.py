@@ -20,6 +20,11 @@ LIST_HEADERS = ["Name", "Family", "Size", "SHA-256", "Created"]
 POLL = 0.4
 
 
+def esc(text) -> str:
+    """Text inside HTML elements (never attributes): quotes stay readable."""
+    return html.escape(str(text), quote=False)
+
+
 def open_store():
     from ..store import open_store as _open
 
@@ -28,19 +33,19 @@ def open_store():
 
 def error_html(err: Exception) -> str:
     if isinstance(err, UserError):
-        fix = f"<br><b>Fix:</b> {html.escape(err.fix)}" if err.fix else ""
-        return f"<div class='cloudlora-error'>✗ {html.escape(err.message)}{fix}</div>"
-    return f"<div class='cloudlora-error'>✗ {html.escape(str(err))}</div>"
+        fix = f"<br><b>Fix:</b> {esc(err.fix)}" if err.fix else ""
+        return f"<div class='cloudlora-error'>✗ {esc(err.message)}{fix}</div>"
+    return f"<div class='cloudlora-error'>✗ {esc(str(err))}</div>"
 
 
 def progress_html(p, title: str = "") -> str:
     """A progress bar with bytes, rate and ETA (p: transfer.Progress or None)."""
     if p is None:
-        return f"<div class='cloudlora-progress'>{html.escape(title)} starting…</div>"
+        return f"<div class='cloudlora-progress'>{esc(title)} starting…</div>"
     pct = round(100 * min(1.0, p.fraction), 1)
-    return (f"<div class='cloudlora-progress'>{html.escape(title)} <progress max='100' value='{pct}' "
-            f"style='width:100%'></progress><br><code>{pct}% · {html.escape(p.text())}</code>"
-            f"{(' · ' + html.escape(p.item[-60:])) if p.item else ''}</div>")
+    return (f"<div class='cloudlora-progress'>{esc(title)} <progress max='100' value='{pct}' "
+            f"style='width:100%'></progress><br><code>{pct}% · {esc(p.text())}</code>"
+            f"{(' · ' + esc(p.item[-60:])) if p.item else ''}</div>")
 
 
 def follow(task, title: str, done_text):
@@ -50,7 +55,7 @@ def follow(task, title: str, done_text):
         time.sleep(POLL)
     err = task.exception()
     if err is None:
-        yield f"<div class='cloudlora-done'>✓ {html.escape(done_text(task.result()))}</div>"
+        yield f"<div class='cloudlora-done'>✓ {esc(done_text(task.result()))}</div>"
     elif task.status() == "cancelled":
         yield "<div class='cloudlora-error'>Cancelled. Upload again to resume: only what is missing is sent.</div>"
     else:

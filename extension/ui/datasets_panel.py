@@ -6,13 +6,12 @@ the same functions as the CLI and REST; long work runs as a background task that
 """
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import gradio as gr
 
 from ..errors import UserError
-from .checkpoints_panel import cancel_task, error_html, follow, open_store
+from .checkpoints_panel import cancel_task, error_html, esc, follow, open_store
 
 SOURCES = ["Folder on this machine", "Zip file", "Images + trigger word"]
 LIST_HEADERS = ["Name", "Images", "Per epoch", "Triggers", "Size", "Created"]
@@ -44,18 +43,18 @@ def resolve_source(source, folder, zip_file, images, trigger, repeats) -> Path:
 
 def report_html(report) -> str:
     s = report.summary
-    kind = html.escape(report.kind or "?")
-    parts = [f"<div id='cloudlora_ds_report_body'><b>{html.escape(report.root)}</b> ({kind})"]
+    kind = esc(report.kind or "?")
+    parts = [f"<div id='cloudlora_ds_report_body'><b>{esc(report.root)}</b> ({kind})"]
     if s:
         parts.append(f"<br>{s['images']} images, {s['captions']} captions, <b>{s['images_per_epoch']}</b> images × "
-                     f"repeats per epoch; triggers: {html.escape(', '.join(s.get('triggers', [])))}")
-        subsets = "".join(f"<li>{html.escape(x['folder'])}: {x['images']} images × {x['repeats']} repeats, trigger "
-                          f"'{html.escape(x['trigger'])}'</li>" for x in s.get("subsets", []))
+                     f"repeats per epoch; triggers: {esc(', '.join(s.get('triggers', [])))}")
+        subsets = "".join(f"<li>{esc(x['folder'])}: {x['images']} images × {x['repeats']} repeats, trigger "
+                          f"'{esc(x['trigger'])}'</li>" for x in s.get("subsets", []))
         parts.append(f"<ul>{subsets}</ul>")
     for level, items in (("error", report.errors), ("warning", report.warnings)):
         if items:
-            rows = "".join(f"<li><code>{html.escape(f.path or '.')}</code>: {html.escape(f.message)}"
-                           f"{(' <i>Fix: ' + html.escape(f.fix) + '</i>') if f.fix else ''}</li>" for f in items)
+            rows = "".join(f"<li><code>{esc(f.path or '.')}</code>: {esc(f.message)}"
+                           f"{(' <i>Fix: ' + esc(f.fix) + '</i>') if f.fix else ''}</li>" for f in items)
             parts.append(f"<div class='cloudlora-{level}s'><b>{len(items)} {level}(s)</b><ul>{rows}</ul></div>")
     parts.append("<b>✓ Ready to upload.</b>" if report.ok else "<b>✗ Fix the errors before uploading.</b>")
     return "".join(parts) + "</div>"
