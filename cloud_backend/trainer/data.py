@@ -141,8 +141,8 @@ def reg_examples(folder: Path, cfg, class_prompt: str = "") -> list[Example]:
     if not folder.is_dir():
         return []
     try:
-        lay = layout_mod.scan(folder)
-        return examples_from_layout(lay, cfg, is_reg=True, fallback_prompt=class_prompt)[0]
+        lay = layout_mod.scan(folder)  # <repeats>_<class> folders: the class token captions, as in sd-scripts
+        return examples_from_layout(lay, cfg, is_reg=True)[0]
     except layout_mod.LayoutError:
         subset = layout_mod.read_subset(folder, repeats=1, trigger=class_prompt or "")
         lay = layout_mod.Layout(folder, "kohya", [subset])
