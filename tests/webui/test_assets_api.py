@@ -25,7 +25,7 @@ def test_upload_list_check_and_delete_over_rest(api_client, tmp_path, monkeypatc
     app = FastAPI()
     api.mount(app, None)
     client = api_client(app)
-    model = write_safetensors(tmp_path / "base.safetensors", SD15)
+    model = write_safetensors(tmp_path / "base.safetensors", {k: (8, 4) for k in SD15})
 
     r = client.post("/cloudlora/v1/models/upload", json={"path": str(model)})
     assert r.status_code == 200, r.text

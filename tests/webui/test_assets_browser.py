@@ -65,7 +65,7 @@ def test_validate_a_folder_see_report_and_gallery_edit_a_caption_upload_and_see_
 
 def test_upload_a_checkpoint_by_path_see_its_family_and_delete_it_after_confirming(
         s3_settings, ui_server, browser_page, screenshot, tmp_path):
-    ckpt = write_safetensors(tmp_path / "base15.safetensors", SD15)
+    ckpt = write_safetensors(tmp_path / "base15.safetensors", {k: (8, 4) for k in SD15})
     base = ui_server()
     page = browser_page
     _open_assets(page, base)

@@ -24,11 +24,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def checkpoint(path: Path, shapes=SD15, extra_mib: int = 0) -> Path:
-    shapes = dict(shapes)
+    """A checkpoint with the family's key names (tiny tensors) plus `extra_mib` MiB of random padding."""
+    shapes = {k: (8, 4) for k in shapes}
     if extra_mib:
-        shapes["model.diffusion_model.padding"] = (extra_mib, 512 * 1024 // 1024 * 1024 // 2)
+        shapes["model.diffusion_model.padding"] = (extra_mib, 1 << 19)  # float16: extra_mib MiB
     write_safetensors(path, shapes)
-    if extra_mib:  # random bytes, so parts differ
+    if extra_mib:  # random bytes, so that parts differ
         with open(path, "r+b") as f:
             f.seek(-extra_mib * (1 << 20), os.SEEK_END)
             f.write(os.urandom(extra_mib * (1 << 20)))

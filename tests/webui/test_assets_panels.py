@@ -18,7 +18,7 @@ from tests.webui.test_assets_family import SDXL, write_safetensors
 
 def test_a_webui_checkpoint_is_picked_by_title_and_uploaded_in_the_background(tmp_path, monkeypatch):
     monkeypatch.setenv("CLOUDLORA_STORE", str(tmp_path / "store"))
-    ckpt = write_safetensors(tmp_path / "sd_xl_base.safetensors", SDXL)
+    ckpt = write_safetensors(tmp_path / "sd_xl_base.safetensors", {k: (8, 4) for k in SDXL})
     refreshed = []
 
     def list_checkpoints(refresh):
