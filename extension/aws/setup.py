@@ -60,7 +60,7 @@ def setup(settings: Settings, *, progress: Progress = print, poll_s: float = 5.0
     missing = [k for k in ("BucketName", "RoleArn", "RepositoryUri") if not out.get(k)]
     if missing:
         raise UserError(f"The stack '{stack.STACK_NAME}' has no outputs {missing}.",
-                        f"Delete it (`cloudlora setup --delete`) and run `cloudlora setup` again.")
+                        "Delete it (`cloudlora setup --delete`) and run `cloudlora setup` again.")
     bucket, role_arn, repo_uri = out["BucketName"], out["RoleArn"], out["RepositoryUri"]
     # Saved before the image build, so the store works even if the build fails.
     settings_mod.save({"region": region, "bucket": bucket, "role_arn": role_arn})
@@ -77,7 +77,9 @@ def setup(settings: Settings, *, progress: Progress = print, poll_s: float = 5.0
         with aws_errors(settings, service="s3", what="uploading the build bundle"):
             key = build.upload_bundle(make("s3"), bucket, b)
         with aws_errors(settings, service="codebuild", what="building the trainer image"):
-            build.run_build(make("codebuild"), make("logs"), progress, project=out.get("BuildProject") or f"{stack.STACK_NAME}-trainer-build", bucket=bucket,
+            # moto's CloudFormation has no CodeBuild projects; the name is fixed by the template anyway
+            project = out.get("BuildProject") or f"{stack.STACK_NAME}-trainer-build"
+            build.run_build(make("codebuild"), make("logs"), progress, project=project, bucket=bucket,
                             key=key, tag=b.tag, poll_s=max(poll_s, 0.0) * 2)
         built = True
     path = settings_mod.save({"image_uri": image_uri})

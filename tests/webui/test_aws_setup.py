@@ -11,7 +11,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import Stubber
 
 from cloudlora import settings
 from cloudlora.aws import bundle, setup, stack
@@ -69,8 +69,8 @@ def _codebuild(tag: str | None = None, final: str = "SUCCEEDED", failed_phase: d
 
 def _push_image(tag: str) -> None:
     """What the real build's `docker push` leaves in ECR."""
-    manifest = json.dumps({"schemaVersion": 2, "config": {"digest": "sha256:" + "2" * 64, "size": 1,
-                                                          "mediaType": "application/vnd.docker.container.image.v1+json"},
+    config = {"digest": "sha256:" + "2" * 64, "size": 1, "mediaType": "application/vnd.docker.container.image.v1+json"}
+    manifest = json.dumps({"schemaVersion": 2, "config": config,
                            "mediaType": "application/vnd.docker.distribution.manifest.v2+json", "layers": []})
     boto3.client("ecr").put_image(repositoryName="cloudlora-trainer", imageManifest=manifest, imageTag=tag)
 
