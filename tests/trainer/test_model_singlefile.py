@@ -82,3 +82,36 @@ def test_tiny_checkpoints_are_small_deterministic_and_keep_the_real_layer_layout
     tiny_keys = {k for k in family.read_safetensors_header(a)
                  if k.startswith("model.diffusion_model.") and "skip_connection" not in k}
     assert tiny_keys == full_keys
+
+
+@pytest.mark.parametrize("arch", ["sd15", "sdxl"])
+def test_full_size_models_written_by_us_convert_back_through_diffusers_own_converters(arch):
+    """The real SD1.5 / SDXL layouts, shape for shape, on the meta device (no weights allocated)."""
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import (convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint,
+                                                     convert_ldm_vae_checkpoint, convert_open_clip_checkpoint)
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from cloudlora_backend.trainer.singlefile import to_single_file_state_dict
+
+    folder = archs.arch_dir(arch)
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder / "unet"))
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(folder / "vae"))
+        encoders = [CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder"))]
+        if arch == "sdxl":
+            encoders.append(CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(folder / "text_encoder_2")))
+    ldm = to_single_file_state_dict(arch, unet, vae, encoders)
+
+    def shapes(sd):
+        return {k: tuple(v.shape) for k, v in sd.items()}
+
+    assert shapes(convert_ldm_unet_checkpoint(ldm, dict(unet.config))) == shapes(unet.state_dict())
+    assert shapes(convert_ldm_vae_checkpoint(ldm, dict(vae.config))) == shapes(vae.state_dict())
+    clip = {k.removeprefix("text_model."): v for k, v in convert_ldm_clip_checkpoint(ldm).items()}
+    clip.pop("embeddings.position_ids")  # written for A1111; transformers keeps it as a non-persistent buffer
+    assert shapes(clip) == shapes(encoders[0].state_dict())
+    if arch == "sdxl":
+        bigg = convert_open_clip_checkpoint(encoders[1], ldm, prefix="conditioner.embedders.1.model.")
+        assert shapes(bigg) == shapes(encoders[1].state_dict())
