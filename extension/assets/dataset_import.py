@@ -30,6 +30,9 @@ class ZipLimits:
     max_file_bytes: int = 1 << 30
 
 
+DONE_MARKER = ".cloudlora-extracted"  # hidden: skipped by the check and never uploaded
+
+
 def imports_dir() -> Path:
     return data_dir() / "imports"
 
@@ -103,7 +106,14 @@ def import_zip(zip_path: Path | str, limits: ZipLimits = ZipLimits(), dest: Path
             members.append((info, rel))
         if not members:
             raise UserError(f"{zip_path.name} contains no files.", "Zip the dataset folder with its images.")
-        target = dest or new_folder(zip_path.stem)
+        # The same zip extracts to the same folder once: imports/<stem>-<sha8>, complete when the marker is there.
+        from .hashcache import sha256_file
+
+        final = dest or imports_dir() / f"{safe_name(zip_path.stem, 'dataset')}-{sha256_file(zip_path)[:8]}"
+        if (final / DONE_MARKER).exists():
+            return dataset_root_in(final)
+        shutil.rmtree(final, ignore_errors=True)  # a half-extracted earlier try
+        target = new_folder(f"extracting-{final.name}")
         written = 0
         try:
             for info, rel in members:
@@ -126,7 +136,10 @@ def import_zip(zip_path: Path | str, limits: ZipLimits = ZipLimits(), dest: Path
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
             raise
-    return dataset_root_in(target)
+    (target / DONE_MARKER).write_text(zip_path.name, encoding="utf-8")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    target.replace(final)
+    return dataset_root_in(final)
 
 
 def dataset_root_in(folder: Path) -> Path:

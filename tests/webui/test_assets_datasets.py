@@ -304,3 +304,12 @@ def test_an_interrupted_dataset_upload_never_lists_and_resumes(store, tmp_path):
     resumed = datasets.upload_dataset(store, root)
     assert resumed["files_sent"] == 12 - sent_before
     assert [d["name"] for d in datasets.list_datasets(store)] == ["half"]
+
+
+def test_the_same_zip_is_extracted_once(tmp_path):
+    z = zip_of(tmp_path / "again.zip", {"10_x/1.png": png_bytes()})
+    first = dataset_import.import_zip(z)
+    second = dataset_import.import_zip(z)
+    assert first == second and len(list(dataset_import.imports_dir().iterdir())) == 1
+    assert check_dataset(first).ok and [p.name for p in first.rglob("*") if p.is_file() and
+                                        not p.name.startswith(".")] == ["1.png"]
