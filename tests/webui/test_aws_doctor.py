@@ -241,3 +241,31 @@ def test_every_problem_line_carries_a_fix(aws_env, stub_service):
     problems = [c for c in checks if c.status == "problem"]
     assert {c.name for c in problems} >= {"bucket", "role", "image", "quota ml.g5.2xlarge"}
     assert all(c.fix for c in problems), problems
+
+
+def _fake_nvidia_smi(tmp_path, monkeypatch, line: str) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    exe = bin_dir / "nvidia-smi"
+    exe.write_text(f"#!/bin/sh\necho '{line}'\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_the_local_gpu_line_shows_the_gpu_and_its_free_vram(tmp_path, monkeypatch):
+    _fake_nvidia_smi(tmp_path, monkeypatch, "NVIDIA H100 80GB HBM3, 81559, 71680")
+    c = _checks()["local gpu"]
+    assert c.status == "ok" and c.detail == "NVIDIA H100 80GB HBM3: 70.0 GiB free of 79.6 GiB"
+
+
+def test_a_gpu_with_too_little_free_vram_is_a_warning_with_the_fix(tmp_path, monkeypatch):
+    _fake_nvidia_smi(tmp_path, monkeypatch, "NVIDIA GeForce RTX 3060, 12288, 3072")
+    c = _checks()["local gpu"]
+    assert c.status == "warn" and "3.0 GiB free" in c.detail and "SageMaker" in c.fix
+
+
+def test_without_any_gpu_local_training_is_a_warning_not_a_problem(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi; the (isolated) trainer venv does not exist either
+    checks = _checks()
+    assert checks["local gpu"].status == "warn" and "no NVIDIA GPU found" in checks["local gpu"].detail
+    assert checks["trainer environment"].status == "warn"  # created by the first local job: not a problem
