@@ -179,7 +179,8 @@ def write_failure(root: Path, message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cloudlora_backend.trainer", description=__doc__.split("\n")[0])
-    parser.add_argument("--root", default=os.environ.get("SM_ROOT", "/opt/ml"), help="the job folder (/opt/ml)")
+    parser.add_argument("mode", nargs="?", choices=["train"], help="SageMaker runs the image as `IMAGE train`")
+    parser.add_argument("--root", default="/opt/ml", help="the job folder (default /opt/ml)")
     args = parser.parse_args(argv)
     root = Path(args.root)
     stop = {"flag": False}
