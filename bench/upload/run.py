@@ -67,6 +67,7 @@ def main() -> int:
     ap.add_argument("--size-mib", type=int, default=2048)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "bench" / "upload" / "results.json"))
+    ap.add_argument("--sweep", action="store_true", help="also try other part sizes / thread counts (hash cached)")
     args = ap.parse_args()
     size = args.size_mib * MiB
     free = shutil.disk_usage(tempfile.gettempdir()).free
@@ -135,6 +136,20 @@ def main() -> int:
         for name, run in results["runs"].items():
             run["speed_vs_fastest_baseline"] = fastest_baseline / run["best_s"]
 
+        if args.sweep:
+            results["sweep"] = []
+            hashcache.sha256_file(src)
+            for part_mib, threads in [(8, 8), (16, 4), (16, 8), (16, 16), (32, 8), (64, 4), (64, 8)]:
+                key = f"bench/sweep/{part_mib}-{threads}"
+                t = time.perf_counter()
+                transfer.upload_file(store, key, src, skip_if_same=False, part_size=part_mib * MiB,
+                                     threads=threads)
+                dt = time.perf_counter() - t
+                client.delete_object(Bucket=bucket, Key=key)
+                results["sweep"].append({"part_mib": part_mib, "threads": threads, "seconds": dt,
+                                         "MiB_per_s": size / MiB / dt})
+                print(f"sweep part {part_mib} MiB x {threads} threads: {dt:.2f} s", flush=True)
+
         # Resume after a kill at 50 %: a subprocess uploads; we SIGKILL it once half of the parts are stored.
         key = "bench/resume/big.bin"
         proc = subprocess.Popen([sys.executable, "-c", KILLABLE, server.endpoint, bucket, key, str(src)],
@@ -153,8 +168,14 @@ def main() -> int:
         ups = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
         if not ups:
             raise SystemExit("the upload finished before it could be killed: use a larger --size-mib")
-        kept = sum(p["Size"] for p in client.list_parts(Bucket=bucket, Key=key, UploadId=ups[0]["UploadId"])
-                   .get("Parts", []))
+        def stored() -> int:
+            return sum(p["Size"] for p in client.list_parts(Bucket=bucket, Key=key, UploadId=ups[0]["UploadId"])
+                       .get("Parts", []))
+
+        kept, previous = stored(), -1
+        while kept != previous:  # parts fully sent before the kill may still land on the server
+            time.sleep(0.5)
+            previous, kept = kept, stored()
         t = time.perf_counter()
         res = transfer.upload_file(store, key, src)
         results["resume"] = {"killed_at_fraction": kept / size, "bytes_kept": kept, "bytes_resent": res.bytes_sent,
