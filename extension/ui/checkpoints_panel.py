@@ -48,10 +48,15 @@ def progress_html(p, title: str = "") -> str:
             f"{(' · ' + esc(p.item[-60:])) if p.item else ''}</div>")
 
 
-def follow(task, title: str, done_text):
-    """Yields progress HTML while the background task runs, then the result (done_text(result)) or the error."""
+def follow(task, title: str, done_text, progress=None):
+    """Yields progress HTML while the background task runs, then the result (done_text(result)) or the error.
+
+    `progress`: the handler's gr.Progress, fed the same fraction and text."""
     while not task.done():
-        yield progress_html(task.progress, title)
+        p = task.progress
+        if progress is not None and p is not None:
+            progress(min(1.0, p.fraction), desc=f"{title}: {p.text()}")
+        yield progress_html(p, title)
         time.sleep(POLL)
     err = task.exception()
     if err is None:
@@ -92,7 +97,7 @@ def model_rows() -> tuple[list[list], str]:
     return rows, f"{len(items)} model(s), {format_bytes(total)} in `{store.uri('models/')}`"
 
 
-def upload(choice, path, family, name):
+def upload(choice, path, family, name, progress=gr.Progress()):
     """Generator: (progress html, task id)."""
     from ..assets import models, tasks
 
@@ -116,7 +121,7 @@ def upload(choice, path, family, name):
             return f"Already in the store as '{r['name']}' ({r['family']}): 0 bytes sent."
         return f"Uploaded '{r['name']}' ({r['family']}, {format_bytes(r['size'])}, sha256 {r['sha256'][:12]})."
 
-    for out in follow(task, f"Uploading {task.name.split('/')[-1]}", done):
+    for out in follow(task, f"Uploading {task.name.split('/')[-1]}", done, progress):
         yield out, task.id
 
 

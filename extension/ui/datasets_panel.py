@@ -17,6 +17,7 @@ SOURCES = ["Folder on this machine", "Zip file", "Images + trigger word"]
 LIST_HEADERS = ["Name", "Images", "Per epoch", "Triggers", "Size", "Created"]
 GALLERY_MAX = 200
 _zip_roots: dict[str, str] = {}  # an uploaded zip is extracted once, not on every Validate
+_built: dict[str, str] = {}  # dropped images + trigger + repeats -> the folder built from them
 
 
 def _path_of(f) -> str:
@@ -35,7 +36,10 @@ def resolve_source(source, folder, zip_file, images, trigger, repeats) -> Path:
         return Path(_zip_roots[z])
     if source == SOURCES[2]:
         files = [_path_of(f) for f in (images or [])]
-        return dataset_import.from_images(files, trigger, repeats or 0)
+        key = repr((files, trigger, repeats))  # the same drop validated twice builds one folder
+        if key not in _built:
+            _built[key] = str(dataset_import.from_images(files, trigger, repeats or 0))
+        return Path(_built[key])
     if not (folder or "").strip():
         raise UserError("No folder was given.", "Give the dataset folder (holding e.g. 10_mytrigger/).")
     return Path(folder.strip()).expanduser()
@@ -147,7 +151,7 @@ def autocaption(root):
     yield from follow(task, "Captioning", lambda r: f"Captioned {len(r)} image(s).")
 
 
-def upload(root, name):
+def upload(root, name, progress=gr.Progress()):
     from ..assets import datasets, tasks
 
     if not root:
@@ -167,7 +171,7 @@ def upload(root, name):
         return (f"Uploaded dataset '{r['name']}': {r['files_sent']} file(s) sent, {r['files_skipped']} already "
                 "there.")
 
-    for out in follow(task, "Uploading the dataset", done):
+    for out in follow(task, "Uploading the dataset", done, progress):
         yield out, task.id
 
 
