@@ -117,6 +117,15 @@ PART_ROOTS = {
 }
 
 
+def _normalise_clip_keys(checkpoint: dict) -> dict:
+    """Old SD1 checkpoints (saved with transformers < 4.x) lack CLIP's `text_model.` level: put it back."""
+    for root in ("cond_stage_model.transformer.", "conditioner.embedders.0.transformer."):
+        if any(k.startswith(root + "embeddings.") for k in checkpoint):
+            checkpoint = {(root + "text_model." + k[len(root):] if k.startswith(root) and
+                           not k.startswith(root + "text_model.") else k): v for k, v in checkpoint.items()}
+    return checkpoint
+
+
 def _missing_parts(family: str, keys, need_vae: bool) -> list[str]:
     present = {root for root in PART_ROOTS[family].values() if any(k.startswith(root) for k in keys)}
     return [part for part, root in PART_ROOTS[family].items()
@@ -128,7 +137,7 @@ def _load_single_file(path: Path, family: str | None, dtype: torch.dtype, need_v
     from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-    checkpoint = read_checkpoint(path)
+    checkpoint = _normalise_clip_keys(read_checkpoint(path))
     shapes = {k: tuple(v.shape) for k, v in checkpoint.items()}
     detected = _detect_family(shapes)
     if family and detected in archs.FAMILIES and detected != family:
@@ -271,7 +280,10 @@ def build_pipeline(components: Components, scheduler=None):
     from diffusers.schedulers import EulerDiscreteScheduler, PNDMScheduler
 
     if scheduler is None:
-        config = archs.read_config(Path(components.config_dir), "scheduler") if components.config_dir else {}
+        try:
+            config = archs.read_config(Path(components.config_dir), "scheduler")
+        except (OSError, ValueError):  # a diffusers folder without a scheduler config
+            config = {}
         cls = EulerDiscreteScheduler if components.family == "sdxl" else PNDMScheduler
         scheduler = cls.from_config(config or NOISE_SCHEDULE)
     c = components

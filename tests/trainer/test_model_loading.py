@@ -144,3 +144,16 @@ def test_the_right_shipped_config_is_picked_by_tensor_widths():
     assert archs.pick_arch_dir("sd15", small).name == "sd15-tiny"
     assert archs.pick_arch_dir("sd15", odd) is None
     assert models.SINGLE_FILE_SUFFIXES[0] == ".safetensors"
+
+
+def test_an_old_sd1_checkpoint_without_clips_text_model_level_loads_the_same(tmp_path, tiny_sd15_path):
+    root = "cond_stage_model.transformer."
+    state = load_file(str(tiny_sd15_path))
+    old = {(root + k[len(root + "text_model."):] if k.startswith(root + "text_model.") else k): v
+           for k, v in state.items()}
+    assert any(k.startswith(root + "encoder.layers.") for k in old)
+    path = tmp_path / "old.safetensors"
+    save_file(old, str(path))
+    a, b = load_components(path), load_components(tiny_sd15_path)
+    for (name, x), y in zip(a.text_encoders[0].state_dict().items(), b.text_encoders[0].state_dict().values()):
+        assert torch.equal(x, y), name
