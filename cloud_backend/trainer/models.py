@@ -188,10 +188,14 @@ def _load_diffusers_folder(path: Path, family: str | None, dtype: torch.dtype):
     try:
         unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **common)
         vae = AutoencoderKL.from_pretrained(path, subfolder="vae", **common)
-        encoders = [CLIPTextModel.from_pretrained(path, subfolder="text_encoder", local_files_only=True, dtype=dtype)]
+        import transformers
+
+        # transformers >= 4.56 names it `dtype`; older versions only know `torch_dtype`.
+        dtype_kw = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+        te_kwargs = {"local_files_only": True, dtype_kw: dtype}
+        encoders = [CLIPTextModel.from_pretrained(path, subfolder="text_encoder", **te_kwargs)]
         if family == "sdxl":
-            encoders.append(CLIPTextModelWithProjection.from_pretrained(
-                path, subfolder="text_encoder_2", local_files_only=True, dtype=dtype))
+            encoders.append(CLIPTextModelWithProjection.from_pretrained(path, subfolder="text_encoder_2", **te_kwargs))
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"{path} is not a complete diffusers {family} folder: {err}") from err
     return family, path, unet, vae, encoders

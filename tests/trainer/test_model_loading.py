@@ -89,6 +89,8 @@ def test_a_diffusers_folder_loads_with_its_own_tokenizers(tmp_path, tiny_sdxl_pa
     assert c.family == "sdxl" and len(c.tokenizers) == 2
     assert c.tokenizers[1].pad_token == "!"
     assert torch.equal(c.unet.conv_in.weight, original.unet.conv_in.weight)
+    half = load_components(tmp_path / "xl", dtype=torch.bfloat16)
+    assert {half.unet.dtype, half.vae.dtype, half.text_encoders[0].dtype, half.text_encoders[1].dtype} == {torch.bfloat16}
 
 
 def test_files_that_are_not_a_trainable_model_get_a_message_naming_the_file(tmp_path, tiny_sd15_path):
