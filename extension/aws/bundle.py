@@ -1,8 +1,12 @@
 """The image build bundle: a zip of exactly what the trainer Dockerfile's build context needs, and its content hash.
 
 The files are the Dockerfile plus every source its COPY/ADD lines name (relative to the repository root, which is the
-build context, see the Dockerfile's header). The zip is deterministic (sorted names, fixed timestamps), so the hash of
-its contents is the image tag: setup rebuilds the image only when that hash is not in ECR yet.
+build context, see the Dockerfile's header). The zip is deterministic (sorted names, fixed timestamps).
+
+The image tag is a hash of the files that make the trainer: everything in the bundle except the WebUI side
+(extension/, which setup.py needs to install the package but the trainer never imports), the README and the AWS
+stack files. So setup rebuilds the image only when the trainer (cloud_backend/, its requirements, the Dockerfile,
+the packaging) changed, not on every UI or documentation edit.
 """
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".git", "node_modul
 _SKIP_FILES = ("*.pyc", "*.pyo", ".DS_Store")
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 TAG_LENGTH = 16
+# In the bundle but not in the tag's hash (see the module docstring).
+_NOT_HASHED = ("extension/", "README.md", "cloud_backend/infra/")
 # What `COPY . <dest>` stands for: the installable project, without the checkout's venvs and caches.
 _DOT_CONTEXT = ["cloud_backend", "extension", "pyproject.toml", "setup.py", "README.md",
                 "tools/trainer-requirements.txt"]
@@ -32,7 +38,7 @@ _DOT_CONTEXT = ["cloud_backend", "extension", "pyproject.toml", "setup.py", "REA
 class Bundle:
     data: bytes  # the zip
     files: list[str]  # relative paths, sorted
-    content_hash: str  # sha256 over (path, bytes) of every file
+    content_hash: str  # sha256 over (path, bytes) of the trainer's files (not _NOT_HASHED)
 
     @property
     def tag(self) -> str:
@@ -129,7 +135,8 @@ def build_bundle(root: Path | None = None) -> Bundle:
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for rel in files:
             data = (root / rel).read_bytes()
-            digest.update(rel.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
+            if not rel.startswith(_NOT_HASHED):
+                digest.update(rel.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
             info = zipfile.ZipInfo(rel, date_time=_ZIP_DATE)
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED

@@ -95,6 +95,39 @@ def test_the_bundle_holds_exactly_the_dockerfile_context_and_its_hash_is_stable(
     assert bundle.build_bundle(trainer_sources).tag != b.tag
 
 
+def test_ui_and_readme_edits_do_not_change_the_image_tag_but_trainer_edits_do(trainer_sources):
+    dockerfile = trainer_sources / "cloud_backend" / "container" / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + "COPY README.md /src/\nCOPY extension /src/extension\n")
+    (trainer_sources / "README.md").write_text("v1")
+    (trainer_sources / "extension").mkdir()
+    (trainer_sources / "extension" / "ui.py").write_text("v1")
+    first = bundle.build_bundle(trainer_sources)
+    assert {"README.md", "extension/ui.py"} <= set(first.files)  # pip install of the package needs them
+    (trainer_sources / "README.md").write_text("v2")
+    (trainer_sources / "extension" / "ui.py").write_text("v2")
+    second = bundle.build_bundle(trainer_sources)
+    assert second.tag == first.tag and second.data != first.data
+    (trainer_sources / "tools" / "trainer-requirements.txt").write_text("diffusers>=0.36\n")
+    assert bundle.build_bundle(trainer_sources).tag != first.tag
+
+
+def test_the_shipped_dockerfile_bundles_and_its_base_image_is_what_the_build_role_may_pull():
+    from cfnlint.decode import decode
+
+    b = bundle.build_bundle()  # the real repository
+    assert "cloud_backend/container/Dockerfile" in b.files and "cloud_backend/trainer/__main__.py" in b.files
+    assert not any("__pycache__" in f or f.startswith((".venv", "tests/")) for f in b.files)
+    text = (bundle.repo_root() / bundle.DOCKERFILE).read_text()
+    template, _ = decode(str(stack.template_path()))
+    pull = next(st for st in template["Resources"]["BuildRole"]["Properties"]["Policies"][0]["PolicyDocument"][
+        "Statement"] if st["Sid"] == "PullBaseImage")
+    repo = pull["Resource"]["Fn::Sub"].rsplit("/", 1)[1]
+    assert f".amazonaws.com/{repo}:" in text, "the Dockerfile's FROM repository must be the one the role may pull"
+    spec = template["Resources"]["BuildProject"]["Properties"]["Source"]["BuildSpec"]
+    for arg in ("AWS_REGION", "DLC_ACCOUNT"):  # the ARGs the FROM line is built from
+        assert f"ARG {arg}" in text and f"--build-arg {arg}=" in spec
+
+
 def test_a_dockerfile_copying_a_missing_file_is_a_user_error(trainer_sources):
     (trainer_sources / "tools" / "trainer-requirements.txt").unlink()
     with pytest.raises(UserError, match="tools/trainer-requirements.txt"):
