@@ -38,14 +38,14 @@ def error_html(err: Exception) -> str:
     return f"<div class='cloudlora-error'>✗ {esc(str(err))}</div>"
 
 
-def progress_html(p, title: str = "") -> str:
-    """A progress bar with bytes, rate and ETA (p: transfer.Progress or None)."""
+def progress_html(p, title: str = "", bar: bool = True) -> str:
+    """Bytes, rate and ETA (p: transfer.Progress or None), with a bar unless gr.Progress draws one already."""
     if p is None:
         return f"<div class='cloudlora-progress'>{esc(title)} starting…</div>"
     pct = round(100 * min(1.0, p.fraction), 1)
-    return (f"<div class='cloudlora-progress'>{esc(title)} <progress max='100' value='{pct}' "
-            f"style='width:100%'></progress><br><code>{pct}% · {esc(p.text())}</code>"
-            f"{(' · ' + esc(p.item[-60:])) if p.item else ''}</div>")
+    meter = f"<progress max='100' value='{pct}' style='width:100%'></progress><br>" if bar else ""
+    return (f"<div class='cloudlora-progress' style='min-height:4em'>{esc(title)} {meter}<code>{pct}% · "
+            f"{esc(p.text())}</code>{(' · ' + esc(p.item[-60:])) if p.item else ''}</div>")
 
 
 def follow(task, title: str, done_text, progress=None):
@@ -56,7 +56,7 @@ def follow(task, title: str, done_text, progress=None):
         p = task.progress
         if progress is not None and p is not None:
             progress(min(1.0, p.fraction), desc=f"{title}: {p.text()}")
-        yield progress_html(p, title)
+        yield progress_html(p, title, bar=progress is None)
         time.sleep(POLL)
     err = task.exception()
     if err is None:

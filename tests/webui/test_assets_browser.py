@@ -65,12 +65,18 @@ def test_validate_a_folder_see_report_and_gallery_edit_a_caption_upload_and_see_
 
 def test_upload_a_checkpoint_by_path_see_its_family_and_delete_it_after_confirming(
         s3_settings, ui_server, browser_page, screenshot, tmp_path):
-    ckpt = write_safetensors(tmp_path / "base15.safetensors", {k: (8, 4) for k in SD15})
-    base = ui_server()
+    shapes = {k: (8, 4) for k in SD15}
+    shapes["model.diffusion_model.padding"] = (160, 1 << 19)  # 160 MiB, so that the upload takes a while
+    ckpt = write_safetensors(tmp_path / "base15.safetensors", shapes)
+    base = ui_server(env={"CLOUDLORA_UPLOAD_THREADS": "1", "CLOUDLORA_PART_SIZE_MIB": "8"})
     page = browser_page
     _open_assets(page, base)
     _field(page, "cloudlora_ckpt_path").fill(str(ckpt))
     page.locator("#cloudlora_ckpt_upload").first.click()
+    status = page.locator("#cloudlora_ckpt_progress").first
+    expect(status).to_contain_text("uploading", timeout=30_000)  # bytes, rate and ETA while it runs
+    expect(status).to_contain_text(re.compile(r"MiB / 160\.0 MiB .*/s"))
+    screenshot(page, "assets-checkpoint-uploading")
     expect(page.locator("#cloudlora_ckpt_progress").first).to_contain_text("Uploaded 'base15' (sd15", timeout=60_000)
     table = page.locator("#cloudlora_ckpt_list").first
     expect(table).to_contain_text("base15", timeout=30_000)
