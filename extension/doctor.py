@@ -209,7 +209,8 @@ def check_backend(ctx: _Context) -> Check:
 
 
 def _short(err: BaseException) -> str:
-    text = str(err)
+    """One line, at most 160 characters (errors can carry whole HTML pages)."""
+    text = " ".join(str(err).split())
     return text if len(text) < 160 else text[:157] + "..."
 
 
