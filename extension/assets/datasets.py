@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from cloudlora_backend.trainer import layout as L
@@ -112,15 +111,7 @@ def upload_dataset(store, path: Path | str, name: str | None = None,
         meter.add(res.size, item=rel, file_done=True)
         return res
 
-    with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="cloudlora-dataset") as pool:
-        futures = [pool.submit(send, rel, p) for rel, p in files]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in done if f.exception() is not None]
-        if failed:
-            stop.set()
-            wait(futures)
-            raise failed[0].exception()
-        results = [f.result() for f in futures]
+    results = transfer.run_parallel(lambda item: send(*item), files, threads, stop, "cloudlora-dataset")
     wanted = {f"datasets/{name}/{rel}" for rel, _p in files} | {manifest_key(name)}
     for obj in list(store.list(f"datasets/{name}/")):  # files of an older version that are gone now
         if obj.key not in wanted:

@@ -190,6 +190,28 @@ def _check_cancel(cancel: threading.Event | None) -> None:
         raise Cancelled("cancelled")
 
 
+def run_parallel(fn: Callable, items: list, threads: int, stop: threading.Event, name: str) -> list:
+    """[fn(item) for item in items] on `threads` threads. On the first failure (or Ctrl+C) nothing queued starts,
+    only the running calls finish, and the error is raised."""
+    if not items:
+        return []
+    pool = ThreadPoolExecutor(max_workers=max(1, min(threads, len(items))), thread_name_prefix=name)
+    futures = [pool.submit(fn, item) for item in items]
+    try:
+        finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in futures if f.done() and not f.cancelled() and f.exception() is not None]
+        if failed:
+            raise failed[0].exception()
+        return [f.result() for f in futures]
+    except BaseException:
+        stop.set()
+        for f in futures:
+            f.cancel()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def upload_file(store, key: str, path: Path | str, *, metadata: Mapping[str, str] | None = None,
                 sha256: str | None = None, progress: ProgressCallback | None = None,
                 cancel: threading.Event | None = None, threads: int = DEFAULT_THREADS,
@@ -324,21 +346,7 @@ def _s3_upload(store, key, path, size, sha256, meta, meter, cancel, threads, par
         meter.add(len(data))
         return {"PartNumber": n, "ETag": resp["ETag"], "ChecksumCRC32": resp.get("ChecksumCRC32")}
 
-    sent: dict[int, dict] = {}
-    if missing:
-        with ThreadPoolExecutor(max_workers=max(1, min(threads, len(missing))),
-                                thread_name_prefix="cloudlora-part") as pool:
-            futures = {pool.submit(send, n): n for n in missing}
-            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f for f in finished if f.exception() is not None]
-            if failed:
-                stop.set()
-                for f in futures:
-                    f.cancel()
-                wait(futures)
-                err = failed[0].exception()
-                raise err
-            sent = {futures[f]: f.result() for f in futures}
+    sent = dict(zip(missing, run_parallel(send, missing, threads, stop, "cloudlora-part")))
     _check_cancel(cancel)
     for n, p in done.items():  # complete needs every part's checksum, since the upload was created with CRC32
         if not p.get("ChecksumCRC32"):

@@ -128,3 +128,22 @@ def test_part_sizes_keep_under_10000_parts():
     big = 1 << 40  # 1 TiB
     part = transfer.part_size_for(big)
     assert -(-big // part) <= 10_000 and part % (1 << 20) == 0
+
+
+def test_after_a_failed_part_no_queued_part_starts():
+    import threading
+    import time
+
+    started = []
+
+    def send(n):
+        started.append(n)
+        time.sleep(0.05)
+        if n == 2:
+            raise ConnectionError("network down")
+        return n
+
+    stop = threading.Event()
+    with pytest.raises(ConnectionError):
+        transfer.run_parallel(send, list(range(40)), 2, stop, "test")
+    assert stop.is_set() and len(started) < 10
