@@ -6,6 +6,7 @@ touches the hub. The tokenizers are built from open_clip's BPE file (tokenizer.p
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,10 +94,23 @@ def _check_loaded(model, what: str, path: Path) -> None:
         )
 
 
+@contextlib.contextmanager
+def _quiet_cast_warning():
+    """from_single_file casts with .to(dtype), and diffusers then warns about fp32 modules even when the list is
+    empty: noise in every job log. Only that logger is silenced, only while loading."""
+    import logging
+
+    log = logging.getLogger("diffusers.models.modeling_utils")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def _no_weight_init():
     """transformers' context that skips random weight init (its home moved between 4.x and 5.x)."""
-    import contextlib
-
     try:
         from transformers.initialization import no_init_weights
     except ImportError:
@@ -158,12 +172,13 @@ def _load_single_file(path: Path, family: str | None, dtype: torch.dtype, need_v
         raise ModelLoadError(f"{path} has {family} keys but layer widths that match neither the real {family} "
                              "architecture nor the tiny test one.")
     common = dict(config=str(folder), local_files_only=True, torch_dtype=dtype)
+    classes = [("text_encoder", CLIPTextModel)]
+    if family == "sdxl":
+        classes.append(("text_encoder_2", CLIPTextModelWithProjection))
     try:
-        unet = UNet2DConditionModel.from_single_file(checkpoint, subfolder="unet", **common)
-        vae = AutoencoderKL.from_single_file(checkpoint, subfolder="vae", **common) if need_vae else None
-        classes = [("text_encoder", CLIPTextModel)]
-        if family == "sdxl":
-            classes.append(("text_encoder_2", CLIPTextModelWithProjection))
+        with _quiet_cast_warning():
+            unet = UNet2DConditionModel.from_single_file(checkpoint, subfolder="unet", **common)
+            vae = AutoencoderKL.from_single_file(checkpoint, subfolder="vae", **common) if need_vae else None
         with _no_weight_init():  # every weight comes from the checkpoint: random init is wasted time
             encoders = [create_diffusers_clip_model_from_ldm(cls, checkpoint, subfolder=sub, **common)
                         for sub, cls in classes]
@@ -221,8 +236,9 @@ def load_vae(vae_path: Path | str, config_dir: Path, dtype: torch.dtype = torch.
             raise ModelLoadError(f"the VAE {vae_path} does not fit this model's VAE: {err}") from err
         return vae.to(dtype)
     try:
-        vae = AutoencoderKL.from_single_file(state, config=str(config_dir), subfolder="vae", local_files_only=True,
-                                             torch_dtype=dtype)
+        with _quiet_cast_warning():
+            vae = AutoencoderKL.from_single_file(state, config=str(config_dir), subfolder="vae",
+                                                 local_files_only=True, torch_dtype=dtype)
     except (KeyError, ValueError, RuntimeError) as err:
         raise ModelLoadError(f"the VAE {vae_path} could not be read as a Stable Diffusion VAE: {err}") from err
     _check_loaded(vae, "VAE", vae_path)
