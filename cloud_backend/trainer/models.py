@@ -44,13 +44,6 @@ class Components:
     extra: dict = field(default_factory=dict)
 
 
-def _header_shapes(path: Path) -> dict[str, tuple]:
-    from .family import read_safetensors_header
-
-    header = read_safetensors_header(path)
-    return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
-
-
 def _detect_family(shapes: dict[str, tuple]) -> str:
     from .family import detect_family
 
@@ -227,6 +220,8 @@ def load_vae(vae_path: Path | str, config_dir: Path, dtype: torch.dtype = torch.
         sub = "vae" if (vae_path / "vae" / "config.json").is_file() else None
         return AutoencoderKL.from_pretrained(vae_path, subfolder=sub, local_files_only=True, torch_dtype=dtype)
     state = read_checkpoint(vae_path)
+    if not any(k.startswith(("encoder.", "decoder.", "first_stage_model.")) for k in state):
+        raise ModelLoadError(f"the VAE {vae_path} holds no VAE weights (no encoder/decoder tensors): is it a VAE?")
     if any(k.startswith("encoder.down_blocks.") for k in state):  # diffusers naming in one file
         with torch.device("meta"):
             vae = AutoencoderKL.from_config(AutoencoderKL.load_config(config_dir / "vae"))
@@ -234,12 +229,13 @@ def load_vae(vae_path: Path | str, config_dir: Path, dtype: torch.dtype = torch.
             vae.load_state_dict(state, strict=True, assign=True)
         except RuntimeError as err:
             raise ModelLoadError(f"the VAE {vae_path} does not fit this model's VAE: {err}") from err
-        return vae.to(dtype)
+        with _quiet_cast_warning():
+            return vae.to(dtype)
     try:
         with _quiet_cast_warning():
             vae = AutoencoderKL.from_single_file(state, config=str(config_dir), subfolder="vae",
                                                  local_files_only=True, torch_dtype=dtype)
-    except (KeyError, ValueError, RuntimeError) as err:
+    except Exception as err:  # noqa: BLE001 - diffusers raises KeyError/ValueError/RuntimeError/its own errors
         raise ModelLoadError(f"the VAE {vae_path} could not be read as a Stable Diffusion VAE: {err}") from err
     _check_loaded(vae, "VAE", vae_path)
     return vae

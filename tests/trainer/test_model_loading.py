@@ -80,6 +80,9 @@ def test_a_separate_vae_file_replaces_the_checkpoints_vae(layout, tmp_path, tiny
     assert torch.equal(load_components(no_vae, vae_path=vae_path).vae.encoder.conv_in.weight, vae.encoder.conv_in.weight)
     with pytest.raises(ModelLoadError, match="missing the VAE .* separate VAE"):
         load_components(no_vae)
+    # Something else given as the VAE (here: the UNet-and-text-encoder file) is named, not half-loaded.
+    with pytest.raises(ModelLoadError, match="no_vae.safetensors holds no VAE weights"):
+        load_components(tiny_sdxl_path, vae_path=no_vae)
 
 
 def test_a_diffusers_folder_loads_with_its_own_tokenizers(tmp_path, tiny_sdxl_path):
