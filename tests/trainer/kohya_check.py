@@ -208,3 +208,20 @@ def assert_a1111_loadable(lora_path, components) -> dict:
     assert forge_sd_version(metadata) == version, f"Forge would show it as {forge_sd_version(metadata)}"
     assert metadata.get("ss_output_name") == Path(lora_path).stem, "ss_output_name must equal the file stem"
     return counts
+
+
+def a1111_updown(up, down, alpha, weight_shape):
+    """The weight change A1111's network_lora applies: up @ down (flattened), times alpha / dim, in the layer's shape
+    (lyco_helpers.rebuild_conventional + NetworkModule.finalize_updown with multiplier 1)."""
+    dim = down.shape[0]
+    updown = up.reshape(up.shape[0], -1).float() @ down.reshape(dim, -1).float()
+    if updown.numel() == _numel(weight_shape):
+        updown = updown.reshape(weight_shape)
+    return updown * (float(alpha) / dim)
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n

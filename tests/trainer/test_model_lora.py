@@ -10,8 +10,8 @@ from safetensors import safe_open
 
 from cloudlora_backend.trainer import archs, lora
 from cloudlora_backend.trainer.models import Components, load_components
-from tests.trainer.kohya_check import EXPECTED_MODULES, assert_a1111_loadable, check_kohya_tensors, \
-    checkpoint_shapes_of
+from tests.trainer.kohya_check import EXPECTED_MODULES, a1111_updown, assert_a1111_loadable, \
+    check_kohya_tensors, checkpoint_shapes_of
 
 
 def _load(path, dtype=torch.float32):
@@ -196,3 +196,22 @@ def test_sd15_module_names_are_the_diffusers_paths_and_sdxl_uses_sd_scripts_sgm_
     assert "lora_unet_output_blocks_5_1_proj_out" in names
     assert "lora_te1_text_model_encoder_layers_11_self_attn_out_proj" in names
     assert "lora_te2_text_model_encoder_layers_31_self_attn_q_proj" in names
+
+
+def test_the_weight_change_a1111_computes_from_the_file_is_the_trained_adapters_change(tmp_path, tiny_sd15_path):
+    # SD1.5 has both kinds A1111 patches: Linear and 1x1 Conv2d (proj_in/proj_out).
+    family = "sd15"
+    c = _load(tiny_sd15_path)
+    lora.add_lora(c, rank=4, alpha=3, train_text_encoder=True)
+    _randomise_adapters(c, seed=5)
+    out = lora.save_kohya(tmp_path / "d.safetensors", c, 4, 3, {}, save_dtype="float")
+    with safe_open(str(out), "pt") as f:
+        checked = 0
+        for name, (model, path) in lora.kohya_module_names(c).items():
+            layer = model.get_submodule(path)
+            expected = layer.get_delta_weight("default")  # what peft adds to the base weight when training
+            got = a1111_updown(f.get_tensor(f"{name}.lora_up.weight"), f.get_tensor(f"{name}.lora_down.weight"),
+                               f.get_tensor(f"{name}.alpha").item(), tuple(layer.base_layer.weight.shape))
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6, msg=name)
+            checked += 1
+    assert checked == {"sd15": 264, "sdxl": 986}[family]
