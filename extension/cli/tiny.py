@@ -57,10 +57,20 @@ def missing_trainer_packages() -> list[str]:
     return out
 
 
-def _trainer_python() -> str:
+def _trainer_python() -> tuple[str, str]:
+    """(interpreter, "" or why it cannot be used): the configured one, else the local backend's managed venv."""
     from .. import settings
 
-    return settings.resolve().trainer_python
+    resolved = settings.resolve()
+    try:
+        from ..jobs import trainer_env
+    except ImportError:  # the jobs package is optional here: fall back to the setting alone
+        return resolved.trainer_python, ("" if resolved.trainer_python else "no trainer Python is configured")
+    python, ready = trainer_env.resolve(resolved)
+    if ready:
+        return python, ""
+    return "", (f"no trainer Python is configured and the managed trainer environment ({trainer_env.venv_dir()}) "
+                "is not set up yet (the first local training job creates it)")
 
 
 def run(args) -> int:
@@ -86,10 +96,13 @@ def _delegate(args, out: Path, missing: list[str]) -> int:
     how = ("Point the `trainer_python` setting or CLOUDLORA_TRAINER_PYTHON at the trainer environment's python "
            "(e.g. .venv/trainer/bin/python, built by `source tools/env.sh; env_trainer`), or install the trainer "
            "packages: pip install -e '.[trainer]'.")
-    python = _trainer_python()
-    if os.environ.get(_CHILD_FLAG) or not python:
+    if os.environ.get(_CHILD_FLAG):  # we are the re-run: the trainer Python itself lacks the packages
+        raise UserError(f"make-tiny-model needs the trainer packages, and the trainer Python ({sys.executable}) "
+                        f"lacks: {', '.join(missing)}.", fix=how)
+    python, why_not = _trainer_python()
+    if not python:
         raise UserError(f"make-tiny-model needs the trainer packages, and this Python ({sys.executable}) lacks: "
-                        f"{', '.join(missing)}.", fix=how)
+                        f"{', '.join(missing)}; {why_not}.", fix=how)
     if not Path(python).exists():
         raise UserError(f"the configured trainer Python {python} does not exist.", fix=how)
     cmd = [python, "-m", "cloudlora", "make-tiny-model", "--arch", args.arch, str(out.resolve()),

@@ -33,3 +33,18 @@ def test_without_a_trainer_python_it_says_how_to_get_one(tmp_path):
 def test_a_trainer_python_that_does_not_exist_is_named(tmp_path):
     proc = _cli(["--arch", "sd15", str(tmp_path / "t.safetensors")], CLOUDLORA_TRAINER_PYTHON=str(tmp_path / "nope"))
     assert proc.returncode == 1 and "nope does not exist" in proc.stderr
+
+
+def test_with_nothing_configured_it_uses_the_local_backends_managed_trainer_venv(tmp_path, trainer_python):
+    from cloudlora.jobs import trainer_env
+
+    venv = trainer_env.venv_dir()  # under the test's own data dir (isolated_settings)
+    python = trainer_env.venv_python(venv)
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\nexec "{trainer_python}" "$@"\n')  # stands in for the venv's interpreter
+    python.chmod(0o755)
+    (venv / trainer_env.STAMP).write_text(trainer_env._wanted_stamp(trainer_env.host_torch()), encoding="utf-8")
+    out = tmp_path / "tiny.safetensors"
+    proc = _cli(["--arch", "sd15", str(out), "--json"])
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_size > 5_000_000
