@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The README's main job on the embedded default: the local backend, no AWS.
+# Sets up the trainer environment (.venv/trainer, idempotent), keeps every bit of state under ./out/, builds a tiny
+# random-weight SD 1.5 checkpoint, trains a LoRA on the sample dataset with the local backend (the same trainer
+# entrypoint and SageMaker container contract as in the cloud), and prints where the LoRA landed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+source tools/env.sh
+env_trainer
+
+OUT="${CLOUDLORA_DEMO_OUT:-$ROOT/out}"  # where all state goes (default ./out)
+mkdir -p "$OUT"
+# Everything the demo writes stays in ./out (settings, store, jobs, the LoRA folder); nothing talks to AWS.
+export CLOUDLORA_CONFIG_DIR="$OUT/config"
+export CLOUDLORA_DATA_DIR="$OUT/data"
+export CLOUDLORA_STORE="$OUT/store"
+export CLOUDLORA_LORA_DIR="$OUT/Lora"
+export CLOUDLORA_TRAINER_PYTHON="$ROOT/.venv/trainer/bin/python"
+export CLOUDLORA_BACKEND=local
+export AWS_EC2_METADATA_DISABLED=true
+unset CLOUDLORA_BUCKET CLOUDLORA_ROLE_ARN AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3 2>/dev/null || true
+
+# The trainer environment also has the `cloudlora` command (the WebUI side's code, plus torch for make-tiny-model).
+cloudlora() { "$ROOT/.venv/trainer/bin/python" -m cloudlora "$@"; }
+
+echo "== $(cloudlora --version): local backend, state in $OUT"
+MODEL="$OUT/tiny-sd15.safetensors"
+if [ ! -f "$MODEL" ]; then
+  echo "== building a tiny random-weight SD 1.5 checkpoint (A1111 single-file layout): $MODEL"
+  cloudlora make-tiny-model --arch sd15 "$MODEL"
+fi
+
+# Training part (J, issue 5): `cloudlora train` runs the job locally and, with --wait, pulls the LoRA into
+# CLOUDLORA_LORA_DIR. If a checkout predates the train command, say so honestly instead of pretending.
+if ! cloudlora train --help >/dev/null 2>&1; then
+  echo "== 'cloudlora train' is not available in this checkout yet; checking the environment instead"
+  cloudlora doctor || true
+  echo "Training is not available yet: nothing was trained."
+  exit 0
+fi
+
+# The tiny random model learns nothing useful, so a short run at 256 px shows the whole path (upload, job, steps,
+# Kohya file, pull into the LoRA folder) in a few minutes on a CPU. Drop the --set lines for a real model.
+echo "== training the LoRA 'demo' on samples/dataset (local backend)"
+cloudlora train --backend local --model "$MODEL" --dataset samples/dataset --name demo --wait \
+  --set max_train_steps="${DEMO_STEPS:-60}" --set resolution=256,256
+
+LORA="$CLOUDLORA_LORA_DIR/demo.safetensors"
+if [ ! -f "$LORA" ]; then
+  echo "The job finished but $LORA is missing." >&2
+  exit 1
+fi
+echo
+echo "== done. The LoRA landed in $CLOUDLORA_LORA_DIR:"
+ls -l "$CLOUDLORA_LORA_DIR"
+echo "In the WebUI it would be in models/Lora; use it as <lora:demo:1> in txt2img."
