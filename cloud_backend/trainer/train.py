@@ -181,7 +181,7 @@ class Trainer:
         if cfg.train_text_encoder:
             for i, lr in enumerate(cfg.text_encoder_lrs(len(c.text_encoders))):
                 groups.append({"params": [p for k, p in self.params.items() if k.startswith(f"text_encoder_{i}.")],
-                               "lr": lr, "name": f"textencoder{i + 1 if len(c.text_encoders) > 1 else ''}"})
+                               "lr": lr, "name": "textencoder" if i == 0 else f"textencoder{i + 1}"})
         groups = [g for g in groups if g["params"]]
         self.optimizer = build_optimizer(cfg.optimizer_type, groups, cfg.effective_unet_lr, cfg.optimizer_args,
                                          self.device)

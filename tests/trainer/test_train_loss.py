@@ -34,12 +34,15 @@ def test_the_loss_falls_when_the_lora_memorises_one_image(tmp_path, tiny_sd15_pa
     t = _trainer(tmp_path, tiny_sd15_path, ds,
                  'network_dim = 8\nnetwork_alpha = 8\nlearning_rate = 5e-3\nunet_lr = 5e-3\ntext_encoder_lr = 5e-3\n'
                  'lr_scheduler = "constant"\nlr_warmup_steps = 0\nmin_snr_gamma = 0\nmax_train_steps = 40\n'
-                 'train_batch_size = 1\n')
+                 'train_batch_size = 1\nsave_every_n_epochs = 15\n')
     batch = data.epoch_batches(t.data, t.cfg, 1, 1)[0]
     before = _eval_loss(t, batch)
     result = t.run()
     after = _eval_loss(t, batch)
     assert result.steps == 40 and len(result.losses) == 40
+    # one image, one repeat, batch 1: every step is an epoch, so intermediate files at epochs 15 and 30
+    assert sorted(p.name for p in (tmp_path / "model").glob("*.safetensors")) == [
+        "mem-000015.safetensors", "mem-000030.safetensors", "mem.safetensors"]
     assert after < 0.7 * before, f"held-out loss {before:.4f} -> {after:.4f}"
     first, last = sum(result.losses[:10]) / 10, sum(result.losses[-10:]) / 10
     assert last < first, f"training loss {first:.4f} -> {last:.4f}"
