@@ -53,7 +53,8 @@ def missing_trainer_packages() -> list[str]:
     for name, oldest in NEEDS.items():
         have = _version(name)
         if have is None or have < oldest:
-            out.append(f"{name}>={'.'.join(map(str, oldest))}" + (f" (found {'.'.join(map(str, have))})" if have else ""))
+            found = f" (found {'.'.join(map(str, have))})" if have else ""
+            out.append(f"{name}>={'.'.join(map(str, oldest))}{found}")
     return out
 
 

@@ -1,4 +1,4 @@
-"""Base models load offline from A1111 single files (.safetensors / .ckpt) or diffusers folders, with an optional VAE."""
+"""Base models load offline from A1111 single files (.safetensors/.ckpt) or diffusers folders, with an optional VAE."""
 from __future__ import annotations
 
 import socket
@@ -65,7 +65,8 @@ def test_a_pickle_with_arbitrary_objects_is_refused_not_executed(tmp_path):
 def test_a_separate_vae_file_replaces_the_checkpoints_vae(layout, tmp_path, tiny_sdxl_path):
     _, vae, _ = tiny.build_tiny_models("sdxl", seed=5)
     if layout == "a1111":  # e.g. sdxl_vae.safetensors as A1111 users have it: LDM names, no prefix
-        tensors = {k[len(singlefile.VAE_ROOT):]: v for k, v in singlefile.vae_to_ldm(vae.state_dict(), vae.config).items()}
+        ldm = singlefile.vae_to_ldm(vae.state_dict(), vae.config)
+        tensors = {k[len(singlefile.VAE_ROOT):]: v for k, v in ldm.items()}
     else:  # e.g. sdxl-vae-fp16-fix's diffusion_pytorch_model.safetensors
         tensors = dict(vae.state_dict())
     vae_path = tmp_path / "vae.safetensors"
@@ -77,7 +78,8 @@ def test_a_separate_vae_file_replaces_the_checkpoints_vae(layout, tmp_path, tiny
     no_vae = tmp_path / "no_vae.safetensors"
     save_file({k: v for k, v in load_file(str(tiny_sdxl_path)).items() if not k.startswith("first_stage_model.")},
               str(no_vae))
-    assert torch.equal(load_components(no_vae, vae_path=vae_path).vae.encoder.conv_in.weight, vae.encoder.conv_in.weight)
+    with_vae = load_components(no_vae, vae_path=vae_path)
+    assert torch.equal(with_vae.vae.encoder.conv_in.weight, vae.encoder.conv_in.weight)
     with pytest.raises(ModelLoadError, match="missing the VAE .* separate VAE"):
         load_components(no_vae)
     # Something else given as the VAE (here: the UNet-and-text-encoder file) is named, not half-loaded.
@@ -93,7 +95,7 @@ def test_a_diffusers_folder_loads_with_its_own_tokenizers(tmp_path, tiny_sdxl_pa
     assert c.tokenizers[1].pad_token == "!"
     assert torch.equal(c.unet.conv_in.weight, original.unet.conv_in.weight)
     half = load_components(tmp_path / "xl", dtype=torch.bfloat16)
-    assert {half.unet.dtype, half.vae.dtype, half.text_encoders[0].dtype, half.text_encoders[1].dtype} == {torch.bfloat16}
+    assert {m.dtype for m in [half.unet, half.vae, *half.text_encoders]} == {torch.bfloat16}
 
 
 def test_files_that_are_not_a_trainable_model_get_a_message_naming_the_file(tmp_path, tiny_sd15_path):
@@ -130,11 +132,13 @@ def test_the_shipped_full_size_configs_are_the_real_sd15_and_sdxl_architectures(
     assert archs.read_config(archs.arch_dir("sd15"), "vae")["scaling_factor"] == 0.18215
     # The tiny configs keep the layout and change only widths.
     for fam in ("sd15", "sdxl"):
-        full, small = archs.read_config(archs.arch_dir(fam), "unet"), archs.read_config(archs.arch_dir(fam, True), "unet")
+        full = archs.read_config(archs.arch_dir(fam), "unet")
+        small = archs.read_config(archs.arch_dir(fam, True), "unet")
         for key in ("down_block_types", "up_block_types", "layers_per_block", "transformer_layers_per_block",
                     "addition_embed_type", "use_linear_projection"):
             assert full.get(key) == small.get(key), (fam, key)
-    xl_tiny = [archs.read_config(archs.arch_dir("sdxl", True), s)["hidden_size"] for s in ("text_encoder", "text_encoder_2")]
+    tiny_xl = archs.arch_dir("sdxl", True)
+    xl_tiny = [archs.read_config(tiny_xl, s)["hidden_size"] for s in ("text_encoder", "text_encoder_2")]
     assert xl_tiny[0] != xl_tiny[1]  # single-file loading tells SDXL's two encoders apart by width
 
 

@@ -1,4 +1,4 @@
-"""`cloudlora make-tiny-model` from the WebUI's environment, which has no torch: it hands over to the trainer's Python."""
+"""`cloudlora make-tiny-model` from the WebUI's environment (no torch): it hands over to the trainer's Python."""
 from __future__ import annotations
 
 import os
