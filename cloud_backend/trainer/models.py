@@ -154,6 +154,11 @@ def _load_single_file(path: Path, family: str | None, dtype: torch.dtype, need_v
         raise ModelLoadError(
             f"{path} is not an SD 1.5 or SDXL checkpoint (detected: {family}); only those two families can be trained."
         )
+    conv_in = shapes.get("model.diffusion_model.input_blocks.0.0.weight")
+    if conv_in is not None and len(conv_in) == 4 and conv_in[1] != 4:
+        raise ModelLoadError(f"{path} takes {conv_in[1]} input channels, not 4: it is an inpainting (or other "
+                             "special-purpose) model. Train the LoRA on the matching base model; it works on the "
+                             "inpainting model too.")
     missing = _missing_parts(family, shapes, need_vae)
     if missing:
         raise ModelLoadError(

@@ -113,6 +113,13 @@ def test_files_that_are_not_a_trainable_model_get_a_message_naming_the_file(tmp_
     save_file(state, str(unet_only))
     with pytest.raises(ModelLoadError, match="unet_only.safetensors is missing the VAE, text encoder"):
         load_components(unet_only, family="sd15")
+    # An inpainting model (9 input channels).
+    inpaint = tmp_path / "inpaint.safetensors"
+    state = load_file(str(tiny_sd15_path))
+    state["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(32, 9, 3, 3, dtype=torch.float16)
+    save_file(state, str(inpaint))
+    with pytest.raises(ModelLoadError, match="inpaint.safetensors takes 9 input channels"):
+        load_components(inpaint)
     # The wrong family, given explicitly.
     with pytest.raises(ModelLoadError, match="is an sd15 checkpoint, not sdxl"):
         load_components(tiny_sd15_path, family="sdxl")
