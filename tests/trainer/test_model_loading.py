@@ -93,6 +93,8 @@ def test_a_diffusers_folder_loads_with_its_own_tokenizers(tmp_path, tiny_sdxl_pa
     c = load_components(tmp_path / "xl")
     assert c.family == "sdxl" and len(c.tokenizers) == 2
     assert c.tokenizers[1].pad_token == "!"
+    with pytest.raises(ModelLoadError, match="is an sdxl model, not sd15"):
+        load_components(tmp_path / "xl", family="sd15")
     assert torch.equal(c.unet.conv_in.weight, original.unet.conv_in.weight)
     half = load_components(tmp_path / "xl", dtype=torch.bfloat16)
     assert {m.dtype for m in [half.unet, half.vae, *half.text_encoders]} == {torch.bfloat16}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from cloudlora_backend.trainer import lora
 from cloudlora_backend.trainer.models import build_pipeline, load_components
 
 from .kohya_check import assert_a1111_loadable
-from .train_helpers import SAMPLE_DATASET, SMALL, failure, make_job, run_entrypoint
+from .train_helpers import SAMPLE_DATASET, SMALL, failure, make_job, run_entrypoint, tensorboard_tags
 from .train_helpers import one_thread  # noqa: F401 - autouse: one CPU thread per test
 
 
@@ -53,12 +54,15 @@ def _apply_file_with_our_mapping(model_path, family, lora_path):
     ("sdxl", 2, 'network_dim = 4\nnetwork_alpha = 8\nlearning_rate = 1e-3\nunet_lr = 1e-3\n'),
 ], ids=["sd15", "sdxl"])
 def test_the_entrypoint_trains_a_lora_that_a1111_loads_and_diffusers_reads_back_the_same(
-        family, steps, extra, tmp_path, tiny_sd15_path, tiny_sdxl_path):
+        family, steps, extra, tmp_path, tiny_sd15_path, tiny_sdxl_path, capsys):
     model = {"sd15": tiny_sd15_path, "sdxl": tiny_sdxl_path}[family]
     toml = SMALL + 'save_precision = "float"\nlr_scheduler = "constant"\nlr_warmup_steps = 0\n' + extra
     root = make_job(tmp_path / "job", model, SAMPLE_DATASET, toml, output_name="cldemo-v1",
                     extra_hp={"family": family, "max_train_steps": steps, "job_id": "ignored-by-the-trainer"})
     assert run_entrypoint(root) == 0, failure(root)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("step=")]
+    assert [ln.split()[0] for ln in lines] == [f"step={i}/{steps}" for i in range(1, steps + 1)]
+    assert all(re.fullmatch(r"step=\d+/\d+ loss=\d+\.\d{4} lr=[0-9.e+-]+ it/s=\d+\.\d\d", ln) for ln in lines), lines
 
     out = root / "model"
     lora_path = out / "cldemo-v1.safetensors"
@@ -77,7 +81,9 @@ def test_the_entrypoint_trains_a_lora_that_a1111_loads_and_diffusers_reads_back_
     if family == "sd15":
         assert sorted(p.name for p in (out / "samples").iterdir()) == ["000002_00.png", "000004_00.png"]
         assert (out / "cldemo-v1.preview.png").read_bytes() == (out / "samples" / "000004_00.png").read_bytes()
-    assert list((root / "output" / "tensorboard").glob("events.out.tfevents.*"))
+    tags = tensorboard_tags(root / "output" / "tensorboard")
+    assert {"loss/current", "loss/average", "lr/unet"} <= tags
+    assert ("lr/textencoder" in tags) == (family == "sd15")
     assert not failure(root)
 
     # Round trip: the file applied through our module mapping == the file loaded by diffusers' Kohya reader,

@@ -9,7 +9,7 @@ import torch
 from cloudlora_backend.trainer import config, data
 from cloudlora_backend.trainer.train import RunPaths, Trainer
 
-from .train_helpers import SMALL, make_dataset
+from .train_helpers import SMALL, make_dataset, tensorboard_tags
 from .train_helpers import one_thread  # noqa: F401 - autouse: one CPU thread per test
 
 
@@ -44,6 +44,7 @@ def test_the_loss_falls_when_the_lora_memorises_one_image(tmp_path, tiny_sd15_pa
     assert sorted(p.name for p in (tmp_path / "model").glob("*.safetensors")) == [
         "mem-000015.safetensors", "mem-000030.safetensors", "mem.safetensors"]
     assert after < 0.7 * before, f"held-out loss {before:.4f} -> {after:.4f}"
+    assert "loss/epoch_average" in tensorboard_tags(tmp_path / "tb")
     first, last = sum(result.losses[:10]) / 10, sum(result.losses[-10:]) / 10
     assert last < first, f"training loss {first:.4f} -> {last:.4f}"
 

@@ -57,6 +57,13 @@ def run_entrypoint(root: Path) -> int:
     return main(["--root", str(root)])
 
 
+def tensorboard_tags(folder: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return set(acc.Tags()["scalars"])
+
+
 def failure(root: Path) -> str:
     path = root / "output" / "failure"
     return path.read_text(encoding="utf-8") if path.exists() else ""
