@@ -194,7 +194,10 @@ def _load_diffusers_folder(path: Path, family: str | None, dtype: torch.dtype):
 
     from .family import detect_diffusers_folder
 
-    family = family or detect_diffusers_folder(path)
+    detected = detect_diffusers_folder(path)
+    if family and detected in archs.FAMILIES and detected != family:
+        raise ModelLoadError(f"{path} is an {detected} model, not {family}: pick the {detected} family for it.")
+    family = family or detected
     if family not in archs.FAMILIES:
         raise ModelLoadError(f"{path} is not an SD 1.5 or SDXL diffusers folder (detected: {family}).")
     common = dict(local_files_only=True, torch_dtype=dtype, low_cpu_mem_usage=True)
