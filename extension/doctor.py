@@ -240,6 +240,7 @@ def _run(fn, ctx: _Context) -> list[Check]:
 def run_checks(settings: Settings, *, instance_types: list[str] | None = None) -> list[Check]:
     """Every check, in order: this machine and the local backend first, then AWS."""
     types = list(instance_types) if instance_types else ([settings.instance_type] if settings.instance_type else [])
+    types = [t for t in types if t.startswith("ml.")]  # SageMaker instance types only (not "local")
     ctx = _Context(settings=settings, instance_types=types)
     checks: list[Check] = []
     for fn in _LOCAL:
