@@ -75,7 +75,9 @@ def check_bucket(ctx: _Context) -> Check:
         raise
     bucket_region = (head.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
                      or head.get("BucketRegion") or "")
-    if bucket_region and ctx.region and bucket_region != ctx.region and not ctx.settings.s3_endpoint_url:
+    # SageMaker reads buckets of its own region only; an S3-compatible store for local training has no such rule.
+    matters = ctx.settings.effective_backend == "sagemaker" or not ctx.settings.s3_endpoint_url
+    if bucket_region and ctx.region and bucket_region != ctx.region and matters:
         return Check("bucket", "problem", f"the bucket '{bucket}' is in {bucket_region}, the region is {ctx.region}; "
                                           "SageMaker reads only buckets in its own region",
                      f"Set the region to {bucket_region}, or run `cloudlora setup` in {ctx.region}.")

@@ -269,3 +269,34 @@ def test_without_any_gpu_local_training_is_a_warning_not_a_problem(tmp_path, mon
     checks = _checks()
     assert checks["local gpu"].status == "warn" and "no NVIDIA GPU found" in checks["local gpu"].detail
     assert checks["trainer environment"].status == "warn"  # created by the first local job: not a problem
+
+
+def test_a_bucket_in_another_region_is_a_problem_because_sagemaker_cannot_read_it(aws_env):
+    boto3.client("s3", region_name="eu-west-1").create_bucket(
+        Bucket="cloudlora-123456789012-eu-west-1", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    c = _checks(bucket="cloudlora-123456789012-eu-west-1", backend="sagemaker")["bucket"]
+    assert c.status == "problem" and "is in eu-west-1, the region is us-east-1" in c.detail
+    assert "eu-west-1" in c.fix
+
+
+def test_a_role_the_user_may_pass_is_ok(aws_env, stub_service):
+    flags = _stack_resources(aws_env)
+    iam = stub_service("iam")
+    iam.add_response("get_role", {"Role": {"Path": "/", "RoleName": "r", "RoleId": "AROAXXXXXXXXXXXXXXXXX",
+                                           "Arn": flags["role_arn"], "CreateDate": "2024-01-01T00:00:00Z",
+                                           "AssumeRolePolicyDocument": TRUST_SAGEMAKER}})
+    iam.add_response("simulate_principal_policy", {"EvaluationResults": [
+        {"EvalActionName": "iam:PassRole", "EvalResourceName": flags["role_arn"], "EvalDecision": "allowed"}]}, {
+        "PolicySourceArn": "arn:aws:sts::123456789012:user/moto", "ActionNames": ["iam:PassRole"],
+        "ResourceArns": [flags["role_arn"]],
+        "ContextEntries": [{"ContextKeyName": "iam:PassedToService", "ContextKeyType": "string",
+                            "ContextKeyValues": ["sagemaker.amazonaws.com"]}]})
+    checks = _checks(**flags)
+    assert checks["role"].status == "ok" and checks["pass role"].status == "ok"
+
+
+def test_an_assumed_role_caller_is_simulated_as_its_role():
+    from cloudlora.aws.checks import _caller_principal_arn
+
+    assert _caller_principal_arn({"Arn": "arn:aws:sts::123456789012:assumed-role/Admin/me@example.com"}) == \
+        "arn:aws:iam::123456789012:role/Admin"
