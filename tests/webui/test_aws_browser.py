@@ -6,11 +6,10 @@ from __future__ import annotations
 import stat
 
 import boto3
+import pytest
 from playwright.sync_api import expect
 
 from cloudlora import settings
-
-import pytest
 
 # moto's CloudFormation skips the bucket policy and the CodeBuild project (and says so); the test needs neither.
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::")
