@@ -1,6 +1,6 @@
 """The LoRA training run: model + data + config in, Kohya LoRA, samples, TensorBoard and checkpoints out.
 
-Resumable to the step: the data order, caption randomness and noise are all derived from (seed, micro-batch
+Resumable to the step: the data order, caption randomness and noise are all derived from (seed, epoch, micro-batch
 index), and the checkpoint holds LoRA weights, optimizer, lr schedule, GradScaler and RNG states.
 """
 from __future__ import annotations
@@ -280,15 +280,17 @@ class Trainer:
         step_times: list[float] = []  # the last steps' durations, sampling and saving excluded
         epoch_cache: dict[int, list] = {}
         while step < self.total_steps:
-            micro = step * accum
+            # As sd-scripts: every epoch has steps_per_epoch optimizer steps; the last one takes what is left.
+            epoch, k = divmod(step, self.steps_per_epoch)
+            first = k * accum
+            micros = range(first, min(first + accum, self.batches_per_epoch))
             t_step = time.time()
             self.optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
-            for k in range(accum):
-                epoch, offset = divmod(micro + k, self.batches_per_epoch)
-                if epoch not in epoch_cache:
-                    epoch_cache = {epoch: data_mod.epoch_batches(self.data, cfg, epoch + 1, cfg.train_batch_size)}
-                loss = self.loss(epoch_cache[epoch][offset], micro + k) / accum
+            if epoch not in epoch_cache:
+                epoch_cache = {epoch: data_mod.epoch_batches(self.data, cfg, epoch + 1, cfg.train_batch_size)}
+            for offset in micros:
+                loss = self.loss(epoch_cache[epoch][offset], epoch * self.batches_per_epoch + offset) / len(micros)
                 (self.scaler.scale(loss) if self.scaler else loss).backward()
                 step_loss += float(loss.detach())
             if not math.isfinite(step_loss):
@@ -314,9 +316,8 @@ class Trainer:
                   f"it/s={rate:.2f}", flush=True)
             progress.update(step, step_loss)
             board.step(step, step_loss, sum(epoch_losses) / len(epoch_losses), lrs)
-            epoch_done = (step * accum) % self.batches_per_epoch < accum
-            epoch_no = (step * accum) // self.batches_per_epoch
-            if epoch_done and epoch_no >= 1:
+            epoch_no = step // self.steps_per_epoch
+            if step % self.steps_per_epoch == 0:
                 board.epoch(epoch_no, sum(epoch_losses) / len(epoch_losses))
                 epoch_losses = []
                 if cfg.save_every_n_epochs and epoch_no % cfg.save_every_n_epochs == 0 and step < self.total_steps:

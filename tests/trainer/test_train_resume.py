@@ -17,6 +17,7 @@ from .train_helpers import one_thread  # noqa: F401 - autouse: one CPU thread pe
 STEPS = 12
 TOML = SMALL + ('network_dim = 4\nnetwork_alpha = 4\nlearning_rate = 1e-3\nunet_lr = 1e-3\ntext_encoder_lr = 5e-4\n'
                 'save_precision = "float"\nlr_warmup_steps = 3\nflip_aug = true\nshuffle_caption = true\n'
+                'gradient_accumulation_steps = 2\n'
                 f'max_train_steps = {STEPS}\n')
 
 
