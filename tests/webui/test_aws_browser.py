@@ -52,7 +52,7 @@ def test_add_an_access_key_then_set_up_aws_and_follow_its_progress(aws_env, isol
     _field(page, "cloudlora_key_id").fill(KEY_ID)
     _field(page, "cloudlora_key_secret").fill(SECRET)
     page.locator("#cloudlora_key_save").first.click()
-    expect(page.locator("#cloudlora_key_result").first).to_contain_text("Saved profile `trainer`".replace("`", ""),
+    expect(page.locator("#cloudlora_key_result").first).to_contain_text("Saved profile trainer",
                                                                          timeout=60_000)
     expect(_field(page, "cloudlora_key_id")).to_have_value("")
     expect(_field(page, "cloudlora_key_secret")).to_have_value("")

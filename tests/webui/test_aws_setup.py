@@ -304,3 +304,28 @@ def test_setup_without_a_region_says_where_to_set_it(aws_env, monkeypatch, capsy
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     assert cli_main(["setup"]) == 1
     assert "No AWS region" in capsys.readouterr().err
+
+
+def test_a_stack_left_in_rollback_complete_is_replaced_and_created_again():
+    cfn, st = _cfn_stub()
+    now = datetime.now(timezone.utc)
+    gone = ("describe_stacks", "ValidationError", "Stack with id cloudlora does not exist")
+    st.add_response("describe_stacks", {"Stacks": [{"StackName": "cloudlora", "CreationTime": now,
+                                                    "StackStatus": "ROLLBACK_COMPLETE"}]}, None)
+    st.add_response("delete_stack", {}, {"StackName": "cloudlora"})
+    st.add_response("describe_stack_events", {"StackEvents": []}, None)
+    st.add_client_error(gone[0], gone[1], gone[2], 400)
+    st.add_response("create_change_set", {"Id": "cs-1", "StackId": "s-2"}, None)
+    st.add_response("describe_change_set", {"Status": "CREATE_COMPLETE", "Changes": []}, None)
+    st.add_response("execute_change_set", {}, None)
+    st.add_response("describe_stack_events", {"StackEvents": []}, None)
+    st.add_response("describe_stacks", {"Stacks": [{
+        "StackName": "cloudlora", "CreationTime": now, "StackStatus": "CREATE_COMPLETE",
+        "Outputs": [{"OutputKey": "BucketName", "OutputValue": BUCKET}]}]}, None)
+    st.add_response("describe_stack_events", {"StackEvents": []}, None)
+    st.activate()
+    messages: list[str] = []
+    out = stack.deploy(cfn, messages.append, template_body="{}", poll_s=0)
+    st.assert_no_pending_responses()
+    assert out == {"BucketName": BUCKET}
+    assert any("after a failed creation; deleting it first" in m for m in messages)
