@@ -151,6 +151,8 @@ def prepare(root: Path):
         family = "sd15"
     text, prompt_dirs = read_config_text(root, hp, dataset)
     cfg, effective = build_config(text, hp, family)
+    from .sampling import read_prompts
+    read_prompts(cfg.sample_prompt_text, prompt_dirs)  # a missing prompts file fails now, not after model loading
     output_name = hp.get("output_name") or cfg.output_name or "lora"
     if any(ch in output_name for ch in '/\\:*?"<>|') or output_name.startswith("."):
         raise InputError(f"output_name {output_name!r} is not a valid file name; use letters, digits, - and _.")

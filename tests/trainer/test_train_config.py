@@ -143,3 +143,64 @@ def test_the_module_imports_without_torch():
     code = ("import sys; import cloudlora_backend.trainer.config as c; c.check(c.default_toml('sdxl'));"
             "assert 'torch' not in sys.modules, 'config imported torch'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_config_saved_by_the_kohya_ss_gui_checks_with_warnings_only():
+    text = """
+bucket_no_upscale = true
+bucket_reso_steps = 64
+cache_latents = true
+cache_latents_to_disk = true
+caption_extension = ".txt"
+clip_skip = 1
+dynamo_backend = "no"
+enable_bucket = true
+epoch = 10
+gradient_accumulation_steps = 1
+huber_c = 0.1
+huber_schedule = "snr"
+learning_rate = 0.0004
+logging_dir = "C:/kohya/logs"
+loss_type = "l2"
+lr_scheduler = "cosine"
+lr_scheduler_args = []
+lr_scheduler_num_cycles = 1
+lr_scheduler_power = 1
+max_bucket_reso = 2048
+max_data_loader_n_workers = 0
+max_grad_norm = 1
+max_timestep = 1000
+max_token_length = 75
+max_train_steps = 1600
+min_bucket_reso = 256
+mixed_precision = "fp16"
+multires_noise_discount = 0.3
+network_alpha = 1
+network_args = []
+network_dim = 8
+network_module = "networks.lora"
+noise_offset_type = "Original"
+optimizer_args = []
+optimizer_type = "AdamW8bit"
+output_dir = "C:/kohya/outputs"
+output_name = "last"
+pretrained_model_name_or_path = "C:/models/v1-5.safetensors"
+prior_loss_weight = 1
+resolution = "512,512"
+sample_sampler = "euler_a"
+save_every_n_epochs = 1
+save_model_as = "safetensors"
+save_precision = "fp16"
+text_encoder_lr = 0.0001
+train_batch_size = 1
+train_data_dir = "C:/kohya/img"
+unet_lr = 0.0001
+xformers = true
+"""
+    report = config.check(text, "sd15")
+    assert report.errors == []
+    warned = " ".join(report.warnings)
+    for key in ("epoch", "noise_offset_type", "xformers", "output_dir", "logging_dir"):
+        assert key in warned
+    cfg = config.parse(text, "sd15")
+    assert (cfg.network_alpha, cfg.max_grad_norm, cfg.optimizer_type) == (1.0, 1.0, "AdamW8bit")

@@ -68,3 +68,21 @@ def test_hyperparameters_from_the_sagemaker_sdk_are_json_quoted_and_still_read(t
     (root / "input/config/hyperparameters.json").write_text(json.dumps({"output_name": '"quoted"'}))
     from cloudlora_backend.trainer.__main__ import read_hyperparameters
     assert read_hyperparameters(root) == {"output_name": "quoted"}
+
+
+def test_a_sample_prompts_file_that_is_not_in_the_job_fails_before_training(tmp_path, tiny_sd15_path):
+    root = make_job(tmp_path / "j", tiny_sd15_path, SAMPLE_DATASET,
+                    SMALL + 'sample_prompts = "C:/kohya/outputs/prompt.txt"\nsample_every_n_steps = 10\n')
+    assert run_entrypoint(root) == EXIT_INPUT
+    assert "sample_prompts file 'C:/kohya/outputs/prompt.txt' was not found" in failure(root)
+    assert not (root / "checkpoints").exists()
+
+
+def test_a_sample_prompts_file_in_the_config_channel_is_found(tmp_path, tiny_sd15_path):
+    from cloudlora_backend.trainer.__main__ import prepare
+    root = make_job(tmp_path / "j", tiny_sd15_path, SAMPLE_DATASET, SMALL + 'sample_prompts = "prompts.txt"\n')
+    (root / "input/data/config/prompts.txt").write_text("# a comment\ncldemo --w 64 --h 64 --s 5 --l 6.5 --d 9\n")
+    cfg, paths = prepare(root)
+    from cloudlora_backend.trainer.sampling import read_prompts
+    [p] = read_prompts(cfg.sample_prompt_text, paths.prompt_dirs)
+    assert (p.prompt, p.width, p.height, p.steps, p.cfg_scale, p.seed) == ("cldemo", 64, 64, 5, 6.5, 9)
