@@ -16,6 +16,9 @@ from ..errors import UserError
 from .session import error_code
 
 STACK_NAME = "cloudlora"
+# Key prefix whose objects the bucket's lifecycle rule expires (ScratchExpirationDays): job checkpoints belong here,
+# e.g. scratch/<job>/checkpoints/ (S3 lifecycle rules match prefixes only, so jobs/*/checkpoints cannot be expired).
+SCRATCH_PREFIX = "scratch/"
 Progress = Callable[[str], None]
 
 _DONE_OK = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"}

@@ -72,7 +72,9 @@ def test_lifecycle_aborts_stale_uploads_and_expires_job_scratch(template):
     abort = [r for r in rules if "AbortIncompleteMultipartUpload" in r]
     assert abort and abort[0]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 7
     assert abort[0].get("Prefix", "") == "" and abort[0]["Status"] == "Enabled"
-    scratch = [r for r in rules if r.get("Prefix") == "scratch/"]
+    from cloudlora.aws.stack import SCRATCH_PREFIX
+
+    scratch = [r for r in rules if r.get("Prefix") == SCRATCH_PREFIX]
     assert scratch and scratch[0]["ExpirationInDays"] == {"Ref": "ScratchExpirationDays"}
     # models/, datasets/ and jobs/ are never expired
     assert not [r for r in rules if "ExpirationInDays" in r and r.get("Prefix", "") in ("", "models/", "datasets/",
