@@ -53,27 +53,31 @@ def outputs(stack: dict) -> dict[str, str]:
 
 
 class _EventFollower:
-    """Reports each new stack event once, oldest first."""
+    """Reports each new stack event once, oldest first. `prime()` first marks the events that already exist (earlier
+    runs), so what is reported is this operation's, whatever the local clock says."""
 
-    def __init__(self, cfn, stack_name: str, progress: Progress, since: float):
-        self.cfn, self.stack_name, self.progress, self.since = cfn, stack_name, progress, since
+    def __init__(self, cfn, stack_name: str, progress: Progress):
+        self.cfn, self.stack_name, self.progress = cfn, stack_name, progress
         self.seen: set[str] = set()
         self.failures: list[dict] = []
 
-    def poll(self) -> None:
+    def _events(self) -> list[dict]:
         try:
-            events = self.cfn.describe_stack_events(StackName=self.stack_name).get("StackEvents", [])
+            return self.cfn.describe_stack_events(StackName=self.stack_name).get("StackEvents", [])
         except bx.ClientError as err:
             if "does not exist" in str(err):
-                return
+                return []
             raise
-        for ev in reversed(events):  # the API lists newest first
+
+    def prime(self) -> "_EventFollower":
+        self.seen.update(ev["EventId"] for ev in self._events())
+        return self
+
+    def poll(self) -> None:
+        for ev in reversed(self._events()):  # the API lists newest first
             if ev["EventId"] in self.seen:
                 continue
             self.seen.add(ev["EventId"])
-            stamp = ev.get("Timestamp")
-            if stamp is not None and hasattr(stamp, "timestamp") and stamp.timestamp() < self.since - 5:
-                continue  # events of earlier runs
             status = ev.get("ResourceStatus", "")
             reason = ev.get("ResourceStatusReason") or ""
             self.progress(f"stack: {ev.get('LogicalResourceId')} ({ev.get('ResourceType')}) {status}"
@@ -133,7 +137,7 @@ def deploy(cfn, progress: Progress, *, template_body: str | None = None, stack_n
     stack = describe(cfn, stack_name)
     if stack is not None and stack["StackStatus"].endswith("_IN_PROGRESS"):
         progress(f"stack: {stack_name} is {stack['StackStatus']}; waiting for it to settle")
-        follower = _EventFollower(cfn, stack_name, progress, time.time())
+        follower = _EventFollower(cfn, stack_name, progress).prime()
         try:
             stack = _wait_stack(cfn, stack_name, follower, poll_s, timeout_s, "The running stack operation")
         except UserError:
@@ -141,8 +145,9 @@ def deploy(cfn, progress: Progress, *, template_body: str | None = None, stack_n
     if stack is not None and stack["StackStatus"] in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED"):
         # A stack whose creation failed cannot be updated; it holds no resources, so replace it.
         progress(f"stack: {stack_name} is {stack['StackStatus']} after a failed creation; deleting it first")
+        follower = _EventFollower(cfn, stack_name, progress).prime()
         cfn.delete_stack(StackName=stack_name)
-        _wait_stack(cfn, stack_name, _EventFollower(cfn, stack_name, progress, time.time()), poll_s, timeout_s,
+        _wait_stack(cfn, stack_name, follower, poll_s, timeout_s,
                     "Deleting the failed stack", deleting=True)
         stack = None
     change_type = "CREATE" if stack is None else "UPDATE"
@@ -172,7 +177,7 @@ def deploy(cfn, progress: Progress, *, template_body: str | None = None, stack_n
         rc = change.get("ResourceChange", {})
         replace = " (replacement)" if rc.get("Replacement") == "True" else ""
         progress(f"change: {rc.get('Action')} {rc.get('LogicalResourceId')} ({rc.get('ResourceType')}){replace}")
-    follower = _EventFollower(cfn, stack_name, progress, time.time())
+    follower = _EventFollower(cfn, stack_name, progress).prime()
     cfn.execute_change_set(ChangeSetName=cs_id, StackName=stack_name)
     stack = _wait_stack(cfn, stack_name, follower, poll_s, timeout_s,
                         "Creating the stack" if change_type == "CREATE" else "Updating the stack")
@@ -182,7 +187,7 @@ def deploy(cfn, progress: Progress, *, template_body: str | None = None, stack_n
 
 def delete(cfn, progress: Progress, *, stack_name: str = STACK_NAME, poll_s: float = 5.0,
            timeout_s: float = 1800) -> None:
-    follower = _EventFollower(cfn, stack_name, progress, time.time())
+    follower = _EventFollower(cfn, stack_name, progress).prime()
     cfn.delete_stack(StackName=stack_name)
     _wait_stack(cfn, stack_name, follower, poll_s, timeout_s, "Deleting the stack", deleting=True)
     progress(f"stack: {stack_name} deleted")

@@ -216,8 +216,11 @@ def test_a_failed_stack_names_the_resource_and_the_missing_permission():
     st.add_response("describe_change_set", {"Status": "CREATE_COMPLETE", "Changes": [
         {"Type": "Resource", "ResourceChange": {"Action": "Add", "LogicalResourceId": "SageMakerRole",
                                                 "ResourceType": "AWS::IAM::Role"}}]}, None)
-    st.add_response("execute_change_set", {}, None)
     now = datetime.now(timezone.utc)
+    earlier = {"EventId": "0", "StackId": "s", "StackName": "cloudlora", "LogicalResourceId": "cloudlora",
+               "ResourceType": "AWS::CloudFormation::Stack", "Timestamp": now, "ResourceStatus": "REVIEW_IN_PROGRESS"}
+    st.add_response("describe_stack_events", {"StackEvents": [earlier]}, None)  # before executing: not reported
+    st.add_response("execute_change_set", {}, None)
     reason = ("Resource handler returned message: \"User: arn:aws:iam::1:user/u is not authorized to perform: "
               "iam:CreateRole on resource: arn:aws:iam::1:role/cloudlora-sagemaker-us-east-1\"")
     events = {"StackEvents": [
@@ -227,7 +230,8 @@ def test_a_failed_stack_names_the_resource_and_the_missing_permission():
          "ResourceType": "AWS::IAM::Role", "Timestamp": now, "ResourceStatus": "CREATE_FAILED",
          "ResourceStatusReason": reason},
         {"EventId": "1", "StackId": "s", "StackName": "cloudlora", "LogicalResourceId": "cloudlora",
-         "ResourceType": "AWS::CloudFormation::Stack", "Timestamp": now, "ResourceStatus": "CREATE_IN_PROGRESS"}]}
+         "ResourceType": "AWS::CloudFormation::Stack", "Timestamp": now, "ResourceStatus": "CREATE_IN_PROGRESS"},
+        earlier]}
     stack_desc = {"Stacks": [{"StackName": "cloudlora", "CreationTime": now, "StackStatus": "ROLLBACK_COMPLETE"}]}
     st.add_response("describe_stack_events", events, None)
     st.add_response("describe_stacks", stack_desc, None)
@@ -240,6 +244,7 @@ def test_a_failed_stack_names_the_resource_and_the_missing_permission():
     assert "iam:CreateRole" in err.value.fix and "user-policy.json" in err.value.fix
     assert "change: Add SageMakerRole (AWS::IAM::Role)" in messages
     assert sum("SageMakerRole" in m and "CREATE_FAILED" in m for m in messages) == 1  # each event reported once
+    assert not any("REVIEW_IN_PROGRESS" in m for m in messages)  # events from before this operation are not
 
 
 def test_a_user_without_cloudformation_permission_is_told_which_one(aws_env, trainer_sources):
@@ -312,11 +317,13 @@ def test_a_stack_left_in_rollback_complete_is_replaced_and_created_again():
     gone = ("describe_stacks", "ValidationError", "Stack with id cloudlora does not exist")
     st.add_response("describe_stacks", {"Stacks": [{"StackName": "cloudlora", "CreationTime": now,
                                                     "StackStatus": "ROLLBACK_COMPLETE"}]}, None)
+    st.add_response("describe_stack_events", {"StackEvents": []}, None)
     st.add_response("delete_stack", {}, {"StackName": "cloudlora"})
     st.add_response("describe_stack_events", {"StackEvents": []}, None)
     st.add_client_error(gone[0], gone[1], gone[2], 400)
     st.add_response("create_change_set", {"Id": "cs-1", "StackId": "s-2"}, None)
     st.add_response("describe_change_set", {"Status": "CREATE_COMPLETE", "Changes": []}, None)
+    st.add_response("describe_stack_events", {"StackEvents": []}, None)
     st.add_response("execute_change_set", {}, None)
     st.add_response("describe_stack_events", {"StackEvents": []}, None)
     st.add_response("describe_stacks", {"Stacks": [{
