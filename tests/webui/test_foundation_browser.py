@@ -71,3 +71,33 @@ def test_saving_the_connection_writes_the_settings_file_and_shows_where(ui_serve
     expect(page.locator("#cloudlora_region textarea, #cloudlora_region input").first).to_have_value("eu-central-1")
     expect(page.locator("#cloudlora_aws_profile textarea, #cloudlora_aws_profile input").first).to_have_value("work")
     assert os.environ.get("AWS_SECRET_ACCESS_KEY") is None
+
+
+PAGE = """<html><body>
+<div id="txt2img_prompt"><textarea>a dog</textarea></div>
+<button id="txt2img_lora_extra_refresh_internal" onclick="window.clicks.push('txt2img')"></button>
+<button id="img2img_lora_extra_refresh_internal" onclick="window.clicks.push('img2img')"></button>
+<script>
+window.clicks = []; window.inputs = 0; window.switched = 0;
+function switch_to_txt2img() { window.switched++; }
+document.querySelector('#txt2img_prompt textarea').addEventListener('input', () => window.inputs++);
+</script></body></html>"""
+
+
+def test_the_page_helpers_put_a_lora_into_the_txt2img_prompt_and_refresh_the_lora_cards(browser_page):
+    """javascript/cloudlora.js on a page with A1111's element ids (checked by hand in A1111 1.10.1 too)."""
+    from pathlib import Path
+
+    page = browser_page
+    page.set_content(PAGE)
+    page.add_script_tag(path=str(Path(__file__).resolve().parents[2] / "javascript" / "cloudlora.js"))
+    assert page.evaluate("cloudloraUseInTxt2img('<lora:demo:1> demo')") == "<lora:demo:1> demo"
+    assert page.locator("#txt2img_prompt textarea").input_value() == "a dog, <lora:demo:1> demo"
+    assert page.evaluate("[window.inputs, window.switched]") == [1, 1]  # gradio hears it; the tab switches
+    assert page.evaluate("cloudloraRefreshLoras()") == 2
+    assert page.evaluate("window.clicks") == ["txt2img", "img2img"]
+    # Without the WebUI around (standalone), they do nothing and do not fail.
+    page.set_content("<html><body></body></html>")
+    page.add_script_tag(path=str(Path(__file__).resolve().parents[2] / "javascript" / "cloudlora.js"))
+    assert page.evaluate("cloudloraRefreshLoras()") == 0
+    assert page.evaluate("cloudloraUseInTxt2img('x')") == "x"
