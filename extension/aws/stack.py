@@ -22,9 +22,6 @@ SCRATCH_PREFIX = "scratch/"
 Progress = Callable[[str], None]
 
 _DONE_OK = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"}
-_DONE_BAD = {"CREATE_FAILED", "ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "UPDATE_ROLLBACK_COMPLETE",
-             "UPDATE_ROLLBACK_FAILED", "DELETE_FAILED", "UPDATE_FAILED", "IMPORT_ROLLBACK_COMPLETE",
-             "IMPORT_ROLLBACK_FAILED"}
 _NO_CHANGES = ("didn't contain changes", "No updates are to be performed", "no changes")
 
 
