@@ -1,4 +1,4 @@
-"""`cloudlora model upload|list|show|rm`: checkpoints in the store (the same functions as the Checkpoints panel)."""
+"""`cloudlora model upload|list|show|download|rm`: checkpoints in the store (the same functions as the Checkpoints panel)."""
 from __future__ import annotations
 
 import argparse
@@ -48,7 +48,7 @@ def open_store():
 
 
 def register(sub) -> None:
-    p = sub.add_parser("model", help="checkpoints in the store: upload, list, show, rm")
+    p = sub.add_parser("model", help="checkpoints in the store: upload, list, show, download, rm")
     msub = p.add_subparsers(dest="model_command", metavar="ACTION")
     up = msub.add_parser("upload", help="upload a checkpoint (.safetensors, or .ckpt with --family); resumable, "
                                         "deduplicated")
@@ -65,6 +65,11 @@ def register(sub) -> None:
     show.add_argument("name")
     add_json_flag(show)
     show.set_defaults(func=run_show)
+    get = msub.add_parser("download", help="copy a checkpoint from the store to a folder")
+    get.add_argument("name")
+    get.add_argument("dest", nargs="?", default=".", help="folder (default: the current one)")
+    add_json_flag(get)
+    get.set_defaults(func=run_download)
     rm = msub.add_parser("rm", help="delete a checkpoint from the store")
     rm.add_argument("name")
     rm.add_argument("--yes", "-y", action="store_true", help="do not ask")
@@ -119,6 +124,17 @@ def run_show(args: argparse.Namespace) -> int:
     else:
         for k, v in manifest.items():
             print(f"{k}: {v}")
+    return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    bar = ProgressBar()
+    path = models.download_model(open_store(), args.name, args.dest, progress=bar)
+    bar.close()
+    if args.json:
+        print_json({"name": args.name, "path": str(path)})
+    else:
+        print(f"Downloaded '{args.name}' to {path}")
     return 0
 
 

@@ -173,6 +173,8 @@ def test_cli_exit_codes_and_json(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as usage:
         cli(["model", "upload", str(model), "--family", "sd9"])
     assert usage.value.code == 2
+    code, out, _ = run_cli(capsys, "model", "download", "m", str(tmp_path / "back"), "--json")
+    assert code == 0 and Path(json.loads(out)["path"]).read_bytes() == model.read_bytes()
     code, _, err = run_cli(capsys, "model", "rm", "m")  # no terminal, no --yes: nothing deleted
     assert code == 1 and "--yes" in err
     code, _, _ = run_cli(capsys, "model", "rm", "m", "--yes")
