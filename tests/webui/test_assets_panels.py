@@ -4,13 +4,14 @@ from __future__ import annotations
 import io
 import types
 import zipfile
+from pathlib import Path
 
 from PIL import Image
 
 from cloudlora import host
 from cloudlora.assets import datasets, models
-from cloudlora.store import open_store
 from cloudlora import settings
+from cloudlora.store import open_store
 from cloudlora.ui import checkpoints_panel, datasets_panel
 from tests.webui.test_assets_datasets import good_dataset, png
 from tests.webui.test_assets_family import SDXL, write_safetensors
@@ -67,3 +68,19 @@ def test_the_three_dataset_sources_validate_into_a_report_and_a_gallery(tmp_path
     html, task_id = list(datasets_panel.upload(got_root, "faces"))[-1]
     assert "Uploaded dataset 'faces'" in html
     assert [d["name"] for d in datasets.list_datasets(open_store(settings.resolve()))] == ["faces"]
+
+
+def test_prepare_and_auto_caption_from_the_panel_work_on_copies_and_captions(tmp_path, monkeypatch):
+    root = good_dataset(tmp_path / "folder", n=1)
+    png(root / "10_demo" / "big.png", size=(1600, 1200))
+    *_, (message, new_root) = list(datasets_panel.prepare(str(root), "sd15"))
+    assert "originals are unchanged" in message and new_root != str(root)
+    with Image.open(f"{new_root}/10_demo/big.png") as img:
+        assert img.size[0] * img.size[1] <= 512 * 512 * 1.1
+    with Image.open(root / "10_demo" / "big.png") as img:
+        assert img.size == (1600, 1200)
+
+    monkeypatch.setattr(host, "_current", host.Host(name="a1111", interrogate=lambda image: "a big square"))
+    message = list(datasets_panel.autocaption(new_root))[-1]
+    assert "Captioned 1 image(s)" in message
+    assert Path(new_root, "10_demo", "big.txt").read_text(encoding="utf-8").strip() == "demo, a big square"
