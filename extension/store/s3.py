@@ -76,8 +76,10 @@ class S3Store:
         except bx.ClientError as err:
             if _is_missing(err):
                 raise FileNotFoundError(f"not in the store: {key}") from err
-            self.call("head_object", Bucket=self.bucket, Key=key)  # raises the translated error
-            raise
+            from ..aws.session import translate
+
+            raise (translate(err, settings=self.settings, service="s3", what=f"reading {self.uri(key)}")
+                   or err) from err
 
     def download(self, key: str, dest: Path, *, progress: ProgressFn | None = None) -> None:
         from boto3.s3.transfer import TransferConfig

@@ -147,3 +147,17 @@ def test_after_a_failed_part_no_queued_part_starts():
     with pytest.raises(ConnectionError):
         transfer.run_parallel(send, list(range(40)), 2, stop, "test")
     assert stop.is_set() and len(started) < 10
+
+
+def test_wrong_s3_keys_give_a_user_error_with_the_fix(s3_settings, monkeypatch, tmp_path):
+    from cloudlora import settings as settings_mod
+    from cloudlora.assets import models
+    from cloudlora.errors import UserError
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    store = open_store(settings_mod.resolve())
+    with pytest.raises(UserError) as err:
+        models.list_models(store)
+    assert "rejected the access key" in err.value.message and err.value.fix
+    with pytest.raises(UserError):
+        store.get_bytes("models/x/manifest.json")
