@@ -26,6 +26,11 @@ def image_exists(ecr, repository: str, tag: str) -> bool:
         raise
 
 
+def forget_image(ecr, repository: str, tag: str) -> None:
+    """Deletes the tag so it can be pushed again: the repository's tags are immutable (a rebuild on request)."""
+    ecr.batch_delete_image(repositoryName=repository, imageIds=[{"imageTag": tag}])
+
+
 def repository_name(repository_uri: str) -> str:
     return repository_uri.split("/", 1)[1]
 

@@ -73,6 +73,10 @@ def setup(settings: Settings, *, progress: Progress = print, poll_s: float = 5.0
     if exists and not force_build:
         progress(f"image: {image_uri} is up to date (sources unchanged)")
     else:
+        if exists:  # --rebuild of a tag ECR has: immutable tags cannot be pushed over, so the old image goes first
+            with aws_errors(settings, service="ecr", what="removing the image to rebuild it"):
+                build.forget_image(make("ecr"), build.repository_name(repo_uri), b.tag)
+            progress(f"image: removed {image_uri} to rebuild it")
         progress(f"image: building {image_uri} from {len(b.files)} files ({len(b.data) / 1e6:.1f} MB bundle)")
         with aws_errors(settings, service="s3", what="uploading the build bundle"):
             key = build.upload_bundle(make("s3"), bucket, b)

@@ -166,6 +166,18 @@ def test_a_rerun_with_unchanged_sources_changes_nothing_and_builds_nothing(aws_e
     assert any("is up to date (sources unchanged)" in m for m in messages)
 
 
+def test_rebuild_on_request_replaces_the_image_although_tags_are_immutable(aws_env, trainer_sources):
+    tag = bundle.build_bundle(trainer_sources).tag
+    _setup(trainer_sources, _codebuild(tag)[0])
+    _push_image(tag)
+    cb, st = _codebuild(tag)
+    result, messages = _setup(trainer_sources, cb, force_build=True)
+    st.assert_no_pending_responses()
+    assert result.image_built and any(m.startswith("image: removed") for m in messages)
+    images = boto3.client("ecr").list_images(repositoryName="cloudlora-trainer")["imageIds"]
+    assert tag not in [i.get("imageTag") for i in images]  # gone until the (stubbed) build pushes it again
+
+
 def test_changed_trainer_sources_build_an_image_with_a_new_tag(aws_env, trainer_sources):
     old = bundle.build_bundle(trainer_sources).tag
     _setup(trainer_sources, _codebuild(old)[0])

@@ -170,8 +170,8 @@ def test_the_user_policy_covers_every_call_setup_and_the_doctor_make():
     granted = {a for st in policy["Statement"] for a in _as_list(st["Action"])}
     needed = {"cloudformation:CreateChangeSet", "cloudformation:DescribeChangeSet", "cloudformation:ExecuteChangeSet",
               "cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents", "cloudformation:DeleteStack",
-              "codebuild:StartBuild", "codebuild:BatchGetBuilds", "ecr:DescribeImages", "s3:PutObject",
-              "s3:ListBucket", "logs:GetLogEvents", "iam:GetRole", "iam:SimulatePrincipalPolicy",
+              "codebuild:StartBuild", "codebuild:BatchGetBuilds", "ecr:DescribeImages", "ecr:BatchDeleteImage",
+              "s3:PutObject", "s3:ListBucket", "s3:ListBucketVersions", "s3:DeleteObjectVersion", "logs:GetLogEvents", "iam:GetRole", "iam:SimulatePrincipalPolicy",
               "servicequotas:ListServiceQuotas", "servicequotas:ListAWSDefaultServiceQuotas",
               "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"}
     assert needed <= granted, sorted(needed - granted)
