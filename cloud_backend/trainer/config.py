@@ -20,7 +20,8 @@ from typing import Any
 import tomlkit
 from tomlkit.exceptions import ParseError
 
-from .config_schema import BY_NAME, FAMILIES, GUI_ONLY_KEYS, OPTIONS, WHY, Option, defaults_for
+from .config_schema import BY_NAME, FAMILIES, GUI_ONLY_KEYS, OPTIONS, WHY, defaults_for
+from .config_values import show, toml_literal, normalise_value
 
 
 class ConfigError(ValueError):
@@ -50,7 +51,7 @@ def _family_check(family: str | None) -> str | None:
     fam = str(family).lower().replace(".", "").replace("-", "")
     fam = {"sd1": "sd15", "sd15": "sd15", "sdv1": "sd15", "sdxl": "sdxl", "xl": "sdxl"}.get(fam, fam)
     if fam not in FAMILIES:
-        raise ConfigError([f"family {_show(family)} is not supported; use one of: {', '.join(FAMILIES)}"])
+        raise ConfigError([f"family {show(family)} is not supported; use one of: {', '.join(FAMILIES)}"])
     return fam
 
 
@@ -166,115 +167,6 @@ def _nearest(key: str) -> str:
     return f" (did you mean '{near[0]}'?)" if near else ""
 
 
-def _is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _num_from_str(v):
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return int(f) if f.is_integer() and "." not in v and "e" not in v.lower() else f
-
-
-def _range_error(o: Option, v) -> str | None:
-    lo, hi = o.min, o.max
-    if lo is not None and (v < lo or (o.min_exclusive and v <= lo)):
-        return f"{o.name} = {_show(v)} is too small: it must be {'>' if o.min_exclusive else '>='} {lo:g}"
-    if hi is not None and v > hi:
-        return f"{o.name} = {_show(v)} is too large: it must be <= {hi:g}"
-    return None
-
-
-def normalise_value(o: Option, v) -> tuple[Any, str | None, str | None]:
-    """(normalised value, error, warning) for one option's raw TOML value."""
-    k = o.kind
-    if k == "bool":
-        if isinstance(v, bool):
-            return v, None, None
-        if isinstance(v, str) and v.lower() in ("true", "false"):
-            return v.lower() == "true", None, f"{o.name} = {_show(v)} is a string; it should be {v.lower()} without quotes"
-        return v, f"{o.name} = {_show(v)} must be true or false", None
-    if k in ("int", "float", "number"):
-        warn = None
-        if isinstance(v, str) and _num_from_str(v) is not None:
-            warn = f"{o.name} = {_show(v)} is a string; it should be a number without quotes"
-            v = _num_from_str(v)
-        if not _is_num(v):
-            return v, f"{o.name} = {_show(v)} must be {'a whole number' if k == 'int' else 'a number'}", None
-        if k == "int":
-            if isinstance(v, float) and not v.is_integer():
-                return v, f"{o.name} = {_show(v)} must be a whole number", None
-            v = int(v)
-        elif k == "float":
-            v = float(v)
-        if o.choices and v not in o.choices:
-            return v, f"{o.name} = {_show(v)} is not supported; allowed: {', '.join(map(str, o.choices))}", None
-        return v, _range_error(o, v), warn
-    if k == "floats":
-        items = v if isinstance(v, list) else [v]
-        out = []
-        for x in items:
-            if isinstance(x, str) and _num_from_str(x) is not None:
-                x = float(x)
-            if not _is_num(x):
-                return v, f"{o.name} = {_show(v)} must be a number or a list of two numbers", None
-            err = _range_error(o, float(x))
-            if err:
-                return v, err, None
-            out.append(float(x))
-        if not 1 <= len(out) <= 2:
-            return v, f"{o.name} = {_show(v)} takes one number, or two (one per SDXL text encoder)", None
-        return (out if isinstance(v, list) and len(out) > 1 else out[0]), None, None
-    if k == "strs":
-        if isinstance(v, str):
-            return ([v] if v else []), None, None
-        if isinstance(v, list) and all(isinstance(x, str) for x in v):
-            return list(v), None, None
-        return v, f"{o.name} = {_show(v)} must be a list of strings, e.g. [\"weight_decay=0.01\"]", None
-    if k == "text":
-        if isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)):
-            return v, None, None
-        return v, f"{o.name} = {_show(v)} must be a file name or prompt lines (a string or a list of strings)", None
-    if k == "resolution":
-        return _resolution(o, v)
-    # str
-    if not isinstance(v, str):
-        return v, f"{o.name} = {_show(v)} must be a string (in quotes)", None
-    if o.choices:
-        for c in o.choices:
-            if v.lower() == str(c).lower():
-                return c, None, None
-        return v, f"{o.name} = {_show(v)} is not supported; allowed: {', '.join(o.choices)}", None
-    return v, None, None
-
-
-def _resolution(o: Option, v):
-    warn = None
-    if _is_num(v):
-        parts = [v, v]
-        warn = f"resolution = {_show(v)}: sd-scripts expects a string; format writes \"{int(v)},{int(v)}\""
-    elif isinstance(v, list):
-        parts = v if len(v) == 2 else [None]
-        warn = f"resolution = {_show(v)}: sd-scripts expects a string \"W,H\" here; format writes it so"
-    elif isinstance(v, str):
-        parts = [p.strip() for p in v.split(",")]
-        parts = parts * 2 if len(parts) == 1 else parts
-    else:
-        parts = [None]
-    try:
-        w, h = (int(p) for p in parts)
-        if any(float(p) != int(p) for p in parts):
-            raise ValueError
-    except (TypeError, ValueError):
-        return v, f"resolution = {_show(v)} must be \"W,H\" (e.g. \"1024,1024\") or one number", None
-    for x in (w, h):
-        if x < 64 or x > 4096 or x % 8:
-            return v, (f"resolution = {_show(v)}: each side must be a multiple of 8 between 64 and 4096"), None
-    return f"{w},{h}", None, warn
-
-
 def _cross_checks(vals: dict, given: set, family: str | None, errors: list, warnings: list) -> None:
     if vals["min_bucket_reso"] > vals["max_bucket_reso"]:
         errors.append(f"min_bucket_reso = {vals['min_bucket_reso']} is larger than max_bucket_reso = "
@@ -349,25 +241,13 @@ def _analyse(text: str, family: str | None):
             ignored[key] = v
         elif o.support == "default" and v != o.default and v not in ("", [], None):
             why = f" ({o.doc})" if o.doc else ""
-            errors.append(f"{key} = {_show(value)} is not supported by this trainer{why}; remove it or set "
-                          f"{key} = {_toml_literal(o.default)}")
+            errors.append(f"{key} = {show(value)} is not supported by this trainer{why}; remove it or set "
+                          f"{key} = {toml_literal(o.default)}")
         normalised[key] = v
         vals[key] = v
     if not errors:
         _cross_checks(vals, set(normalised), family, errors, warnings)
     return doc, where, normalised, vals, ignored, errors, warnings, family
-
-
-def _toml_literal(v) -> str:
-    return tomlkit.item(v).as_string() if v is not None else '""'
-
-
-def _show(v) -> str:
-    """A value as the user wrote it in TOML (true, "x", [1, 2]), for messages."""
-    try:
-        return _toml_literal(v)
-    except Exception:  # noqa: BLE001 - anything tomlkit cannot render is shown as Python does
-        return repr(v)
 
 
 # --- the public interface

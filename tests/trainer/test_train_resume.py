@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 
-import torch
 from safetensors.torch import load_file
 
 from .train_helpers import SAMPLE_DATASET, SMALL, failure, make_job, run_entrypoint
