@@ -108,9 +108,9 @@ def estimate(config_text_or_dict, *, family: str, images_per_epoch: int, instanc
     total, per_epoch, epochs = steps(config, images_per_epoch)
     inst = instances.get(instance_type) if backend == "sagemaker" else instances.get(instances.LOCAL)
     if inst is None or inst.tflops <= 0:
-        note = ("Time depends on your GPU." if backend == "local"
+        note = ("Local: no cloud cost; the time depends on your GPU." if backend == "local"
                 else f"{instance_type} is not in the catalogue: no time or price estimate.")
-        return Estimate(total, epochs, per_epoch, None, None if backend != "local" else 0.0, None, note)
+        return Estimate(total, epochs, per_epoch, None, None, None, note)
     w, h = _resolution(config.get("resolution"), family)
     scale = (w * h) / BASE_PIXELS.get(family, 512 * 512)
     per_image = TFLOP_PER_IMAGE.get(family, 1.75) * scale

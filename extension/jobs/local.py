@@ -93,24 +93,47 @@ def start(jobdir: Path, settings: Settings) -> int:
     return proc.pid
 
 
-def _alive(pid: int, must_contain: str = "") -> bool:
+def _boot_time() -> float:
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return 0.0
+
+
+def _alive(pid: int, must_contain: str = "", pidfile: Path | None = None) -> bool:
+    """Is `pid` still the process we started? A zombie is not; a pid reused by a later process is not.
+
+    With a pid file, "ours" means the process started no later than the file was written (a reused pid starts
+    after); the command line is not used then, because right after the fork it is still the parent's.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists():
+    stat_path = Path(f"/proc/{pid}/stat")
+    if not stat_path.exists():
+        return True  # no /proc (macOS): trust kill(0)
+    try:
+        fields = stat_path.read_text().rsplit(")", 1)[-1].split()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    if fields[0] == "Z":  # a zombie our own process has not reaped yet
+        return False
+    if pidfile is not None:
         try:
-            raw = cmdline.read_bytes()
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return False
-        if stat.split(")")[-1].split()[0] == "Z":  # a zombie our own process has not reaped yet
-            return False
-        if must_contain and must_contain.encode() not in raw:
-            return False  # the pid was reused by another program
+            written = pidfile.stat().st_mtime
+            started = _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return True
+        return started <= written + 2.0
+    if must_contain and raw and must_contain.encode() not in raw:
+        return False  # the pid was reused by another program
     return True
 
 
@@ -177,7 +200,9 @@ def status(jobdir: Path) -> dict:
     runner_pid = _read_int(run / "runner.pid")
     if runner_pid is None:
         return out
-    if not _alive(runner_pid, "cloudlora.jobs.runner"):
+    if not _alive(runner_pid, pidfile=run / "runner.pid"):
+        if exit_file.exists():  # it finished between the two looks
+            return status(jobdir)
         out["status"] = "Failed"
         out["secondary_status"] = "Orphaned"
         out["failure"] = (f"The local runner (pid {runner_pid}) is gone without recording an exit status: the machine "
@@ -218,11 +243,11 @@ def stop(jobdir: Path) -> str:
         return "already finished"
     (run / "stop-requested").write_text(str(time.time()), encoding="utf-8")
     trainer_pid = _read_int(run / "trainer.pid")
-    if trainer_pid and _alive(trainer_pid, "cloudlora_backend.trainer"):
+    if trainer_pid and _alive(trainer_pid, pidfile=run / "trainer.pid"):
         os.kill(trainer_pid, signal.SIGTERM)
         return "stopping the trainer (it saves a checkpoint first)"
     runner_pid = _read_int(run / "runner.pid")
-    if runner_pid and _alive(runner_pid, "cloudlora.jobs.runner"):
+    if runner_pid and _alive(runner_pid, pidfile=run / "runner.pid"):
         os.kill(runner_pid, signal.SIGTERM)
         return "removed from the queue"
     return "not running"

@@ -136,7 +136,9 @@ def estimate_job(*, config: str, family: str, dataset: str, instance_type: str, 
 
 def _refresh(rec: JobRecord, settings: Settings, store, *, with_logs: bool = False) -> JobRecord:
     """Asks the backend for the current status and saves the record when it changed."""
-    if rec.status in TERMINAL and rec.updated and (rec.pulled or not rec.auto_pull or rec.status != "Completed"):
+    # SageMaker's end states are final; a local job's files are cheap to read and always the truth.
+    if rec.spec.backend == "sagemaker" and rec.status in TERMINAL and rec.updated and \
+            (rec.pulled or not rec.auto_pull or rec.status != "Completed"):
         return rec
     before = (rec.status, rec.secondary_status, rec.step, rec.total_steps, rec.failure, rec.billable_s)
     if rec.spec.backend == "local":
@@ -176,7 +178,7 @@ def _sagemaker_log_lines(rec: JobRecord, settings: Settings) -> list[str]:
 def _auto_pull(rec: JobRecord, settings: Settings, store) -> None:
     if rec.status == "Completed" and rec.auto_pull and not rec.pulled:
         try:
-            pull_job(rec.id, settings=settings)
+            pull_job(rec.id, settings=settings, unless_pulled=True)
         except Exception as err:  # listing must go on; the job view shows the reason
             log.warning("cloudlora: auto-pull of %s failed: %s", rec.id, err)
 
@@ -348,14 +350,18 @@ def job_outputs(job_id: str, settings: Settings | None = None) -> list[str]:
 
 
 def pull_job(job_id: str, settings: Settings | None = None, *, lora_dir: str | Path | None = None,
-             file: str | None = None) -> dict:
-    """The job's LoRA (or one intermediate file, by name) into the Lora folder with sidecar and preview."""
+             file: str | None = None, unless_pulled: bool = False) -> dict:
+    """The job's LoRA (or one intermediate file, by name) into the Lora folder with sidecar and preview.
+
+    unless_pulled (auto-pull): do nothing when the job was pulled meanwhile (two refreshes racing)."""
     from ..library import pull as lib
 
     settings = _settings(settings)
     store = _store(settings)
     with records.lock(f"pull-{job_id}"):
         rec = _refresh(_get_record(store, job_id), settings, store)
+        if unless_pulled and rec.pulled:
+            return {"file": rec.pulled[-1].get("file", ""), "message": "already pulled", "renamed": False}
         if rec.status != "Completed" and not file:
             raise UserError(f"The job '{job_id}' is {rec.status}, not Completed: there is no final LoRA to pull.",
                             "Wait for it to complete; intermediate epoch files can be pulled by name (--file).")

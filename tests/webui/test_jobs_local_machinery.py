@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -24,14 +25,17 @@ def _spec(env, token="", name="demo_lora") -> JobSpec:
                    lora_name=name, backend="local", client_token=token)
 
 
-def _wait_for(job_id, statuses, timeout=60.0):
+def _wait_for(job_id, statuses, timeout=120.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = service.get_job(job_id, auto_pull=False)
         if job["status"] in statuses:
             return job
         time.sleep(0.2)
-    raise AssertionError(f"{job_id} never reached {statuses}; last: {job['status']} {job['secondary_status']}")
+    run = Path(os.environ["CLOUDLORA_STORE"]) / "jobs" / job_id / "runner"
+    files = {p.name: p.read_text(errors="replace")[-1500:] for p in sorted(run.iterdir())} if run.is_dir() else {}
+    raise AssertionError(f"{job_id} never reached {statuses}; last: {job['status']} {job['secondary_status']} {job['failure'][:400]}\n"
+                         f"runner files: {files}")
 
 
 def _cli(*args, timeout=120):

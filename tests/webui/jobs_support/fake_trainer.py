@@ -54,7 +54,7 @@ header = {"__metadata__": {"ss_output_name": name, "ss_base_model_version": "sd_
           "lora_unet_x.alpha": {"dtype": "F32", "shape": [], "data_offsets": [0, 4]}}
 raw = json.dumps(header).encode()
 (model / f"{name}.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw + struct.pack("<f", 1.0))
-png = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-                    "1f15c4890000000d4944415478da63f8cfc0f01f0005000201a2f3bf3c0000000049454e44ae426082")
-(model / "samples" / "final_00.png").write_bytes(png)
+from PIL import Image  # noqa: E402
+
+Image.new("RGB", (16, 16), (200, 60, 40)).save(model / "samples" / "final_00.png")
 print("done", flush=True)

@@ -1,0 +1,60 @@
+"""In a real browser against `cloudlora ui`: pick model and dataset, Create Training Job, watch the job reach
+Completed with its loss curve and sample, and find the LoRA in the Lora folder.
+
+The local backend runs tests/webui/jobs_support/fake_trainer.py here (the same container contract, in seconds);
+test_jobs_end_to_end.py runs the real trainer through the CLI.
+"""
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import expect
+
+
+def _tab(page, name):
+    return page.locator(".tab-nav button", has_text=name).first
+
+
+def _md(page, elem_id):
+    # gradio 3.41 puts a markdown's elem_id on its wrapper and on the text: take the text.
+    return page.locator(f"#{elem_id}").last
+
+
+def _pick(page, elem_id, value):
+    """Chooses an option of a gradio dropdown (3.41 and 4.x: type into its input, click the option)."""
+    box = page.locator(f"#{elem_id} input").first
+    box.click()
+    page.locator("ul.options li", has_text=value).first.click()
+    expect(box).to_have_value(value)
+
+
+def test_create_training_job_in_the_tab_follows_it_to_completed_and_the_lora_lands(
+        job_env, fake_trainer, ui_server, browser_page, screenshot):
+    fake_trainer(steps=8, delay=0.4)
+    page = browser_page
+    page.goto(ui_server())
+    _tab(page, "Train Management").click()
+    page.locator("#cloudlora_create_job").wait_for(state="visible")
+    _pick(page, "cloudlora_train_model", job_env.model)
+    _pick(page, "cloudlora_train_dataset", job_env.dataset)
+    expect(_md(page, "cloudlora_trigger")).to_contain_text(job_env.trigger)
+    name = page.locator("#cloudlora_lora_name textarea, #cloudlora_lora_name input").first
+    expect(name).to_have_value(job_env.dataset)  # the LoRA name defaults to the dataset's
+    name.fill("browser_lora")
+    expect(_md(page, "cloudlora_estimate")).to_contain_text("steps")
+    screenshot(page, "jobs-train-form")
+
+    page.locator("#cloudlora_create_job").click()
+    expect(_md(page, "cloudlora_create_msg")).to_contain_text("Created job", timeout=60_000)
+    status = _md(page, "cloudlora_job_status")
+    expect(status).to_contain_text("Completed", timeout=120_000)
+    expect(page.locator("#cloudlora_jobs")).to_contain_text("browser_lora")
+    # The loss curve (vega renders the plot) and the sample image show for the selected job.
+    expect(page.locator("#cloudlora_loss_plot canvas, #cloudlora_loss_plot svg").first).to_be_visible(timeout=30_000)
+    expect(page.locator("#cloudlora_samples img").first).to_be_visible(timeout=30_000)
+    expect(page.locator("#cloudlora_log textarea")).to_have_value(re.compile(r"step=8/8"))
+    expect(status).to_contain_text("browser_lora.safetensors", timeout=30_000)  # auto-pulled
+    screenshot(page, "jobs-completed")
+    page.wait_for_timeout(4000)  # a few more refresh ticks: the LoRA must be pulled once, not once per refresh
+    assert sorted(p.name for p in job_env.lora_dir.iterdir()) == [
+        "browser_lora.json", "browser_lora.preview.png", "browser_lora.safetensors"]
