@@ -2,8 +2,9 @@
 
 Inputs under ROOT (default /opt/ml; the local backend points it at a job folder):
     input/config/hyperparameters.json   string values: output_name (the LoRA's name), optional family (sd15|sdxl),
-                                        config (the TOML's file name in the config channel), and any config key as
-                                        an override (max_train_steps, learning_rate, ...); other keys are ignored
+                                        config (the TOML's file name in the config channel), dataset_name (for the
+                                        sidecar's notes), and any config key as an override (max_train_steps,
+                                        learning_rate, ...); other keys are ignored
     input/data/model/     one checkpoint file (.safetensors/.ckpt) or a diffusers folder
     input/data/dataset/   the dataset root (kohya <repeats>_<trigger> folders, the kohya sample, or JumpStart)
     input/data/config/    config.toml (optional; else the kohya sample's own TOML, else the family's defaults)
@@ -135,7 +136,10 @@ def build_config(text: str, hp: dict, family: str | None):
         if "max_train_steps" in overrides and "max_train_epochs" not in overrides:
             overrides["max_train_epochs"] = "0"  # an explicit step count wins over the TOML's epochs
         text = config.set_keys(text, overrides)
-    return config.parse(text, family), config.format_toml(text, family)
+    cfg = config.parse(text, family)
+    for warning in config.check(text, family).warnings:
+        print(f"config warning: {warning}", flush=True)
+    return cfg, config.format_toml(text, family)
 
 
 def prepare(root: Path):
@@ -163,7 +167,8 @@ def prepare(root: Path):
         model=model, dataset=dataset, model_dir=root / "model", tensorboard=root / "output" / "tensorboard",
         checkpoints=root / "checkpoints", cache=root / "cache", vae=find_optional(data / "vae"),
         reg=[reg] if reg.is_dir() else [], prompt_dirs=prompt_dirs, output_name=output_name,
-        dataset_name=hp.get("dataset_name", "") or dataset.name,
+        # The local backend links the store's datasets/<name>; SageMaker copies it into a folder named "dataset".
+        dataset_name=hp.get("dataset_name", "") or (dataset.resolve().name if dataset.is_symlink() else ""),
     )
     return cfg, paths
 

@@ -64,12 +64,13 @@ def write_sidecar(path: Path, *, family: str, triggers: list[str], output_name: 
                   dataset_name: str, steps: int, cfg) -> Path:
     """The A1111 Lora card's <name>.json: activation text = trigger words, SD version, preferred weight."""
     sidecar = {
-        "description": f"LoRA '{output_name}' trained by Cloud LoRA Trainer on {dataset_name or 'a dataset'}.",
+        "description": (f"LoRA '{output_name}' trained by Cloud LoRA Trainer on "
+                        f"{repr(dataset_name) if dataset_name else 'the ' + ', '.join(triggers) + ' dataset'}."),
         "sd version": SD_VERSION.get(family, "Unknown"),
         "activation text": ", ".join(triggers),
         "preferred weight": 1,
         "negative text": "",
-        "notes": (f"base model: {model_name}; dataset: {dataset_name}; steps: {steps}; "
+        "notes": (f"base model: {model_name}; dataset: {dataset_name or ', '.join(triggers)}; steps: {steps}; "
                   f"dim {cfg.network_dim}, alpha {cfg.network_alpha:g}; {cfg.optimizer_type} "
                   f"lr {cfg.effective_unet_lr:g}; resolution {cfg.resolution}"),
     }
