@@ -40,18 +40,24 @@ if ! cloudlora train --help >/dev/null 2>&1; then
   exit 0
 fi
 
-# The tiny random model learns nothing useful, so a short run at 256 px shows the whole path (upload, job, steps,
-# Kohya file, pull into the LoRA folder) in a few minutes on a CPU. Drop the --set lines for a real model.
+# The tiny random model learns nothing useful, so a short run at 128 px shows the whole path (upload, job, steps,
+# Kohya file, sidecar, preview, pull into the LoRA folder): about 15 s of training on a 2-core CPU, under a minute
+# in all. Drop the --set lines for a real model. Pulling never overwrites: a second run lands as demo-1, demo-2, ...
 echo "== training the LoRA 'demo' on samples/dataset (local backend)"
-cloudlora train --backend local --model "$MODEL" --dataset samples/dataset --name demo --wait \
-  --set max_train_steps="${DEMO_STEPS:-60}" --set resolution=256,256
+RESULT="$OUT/last-train.json"
+cloudlora train --backend local --model "$MODEL" --dataset samples/dataset --name demo --wait --json \
+  --set max_train_steps="${DEMO_STEPS:-20}" --set resolution=128,128 --set min_bucket_reso=64 \
+  --set max_bucket_reso=256 > "$RESULT"
 
-LORA="$CLOUDLORA_LORA_DIR/demo.safetensors"
-if [ ! -f "$LORA" ]; then
-  echo "The job finished but $LORA is missing." >&2
+LORA="$("$ROOT/.venv/trainer/bin/python" -c 'import json,sys; print((json.load(open(sys.argv[1]))["pulled"] or [""])[-1])' "$RESULT")"
+if [ -z "$LORA" ] || [ ! -f "$LORA" ]; then
+  echo "The job finished but its LoRA is not in $CLOUDLORA_LORA_DIR (see $RESULT)." >&2
   exit 1
 fi
+NAME="$(basename "$LORA" .safetensors)"
 echo
-echo "== done. The LoRA landed in $CLOUDLORA_LORA_DIR:"
-ls -l "$CLOUDLORA_LORA_DIR"
-echo "In the WebUI it would be in models/Lora; use it as <lora:demo:1> in txt2img."
+echo "== done. The LoRA landed in $CLOUDLORA_LORA_DIR: $LORA"
+ls -l "$CLOUDLORA_LORA_DIR/$NAME".*
+echo "Sidecar (the Lora card's activation text, SD version, notes):"
+cat "$CLOUDLORA_LORA_DIR/$NAME.json"; echo
+echo "In the WebUI it lands in models/Lora; use it as <lora:$NAME:1> cldemo in txt2img."
