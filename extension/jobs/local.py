@@ -206,8 +206,7 @@ def status(jobdir: Path) -> dict:
         out["status"] = "Failed"
         out["secondary_status"] = "Orphaned"
         out["failure"] = (f"The local runner (pid {runner_pid}) is gone without recording an exit status: the machine "
-                          "restarted or the process was killed. Start the job again; it resumes from its last "
-                          "checkpoint if it had one.")
+                          "restarted or the process was killed. Create the job again.")
         return out
     trainer_pid = _read_int(run / "trainer.pid")
     if stop_requested:

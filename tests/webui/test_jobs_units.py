@@ -1,0 +1,73 @@
+"""Pure parts of the jobs area: TensorBoard events without TensorBoard, the estimate, failure words, LoRA metadata."""
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+
+import pytest
+
+from cloudlora.jobs import estimate, events, failures, instances
+from cloudlora.library import pull
+
+
+def test_loss_points_are_read_from_real_tensorboard_files_without_tensorboard(tmp_path, trainer_python):
+    # Written by torch's SummaryWriter in the trainer's env: simple_value scalars and a TF2-style tensor scalar.
+    code = ("import sys\nfrom torch.utils.tensorboard import SummaryWriter\n"
+            "w = SummaryWriter(sys.argv[1])\n"
+            "[w.add_scalar('loss/current', 1.0 / (i + 1), i) for i in range(5)]\n"
+            "w.add_scalar('loss/average', 0.5, 4, new_style=True)\n"
+            "w.add_scalar('lr/unet', 1e-4, 4)\nw.close()\n")
+    subprocess.run([trainer_python, "-c", code, str(tmp_path)], check=True)
+    points = events.loss_points(tmp_path)
+    assert [(p["tag"], p["step"], round(p["loss"], 4)) for p in points] == [
+        ("loss/average", 4, 0.5), ("loss/current", 0, 1.0), ("loss/current", 1, 0.5), ("loss/current", 2, 0.3333),
+        ("loss/current", 3, 0.25), ("loss/current", 4, 0.2)]
+
+
+def test_a_half_written_record_is_left_for_the_next_read(tmp_path):
+    whole = events.frame_record(events.encode_scalar_event("loss/current", 0.25, 7, 1.0))
+    (tmp_path / "events.out.tfevents.1").write_bytes(whole + whole[:10])
+    assert [(p["step"], p["loss"]) for p in events.loss_points(tmp_path)] == [(7, 0.25)]
+
+
+def test_the_estimate_counts_steps_like_sd_scripts_and_prices_the_instance():
+    cfg = 'max_train_epochs = 10\n[training]\ntrain_batch_size = 2\nresolution = "1024,1024"\n'
+    est = estimate.estimate(cfg, family="sdxl", images_per_epoch=25, instance_type="ml.g5.2xlarge",
+                            backend="sagemaker", spot=True)
+    assert (est.steps, est.steps_per_epoch) == (130, 13)  # ceil(25 / 2) = 13 per epoch
+    g5 = instances.get("ml.g5.2xlarge")
+    expected_s = 130 * 2 * 14.4 / (g5.tflops * estimate.UTILISATION) + estimate.STARTUP_S["sagemaker"]
+    assert est.seconds == pytest.approx(expected_s)
+    assert est.cost_usd == pytest.approx(expected_s / 3600 * 1.52)
+    assert est.spot_cost_usd < est.cost_usd
+    local = estimate.estimate("max_train_steps = 300", family="sd15", images_per_epoch=60, instance_type="local",
+                              backend="local")
+    assert (local.steps, local.seconds, local.cost_usd) == (300, None, None) and "no cloud cost" in local.note
+
+
+def test_the_catalogue_lists_every_instance_the_tab_offers_with_gpu_vram_and_price():
+    assert instances.names() == ["local", "ml.g5.xlarge", "ml.g5.2xlarge", "ml.g5.4xlarge", "ml.g5.8xlarge",
+                                 "ml.g6.xlarge", "ml.g6e.xlarge", "ml.g4dn.xlarge", "ml.p4d.24xlarge"]
+    assert instances.get("ml.g6e.xlarge").describe() == "ml.g6e.xlarge · NVIDIA L40S 48 GB · ~$2.61/h"
+
+
+def test_a_failure_log_without_a_reason_points_at_the_last_error_line():
+    exp = failures.explain("", "loading\nTraceback ...\nValueError: something odd\nbye")
+    assert (exp.cause, exp.message) == ("unknown", "ValueError: something odd")
+
+
+def test_rewriting_ss_output_name_keeps_the_tensors_intact(tmp_path):
+    header = {"__metadata__": {"ss_output_name": "old", "other": "x"},
+              "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
+    raw = json.dumps(header).encode()
+    src = tmp_path / "old.safetensors"
+    src.write_bytes(struct.pack("<Q", len(raw)) + raw + struct.pack("<2f", 1.5, -2.0))
+    dest = tmp_path / "new.safetensors"
+    pull.copy_with_metadata(src, dest, {"ss_output_name": "new"})
+    data = dest.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    assert n % 8 == 0
+    out = json.loads(data[8:8 + n])
+    assert out["__metadata__"] == {"ss_output_name": "new", "other": "x"} and out["a"] == header["a"]
+    assert struct.unpack("<2f", data[8 + n:]) == (1.5, -2.0)
