@@ -64,3 +64,14 @@ def test_cached_latents_in_memory_or_on_disk_give_the_same_loss_as_encoding_ever
     files = list((tmp_path / "b" / "cache" / "latents").glob("*.safetensors"))
     assert len(files) == 3 * 2  # three images, plain and flipped, in the job's cache folder
     assert sorted(p.name for p in (ds / "5_sks").iterdir()) == before  # nothing written into the dataset
+
+
+def test_cached_text_encoder_outputs_give_the_same_loss_when_the_encoders_are_frozen(tmp_path, tiny_sd15_path):
+    ds = make_dataset(tmp_path / "ds", [(64, 64), (64, 64)])
+    frozen = "network_train_unet_only = true\nclip_skip = 2\n"
+    plain = _trainer(tmp_path / "a", tiny_sd15_path, ds, frozen + "cache_text_encoder_outputs = false\n")
+    cached = _trainer(tmp_path / "b", tiny_sd15_path, ds, frozen + "cache_text_encoder_outputs = true\n")
+    assert plain.text_cache is None and cached.text_cache is not None
+    assert len(cached.text_cache.memory) == 2  # one entry per distinct caption
+    for i, batch in enumerate(data.epoch_batches(plain.data, plain.cfg, 1, plain.cfg.train_batch_size)[:3]):
+        assert _eval_loss(plain, batch, [i]) == pytest.approx(_eval_loss(cached, batch, [i]), rel=1e-5, abs=1e-6)
