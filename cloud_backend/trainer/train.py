@@ -116,6 +116,9 @@ class Trainer:
         reg_dirs = list(paths.reg)
         if cfg.reg_data_dir and Path(cfg.reg_data_dir).is_dir():
             reg_dirs.append(Path(cfg.reg_data_dir))
+        elif cfg.reg_data_dir:
+            self.log(f"note: reg_data_dir {cfg.reg_data_dir} is not on this machine; send class images as the job's "
+                     "reg channel (class images are generated only with num_class_images and class_prompt)")
         class_prompt = cfg.class_prompt
         if cfg.prior_preservation or paths.reg:
             from .prior import ensure_class_images
