@@ -9,7 +9,8 @@ class Board:
     def __init__(self, folder: Path):
         from torch.utils.tensorboard import SummaryWriter
         folder.mkdir(parents=True, exist_ok=True)
-        self.writer = SummaryWriter(log_dir=str(folder))
+        # Flushed every 10 s: the live loss curve (SageMaker sync, the local job view) reads these files.
+        self.writer = SummaryWriter(log_dir=str(folder), flush_secs=10)
 
     def step(self, step: int, loss: float, average: float, lrs: dict[str, float]) -> None:
         self.writer.add_scalar("loss/current", loss, step)
