@@ -207,6 +207,8 @@ def _cross_checks(vals: dict, given: set, family: str | None, errors: list, warn
         warnings.append("sample_every_n_steps/epochs is set but sample_prompts is empty: no samples will be made")
     if vals["max_train_epochs"] and "max_train_steps" in given:
         warnings.append(f"max_train_epochs = {vals['max_train_epochs']} wins over max_train_steps (as in sd-scripts)")
+    if vals["log_with"] != "tensorboard":
+        warnings.append(f"log_with = \"{vals['log_with']}\": only TensorBoard events are written (no wandb)")
     if family == "sdxl" and "clip_skip" in given and vals["clip_skip"] != 1:
         warnings.append("clip_skip is ignored for SDXL (it always uses the penultimate text-encoder layer)")
 
