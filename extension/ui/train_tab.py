@@ -91,6 +91,14 @@ def _default_config(family: str) -> str:
     return default_toml(family)
 
 
+def _knob_initial(text: str) -> dict:
+    from ..jobs.estimate import flatten
+
+    flat = flatten(text)
+    return {k: ", ".join(map(str, flat[k])) if isinstance(flat.get(k), list) else str(flat.get(k, "") or "")
+            for k in KNOBS}
+
+
 def _knob_values(text: str) -> list:
     from ..jobs.estimate import flatten
 
@@ -397,19 +405,11 @@ def build() -> gr.Blocks:
                                elem_id="cloudlora_image_uri")
         sagemaker_note = gr.Markdown("", visible=False)
         with gr.Accordion("config_params (Kohya TOML)", open=True):
-            with gr.Row():
-                knob_boxes = [
-                    gr.Textbox(label="max_train_steps", elem_id="cloudlora_knob_max_train_steps"),
-                    gr.Textbox(label="max_train_epochs", elem_id="cloudlora_knob_max_train_epochs"),
-                    gr.Textbox(label="network_dim", elem_id="cloudlora_knob_network_dim"),
-                    gr.Textbox(label="network_alpha", elem_id="cloudlora_knob_network_alpha"),
-                ]
-            with gr.Row():
-                knob_boxes += [
-                    gr.Textbox(label="learning_rate", elem_id="cloudlora_knob_learning_rate"),
-                    gr.Textbox(label="resolution", elem_id="cloudlora_knob_resolution"),
-                    gr.Textbox(label="sample_prompts", elem_id="cloudlora_knob_sample_prompts"),
-                ]
+            start = _knob_initial(default_text)
+            knob_boxes = []
+            for row in (KNOBS[:4], KNOBS[4:]):
+                with gr.Row():
+                    knob_boxes += [gr.Textbox(value=start[k], label=k, elem_id=f"cloudlora_knob_{k}") for k in row]
             config = gr.Textbox(value=default_text, lines=18, max_lines=60, label="config_params",
                                 elem_id="cloudlora_config")
             with gr.Row():
@@ -456,7 +456,6 @@ def build() -> gr.Blocks:
         dataset.change(on_dataset, [dataset, lora_name], [trigger_md, lora_name])
         refresh.click(refresh_choices, [model, dataset], [model, dataset])
         tab.load(refresh_choices, [model, dataset], [model, dataset])
-        tab.load(lambda text: _knob_values(text), [config], knob_boxes)
         format_btn.click(format_config, [config, fm_type], [config, config_msg])
         for key, box in zip(KNOBS, knob_boxes):
             box.blur(set_knob(key), [box, config], [config, config_msg])

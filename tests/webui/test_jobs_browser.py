@@ -58,3 +58,24 @@ def test_create_training_job_in_the_tab_follows_it_to_completed_and_the_lora_lan
     page.wait_for_timeout(4000)  # a few more refresh ticks: the LoRA must be pulled once, not once per refresh
     assert sorted(p.name for p in job_env.lora_dir.iterdir()) == [
         "browser_lora.json", "browser_lora.preview.png", "browser_lora.safetensors"]
+
+
+def test_the_plain_fields_edit_the_toml_and_format_shows_problems_inline(job_env, ui_server, browser_page,
+                                                                         screenshot):
+    page = browser_page
+    page.goto(ui_server())
+    _tab(page, "Train Management").click()
+    config = page.locator("#cloudlora_config textarea")
+    expect(config).to_have_value(re.compile(r"max_train_steps = 1000"))
+    steps = page.locator("#cloudlora_knob_max_train_steps textarea, #cloudlora_knob_max_train_steps input").first
+    steps.fill("250")
+    steps.press("Tab")  # leaving the field writes it into the TOML
+    expect(config).to_have_value(re.compile(r"max_train_steps = 250\b"))
+    expect(config).to_have_value(re.compile(r"# Kohya LoRA training config"))  # comments kept
+    config.fill(config.input_value() + "\nlerning_rate = 0.001\n")
+    page.locator("#cloudlora_format_config").click()
+    message = _md(page, "cloudlora_config_msg")
+    expect(message).to_contain_text("unknown key 'lerning_rate'")
+    expect(message).to_contain_text("learning_rate")  # the nearest known key
+    expect(config).to_have_value(re.compile(r"lerning_rate"))  # nothing of the user's text is lost
+    screenshot(page, "jobs-config-errors")
