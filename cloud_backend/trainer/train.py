@@ -53,10 +53,14 @@ class RunResult:
     samples: list[Path]
 
 
-def pick_precision(requested: str, device: torch.device, log) -> torch.dtype | None:
-    """bf16 where the GPU has it, fp16 on older GPUs, fp32 on CPU (mixed precision there is slower, not faster)."""
+def pick_precision(requested: str, device: torch.device, log, cpu_autocast: bool = False) -> torch.dtype | None:
+    """bf16 where the GPU has it, fp16 on older GPUs, fp32 on CPU (mixed precision there is slower, not faster).
+
+    cpu_autocast (tests only): keep bf16 on CPU, so the mixed-precision code path runs without a GPU."""
     if requested == "no":
         return None
+    if device.type == "cpu" and cpu_autocast:
+        return torch.bfloat16 if requested == "bf16" else torch.float16
     if device.type != "cuda":
         log(f"note: mixed_precision = \"{requested}\" is off on CPU; training in fp32")
         return None
@@ -89,7 +93,9 @@ def _time_ids(entries, device) -> torch.Tensor:
 
 
 class Trainer:
-    def __init__(self, cfg, paths: RunPaths, *, device: torch.device | None = None, log=None, stop_flag=None):
+    def __init__(self, cfg, paths: RunPaths, *, device: torch.device | None = None, log=None, stop_flag=None,
+                 cpu_autocast: bool = False):
+        self.cpu_autocast = cpu_autocast
         self.cfg = cfg
         self.paths = paths
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -102,7 +108,7 @@ class Trainer:
         from .models import load_components
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
-        self.autocast_dtype = pick_precision(cfg.mixed_precision, self.device, self.log)
+        self.autocast_dtype = pick_precision(cfg.mixed_precision, self.device, self.log, self.cpu_autocast)
         self.data = data_mod.build(paths.dataset, cfg, [])  # fail fast on the dataset, before the model loads
         t0 = time.time()
         self.components = load_components(paths.model, cfg.family, paths.vae)
@@ -194,7 +200,7 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch
         self.scheduler = build_scheduler(cfg.lr_scheduler, self.optimizer, cfg.warmup_steps(self.total_steps),
                                          self.total_steps, cfg.lr_scheduler_num_cycles, cfg.lr_scheduler_power)
-        self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.autocast_dtype == torch.float16 else None
 
     # --- one micro-batch
     def _text(self, captions: list[str]):

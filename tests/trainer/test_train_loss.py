@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -75,3 +76,27 @@ def test_cached_text_encoder_outputs_give_the_same_loss_when_the_encoders_are_fr
     assert len(cached.text_cache.memory) == 2  # one entry per distinct caption
     for i, batch in enumerate(data.epoch_batches(plain.data, plain.cfg, 1, plain.cfg.train_batch_size)[:3]):
         assert _eval_loss(plain, batch, [i]) == pytest.approx(_eval_loss(cached, batch, [i]), rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("precision,dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
+def test_the_mixed_precision_path_keeps_lora_weights_fp32_on_a_half_base_and_saves_the_requested_precision(
+        precision, dtype, tmp_path, tiny_sdxl_path):
+    """Runs the GPU code path (autocast, frozen weights in half precision, GradScaler for fp16) on CPU."""
+    from safetensors import safe_open
+
+    ds = make_dataset(tmp_path / "ds", [(64, 64), (64, 64)])
+    cfg = config.parse(SMALL + f'mixed_precision = "{precision}"\nmax_train_steps = 2\nsave_precision = "{precision}"\n'
+                       'sample_every_n_steps = 2\nsample_prompts = "sks --s 2"\nnetwork_dim = 4\n', "sdxl")
+    paths = RunPaths(model=tiny_sdxl_path, dataset=ds, model_dir=tmp_path / "model", tensorboard=tmp_path / "tb",
+                     checkpoints=tmp_path / "ckpt", cache=tmp_path / "cache", output_name="mp")
+    t = Trainer(cfg, paths, log=lambda m: None, cpu_autocast=True)
+    t.setup()
+    assert t.autocast_dtype == dtype and (t.scaler is not None) == (precision == "fp16")
+    assert all(p.dtype == torch.float32 for p in t.params.values())
+    frozen = [p for p in t.components.unet.parameters() if not p.requires_grad]
+    assert frozen and all(p.dtype == dtype for p in frozen)
+    result = t.run()
+    assert result.steps == 2 and all(np.isfinite(result.losses))
+    with safe_open(str(result.lora), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {dtype}
+    assert (tmp_path / "model" / "samples" / "000002_00.png").is_file()
