@@ -272,7 +272,7 @@ def on_select(rows, evt: gr.SelectData):
 
 
 def job_details(job_id):
-    """(status md, log, loss plot, samples, explanation md, use-in-txt2img text, buttons visibility x3)."""
+    """(status md, log, loss plot, samples, explanation md, use-in-txt2img text, Stop/Delete/Pull/TensorBoard shown)."""
     import pandas as pd
 
     from ..jobs import service
@@ -280,12 +280,12 @@ def job_details(job_id):
     empty_plot = pd.DataFrame({"step": [], "loss": [], "tag": []})
     if not job_id:
         return ("Select a job in the list.", "", gr.update(value=empty_plot), [], "", "",
-                gr.update(visible=False), gr.update(visible=False), gr.update(visible=False))
+                gr.update(visible=False), gr.update(visible=False), gr.update(visible=False), gr.update(visible=False))
     try:
         j = service.get_job(job_id, _settings(), log_lines=80)
     except Exception as err:
         return (f"❌ {html.escape(str(err))}", "", gr.update(value=empty_plot), [], "", "",
-                gr.update(visible=False), gr.update(visible=False), gr.update(visible=False))
+                gr.update(visible=False), gr.update(visible=False), gr.update(visible=False), gr.update(visible=False))
     parts = [f"**{html.escape(j['id'])}** — **{j['status']}**"]
     if j["secondary_status"]:
         parts.append(html.escape(j["secondary_status"]))
@@ -305,6 +305,8 @@ def job_details(job_id):
         explanation = f"**Why it failed:** {html.escape(e['message'])}"
         if e.get("fix"):
             explanation += f"\n\n**Fix:** {html.escape(e['fix'])}"
+        if e.get("raw") and e["raw"] != e["message"]:
+            explanation += "\n\nDetails:\n\n```\n" + e["raw"][:2000] + "\n```"
     points = j["loss_points"]
     plot = pd.DataFrame({"step": [p["step"] for p in points], "loss": [p["loss"] for p in points],
                          "tag": [p["tag"] for p in points]}) if points else empty_plot
@@ -313,7 +315,8 @@ def job_details(job_id):
     use_text = f"<lora:{name}:1> " + ", ".join(j.get("triggers") or [])
     running = j["status"] not in ("Completed", "Failed", "Stopped")
     return (status, "\n".join(j["log_tail"]), gr.update(value=plot), samples, explanation, use_text.strip(),
-            gr.update(visible=running), gr.update(visible=not running), gr.update(visible=j["status"] == "Completed"))
+            gr.update(visible=running), gr.update(visible=not running), gr.update(visible=j["status"] == "Completed"),
+            gr.update(visible=True))
 
 
 def _gallery(paths: list[str]):
@@ -432,7 +435,7 @@ def build() -> gr.Blocks:
             stop_btn = gr.Button("Stop", visible=False, elem_id="cloudlora_stop")
             delete_btn = gr.Button("Delete record", visible=False, elem_id="cloudlora_delete")
             pull_btn = gr.Button("Pull LoRA", visible=False, elem_id="cloudlora_pull")
-            tb_btn = gr.Button("Open TensorBoard", elem_id="cloudlora_tensorboard")
+            tb_btn = gr.Button("Open TensorBoard", visible=False, elem_id="cloudlora_tensorboard")
             use_btn = gr.Button("Use in txt2img", visible=in_webui, elem_id="cloudlora_use_txt2img")
         action_msg = gr.Markdown(elem_id="cloudlora_action_msg")
         with gr.Row():
@@ -473,7 +476,8 @@ def build() -> gr.Blocks:
             .then(list_rows, None, [jobs_table])
 
         # Trainings list and the selected job, refreshed with every tick.
-        detail_outputs = [job_status, log_box, loss_plot, samples, explanation, use_text, stop_btn, delete_btn, pull_btn]
+        detail_outputs = [job_status, log_box, loss_plot, samples, explanation, use_text, stop_btn, delete_btn, pull_btn,
+                          tb_btn]
         ticker.change(list_rows, None, [jobs_table])
         ticker.change(job_details, [selected], detail_outputs)
         list_refresh.click(list_rows, None, [jobs_table])

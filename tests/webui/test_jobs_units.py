@@ -71,3 +71,21 @@ def test_rewriting_ss_output_name_keeps_the_tensors_intact(tmp_path):
     out = json.loads(data[8:8 + n])
     assert out["__metadata__"] == {"ss_output_name": "new", "other": "x"} and out["a"] == header["a"]
     assert struct.unpack("<2f", data[8 + n:]) == (1.5, -2.0)
+
+
+def test_open_tensorboard_serves_the_events_on_loopback_and_stops_with_the_webui(tmp_path, trainer_python):
+    import urllib.request
+
+    from cloudlora import background
+    from cloudlora.jobs import tensorboard_server
+
+    (tmp_path / "events.out.tfevents.1").write_bytes(
+        events.frame_record(events.encode_scalar_event("loss/current", 0.5, 1, 1.0)))
+    url = tensorboard_server.start("job-1", tmp_path, trainer_python)
+    assert url.startswith("http://127.0.0.1:")
+    assert tensorboard_server.start("job-1", tmp_path, trainer_python) == url  # one per job, reused
+    with urllib.request.urlopen(url, timeout=10) as r:
+        assert r.status == 200
+    proc = tensorboard_server._servers["job-1"][0]
+    background.stop_all()  # what the WebUI calls when it unloads the scripts
+    assert proc.wait(10) is not None
