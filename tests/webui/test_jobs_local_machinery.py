@@ -148,3 +148,39 @@ def test_delete_record_refuses_a_running_job_and_removes_a_finished_one(job_env,
     assert service.list_jobs() == []
     assert not (job_env.store_dir / "jobs" / job["id"]).exists()
     assert (job_env.store_dir / "models" / "tiny-sd15").is_dir(), "the model must survive a job's deletion"
+
+
+def test_a_local_job_on_an_s3_store_downloads_its_inputs_and_keeps_its_record_in_the_bucket(
+        aws_env, monkeypatch, tmp_path, tiny_sd15, sample_dataset, fake_trainer):
+    import boto3
+
+    from cloudlora import settings
+    from cloudlora.assets.datasets import upload_dataset
+    from cloudlora.assets.models import upload_model
+    from cloudlora.store import open_store
+
+    boto3.client("s3").create_bucket(Bucket="store")
+    monkeypatch.setenv("CLOUDLORA_BUCKET", "store")
+    monkeypatch.setenv("CLOUDLORA_BACKEND", "local")
+    monkeypatch.setenv("CLOUDLORA_LORA_DIR", str(tmp_path / "Lora"))
+    s = settings.resolve()
+    store = open_store(s)
+    upload_model(store, tiny_sd15, name="tiny-sd15")
+    upload_dataset(store, sample_dataset, name="demo")
+    fake_trainer(steps=2, delay=0.05)
+    job = service.create_job(JobSpec(model="tiny-sd15", dataset="demo", family="sd15",
+                                     config=service.default_config("sd15"), lora_name="s3_local"), s)
+    assert job["backend"] == "local"
+    jobdir = settings.data_dir() / "jobs" / job["id"]
+    try:
+        done = _wait_for(job["id"], ("Completed",))
+    finally:
+        from tests.webui.fixtures.jobs import _kill_jobs
+
+        _kill_jobs(settings.data_dir())
+    assert (jobdir / "input/data/model/tiny-sd15.safetensors").read_bytes() == tiny_sd15.read_bytes()
+    assert sorted(p.name for p in (jobdir / "input/data/dataset").iterdir()) == ["10_cldemo"]
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="store", Prefix="jobs/")["Contents"]]
+    assert keys == [f"jobs/{job['id']}/job.json"]
+    assert done["status"] == "Completed"
+    assert service.get_job(job["id"])["pulled"] == [str(tmp_path / "Lora" / "s3_local.safetensors")]
