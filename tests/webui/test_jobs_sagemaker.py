@@ -274,3 +274,43 @@ def test_create_refused_for_passrole_says_what_to_grant(sagemaker_user, monkeypa
         service.create_job(_spec(client_token="t5"), sagemaker_user)
     assert "iam:PassRole" in err.value.fix and "not allowed to pass" in err.value.message
     assert service.list_jobs(sagemaker_user) == [], "a refused job leaves no record"
+
+
+def test_a_completed_kohya_sample_job_is_pulled_from_model_tar_gz_under_the_lora_name(
+        sagemaker_user, monkeypatch, tmp_path):
+    import io
+    import json
+    import struct
+    import tarfile
+
+    from PIL import Image
+
+    from cloudlora.library.pull import read_metadata
+
+    lora_dir = tmp_path / "Lora"
+    monkeypatch.setenv("CLOUDLORA_LORA_DIR", str(lora_dir))
+    s = type(sagemaker_user)(**{**sagemaker_user.public(), "lora_dir": str(lora_dir)})
+    job = service.create_job(_spec(container="kohya-sample", client_token="t6", lora_name="face"), s)
+    # moto completes the job at once; put what the sample container would have left in /opt/ml/model.
+    header = json.dumps({"__metadata__": {"ss_output_name": "custom_lora_model", "ss_base_model_version": "sd_v1"},
+                         "lora_unet_x.alpha": {"dtype": "F32", "shape": [], "data_offsets": [0, 4]}}).encode()
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 200, 10)).save(png, "PNG")
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w:gz") as tar:
+        for name, data in [("custom_lora_model.safetensors", struct.pack("<Q", len(header)) + header + b"\0" * 4),
+                           ("sample/face_0.png", png.getvalue())]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    uri = sagemaker.describe(s, job["id"])["ModelArtifacts"]["S3ModelArtifacts"]
+    bucket, key = sagemaker.parse_s3_uri(uri)
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=tar_bytes.getvalue())
+
+    listed = service.list_jobs(s)  # sees it Completed: pulls it
+    assert listed[0]["status"] == "Completed"
+    assert listed[0]["pulled"] == [str(lora_dir / "face.safetensors")]
+    assert read_metadata(lora_dir / "face.safetensors")["ss_output_name"] == "face"
+    sidecar = json.loads((lora_dir / "face.json").read_text())
+    assert sidecar["sd version"] == "SD1" and sidecar["activation text"] == "cldemo"
+    assert (lora_dir / "face.preview.png").read_bytes() == png.getvalue()
