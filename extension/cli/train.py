@@ -35,6 +35,8 @@ def register(subparsers) -> None:
     p.add_argument("--container", choices=["cloudlora", "kohya-sample"], default="cloudlora",
                    help="SageMaker image contract: ours, or the SageMaker Kohya sample's")
     p.add_argument("--image-uri", help="SageMaker trainer image (default: the settings')")
+    p.add_argument("--warm-pool", type=int, default=0, metavar="SECONDS",
+                   help="SageMaker warm pool keep-alive (0 = off; the account quota is 0 by default)")
     p.add_argument("--client-token", help="idempotency token: the same token returns the same job")
     p.add_argument("--wait", action="store_true", help="follow the job; pull the LoRA when it completes")
     p.add_argument("--lora-dir", help="with --wait: where the LoRA goes (default: the settings' Lora folder)")
@@ -112,7 +114,7 @@ def cmd_train(args) -> int:
                    instance_type=(args.instance_type or settings.instance_type) if backend == "sagemaker"
                    else instances.LOCAL,
                    spot=args.spot, max_wait_s=args.max_wait, max_runtime_s=args.max_runtime,
-                   container=args.container, image_uri=args.image_uri or "",
+                   container=args.container, image_uri=args.image_uri or "", warm_pool_s=args.warm_pool,
                    client_token=args.client_token or "")
     job = service.create_job(spec, settings, progress=lambda s: print(s, file=sys.stderr))
     for w in job.get("warnings") or []:
