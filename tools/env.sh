@@ -15,6 +15,10 @@ _python_for() {  # an interpreter of the wanted minor version that really runs, 
   command -v python3
 }
 
+_pip() {  # pip, quiet, without the warnings about this machine's partial local mirrors
+  "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
+
 _stamp_ok() { [ -f "$1/.stamp" ] && [ "$(cat "$1/.stamp")" = "$2" ]; }
 
 env_webui() {
@@ -23,9 +27,9 @@ env_webui() {
   if _stamp_ok "$v" "$want"; then return; fi
   echo "== setting up $v (A1111 1.10.1 pins)"
   [ -x "$v/bin/python" ] || "$(_python_for 3.10)" -m venv "$v"
-  "$v/bin/python" -m pip install -q --upgrade "pip>=23" "setuptools>=64,<70" wheel
-  "$v/bin/python" -m pip install -q -r "$ROOT/tools/a1111-pins.txt"
-  "$v/bin/python" -m pip install -q -c "$ROOT/tools/a1111-pins.txt" -e "$ROOT[dev]"
+  _pip "$v/bin/python" -m pip install -q --upgrade "pip>=23" "setuptools>=64,<70" wheel
+  _pip "$v/bin/python" -m pip install -q -r "$ROOT/tools/a1111-pins.txt"
+  _pip "$v/bin/python" -m pip install -q -c "$ROOT/tools/a1111-pins.txt" -e "$ROOT[dev]"
   echo "$want" > "$v/.stamp"
 }
 
@@ -35,13 +39,13 @@ env_trainer() {
   if _stamp_ok "$v" "$want"; then return; fi
   echo "== setting up $v (trainer stack, CPU torch)"
   [ -x "$v/bin/python" ] || "$(_python_for 3.11)" -m venv "$v"
-  "$v/bin/python" -m pip install -q --upgrade "pip>=23" "setuptools>=64" wheel
+  _pip "$v/bin/python" -m pip install -q --upgrade "pip>=23" "setuptools>=64" wheel
   # torch first and pinned: an unpinned torch would pull several GB of CUDA packages.
-  "$v/bin/python" -m pip install -q "torch==2.13.0"
-  "$v/bin/python" -m pip install -q -r "$ROOT/tools/trainer-requirements.txt" "pytest>=7.4,<9"
+  _pip "$v/bin/python" -m pip install -q "torch==2.13.0"
+  _pip "$v/bin/python" -m pip install -q -r "$ROOT/tools/trainer-requirements.txt" "pytest>=7.4,<9"
   # open-clip-torch only for its BPE vocabulary file; its deps (torchvision) have no CPU build here.
-  "$v/bin/python" -m pip install -q --no-deps "open-clip-torch>=2.20,<4"
-  "$v/bin/python" -m pip install -q -e "$ROOT"  # the CLI too (boto3, tomlkit, platformdirs)
+  _pip "$v/bin/python" -m pip install -q --no-deps "open-clip-torch>=2.20,<4"
+  _pip "$v/bin/python" -m pip install -q -e "$ROOT"  # the CLI too (boto3, tomlkit, platformdirs)
   echo "$want" > "$v/.stamp"
 }
 
