@@ -35,9 +35,10 @@ def ensure_class_images(trainer, reg_dirs: list[Path], class_prompt: str) -> Pat
         trainer.log(f"generating {missing} class images from '{class_prompt}' (prior preservation)")
         out.mkdir(parents=True, exist_ok=True)
         prompt = sampling.SamplePrompt(class_prompt, steps=25 if not trainer.components.tiny else 4)
+        tmp = trainer.paths.cache / "class_images.partial"  # a render lands in the folder only when complete
         for i in range(generated, generated + missing):
-            tmp = out / "tmp"
             path = trainer.sample_base([prompt], tmp, f"class_{i:05d}", seed=cfg.seed + 7919 * (i + 1))[0]
-            path.replace(out / f"class_{i:05d}.png")
             (out / f"class_{i:05d}.txt").write_text(class_prompt, encoding="utf-8")
+            path.replace(out / f"class_{i:05d}.png")
+        tmp.rmdir()
     return out

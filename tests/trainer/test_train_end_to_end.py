@@ -95,3 +95,23 @@ def test_the_entrypoint_trains_a_lora_that_a1111_loads_and_diffusers_reads_back_
     plain = _unet_out(base.unet, family)
     assert (ours - plain).abs().max() > 1e-4, "training left the LoRA at zero"
     assert torch.allclose(ours, theirs, atol=1e-5), (ours - theirs).abs().max()
+
+
+def test_a_jumpstart_dataset_trains_with_prior_preservation_from_its_class_prompt(tmp_path, tiny_sd15_path):
+    from .train_helpers import draw_image
+
+    ds = tmp_path / "jumpstart"
+    for i in range(2):
+        draw_image(ds / f"dog{i}.png", (64, 64), seed=i)
+    (ds / "dataset_info.json").write_text(json.dumps({"instance_prompt": "a photo of sks dog",
+                                                      "class_prompt": "a photo of a dog"}))
+    root = make_job(tmp_path / "job", tiny_sd15_path, ds, SMALL + "prior_loss_weight = 0.5\n", output_name="sks",
+                    extra_hp={"max_train_steps": 2, "num_class_images": 2})
+    assert run_entrypoint(root) == 0, failure(root)
+    generated = sorted(p.name for p in (root / "cache" / "class_images").iterdir())
+    assert generated == ["class_00000.png", "class_00000.txt", "class_00001.png", "class_00001.txt"]
+    assert (root / "cache" / "class_images" / "class_00000.txt").read_text() == "a photo of a dog"
+    sidecar = json.loads((root / "model" / "sks.json").read_text())
+    assert sidecar["activation text"] == "a photo of sks dog"
+    meta = safe_open(str(root / "model" / "sks.safetensors"), "pt").metadata()
+    assert meta["ss_num_reg_images"] == "2" and meta["ss_prior_loss_weight"] == "0.5"
