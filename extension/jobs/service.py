@@ -175,8 +175,12 @@ def _sagemaker_log_lines(rec: JobRecord, settings: Settings) -> list[str]:
     return list(lines)
 
 
+def _final_pulled(rec: JobRecord) -> bool:
+    return any(p.get("final", True) for p in rec.pulled)
+
+
 def _auto_pull(rec: JobRecord, settings: Settings, store) -> None:
-    if rec.status == "Completed" and rec.auto_pull and not rec.pulled:
+    if rec.status == "Completed" and rec.auto_pull and not _final_pulled(rec):
         try:
             pull_job(rec.id, settings=settings, unless_pulled=True)
         except Exception as err:  # listing must go on; the job view shows the reason
@@ -360,12 +364,15 @@ def pull_job(job_id: str, settings: Settings | None = None, *, lora_dir: str | P
     store = _store(settings)
     with records.lock(f"pull-{job_id}"):
         rec = _refresh(_get_record(store, job_id), settings, store)
-        if unless_pulled and rec.pulled:
+        if unless_pulled and _final_pulled(rec):
             return {"file": rec.pulled[-1].get("file", ""), "message": "already pulled", "renamed": False}
         if rec.status != "Completed" and not file:
             raise UserError(f"The job '{job_id}' is {rec.status}, not Completed: there is no final LoRA to pull.",
                             "Wait for it to complete; intermediate epoch files can be pulled by name (--file).")
         mdir = _model_dir(rec, settings)
+        final = lib.pick_final(mdir, rec.spec.lora_name) if rec.status == "Completed" else None
+        if file and final is not None and file in (final.name, final.stem, str(final)):
+            file = None  # the final file, picked by name
         if file:
             matches = [p for p in lib.lora_files(mdir) if p.name == file or p.stem == file or str(p) == file]
             if not matches:
@@ -396,7 +403,7 @@ def pull_job(job_id: str, settings: Settings | None = None, *, lora_dir: str | P
         dest_dir = lib.lora_dir(settings, lora_dir)
         result = lib.install(src, dest_dir, name, sidecar_data=side, preview=preview)
         rec = records.load(store, job_id) or rec
-        rec.pulled.append({"file": result.file, "renamed": result.renamed, "at": time.time()})
+        rec.pulled.append({"file": result.file, "renamed": result.renamed, "at": time.time(), "final": not file})
         records.save(store, rec)
         return result.as_dict()
 

@@ -271,7 +271,7 @@ def on_select(rows, evt: gr.SelectData):
     return gr.update(value=value)
 
 
-def job_details(job_id):
+def job_details(job_id, picked=None):
     """(status md, log, loss plot, samples, explanation md, use-in-txt2img text, Stop/Delete/Pull/TensorBoard shown)."""
     import pandas as pd
 
@@ -280,12 +280,14 @@ def job_details(job_id):
     empty_plot = pd.DataFrame({"step": [], "loss": [], "tag": []})
     if not job_id:
         return ("Select a job in the list.", "", gr.update(value=empty_plot), [], "", "",
-                gr.update(visible=False), gr.update(visible=False), gr.update(visible=False), gr.update(visible=False))
+                gr.update(visible=False), gr.update(visible=False), gr.update(visible=False), gr.update(visible=False),
+                gr.update(visible=False, choices=[], value=None))
     try:
         j = service.get_job(job_id, _settings(), log_lines=80)
     except Exception as err:
         return (f"❌ {html.escape(str(err))}", "", gr.update(value=empty_plot), [], "", "",
-                gr.update(visible=False), gr.update(visible=False), gr.update(visible=False), gr.update(visible=False))
+                gr.update(visible=False), gr.update(visible=False), gr.update(visible=False), gr.update(visible=False),
+                gr.update(visible=False, choices=[], value=None))
     parts = [f"**{html.escape(j['id'])}** — **{j['status']}**"]
     if j["secondary_status"]:
         parts.append(html.escape(j["secondary_status"]))
@@ -314,9 +316,14 @@ def job_details(job_id):
     name = (j["pulled"][-1].rsplit("/", 1)[-1].rsplit(".", 1)[0]) if j["pulled"] else j["lora_name"]
     use_text = f"<lora:{name}:1> " + ", ".join(j.get("triggers") or [])
     running = j["status"] not in ("Completed", "Failed", "Stopped")
+    # The final LoRA and intermediate epoch files (NAME-000002.safetensors) can each be pulled.
+    outputs = [o.rsplit("/", 1)[-1] for o in j.get("outputs") or []]
+    final = f"{j['lora_name']}.safetensors" if f"{j['lora_name']}.safetensors" in outputs else \
+        (outputs[-1] if outputs else None)
     return (status, "\n".join(j["log_tail"]), gr.update(value=plot), samples, explanation, use_text.strip(),
-            gr.update(visible=running), gr.update(visible=not running), gr.update(visible=j["status"] == "Completed"),
-            gr.update(visible=True))
+            gr.update(visible=running), gr.update(visible=not running),
+            gr.update(visible=j["status"] == "Completed" or bool(outputs)), gr.update(visible=True),
+            gr.update(visible=bool(outputs), choices=outputs, value=picked if picked in outputs else final))
 
 
 def _gallery(paths: list[str]):
@@ -348,10 +355,10 @@ def delete_job(job_id):
                    job_id)
 
 
-def pull_job(job_id):
+def pull_job(job_id, picked=None):
     from ..jobs import service
 
-    return _action(lambda: service.pull_job(job_id, _settings())["message"], job_id)
+    return _action(lambda: service.pull_job(job_id, _settings(), file=picked or None)["message"], job_id)
 
 
 def open_tensorboard(job_id):
@@ -434,6 +441,7 @@ def build() -> gr.Blocks:
         with gr.Row():
             stop_btn = gr.Button("Stop", visible=False, elem_id="cloudlora_stop")
             delete_btn = gr.Button("Delete record", visible=False, elem_id="cloudlora_delete")
+            output_pick = gr.Dropdown(label="LoRA file", choices=[], visible=False, elem_id="cloudlora_output_file")
             pull_btn = gr.Button("Pull LoRA", visible=False, elem_id="cloudlora_pull")
             tb_btn = gr.Button("Open TensorBoard", visible=False, elem_id="cloudlora_tensorboard")
             use_btn = gr.Button("Use in txt2img", visible=in_webui, elem_id="cloudlora_use_txt2img")
@@ -446,7 +454,7 @@ def build() -> gr.Blocks:
         use_text = gr.Textbox(visible=False)
 
         for c in [instance, fm_type, model, dataset, lora_name, spot, max_wait, max_runtime, container, image_uri,
-                  config, selected, jobs_table, log_box, use_text, ticker] + knob_boxes:
+                  config, selected, jobs_table, log_box, use_text, ticker, output_pick] + knob_boxes:
             c.do_not_save_to_config = True
 
         # Form
@@ -477,15 +485,16 @@ def build() -> gr.Blocks:
 
         # Trainings list and the selected job, refreshed with every tick.
         detail_outputs = [job_status, log_box, loss_plot, samples, explanation, use_text, stop_btn, delete_btn, pull_btn,
-                          tb_btn]
+                          tb_btn, output_pick]
+        detail_inputs = [selected, output_pick]
         ticker.change(list_rows, None, [jobs_table])
-        ticker.change(job_details, [selected], detail_outputs)
+        ticker.change(job_details, detail_inputs, detail_outputs)
         list_refresh.click(list_rows, None, [jobs_table])
         jobs_table.select(on_select, [jobs_table], [selected])
         selected.change(job_details, [selected], detail_outputs)
-        stop_btn.click(stop_job, [selected], [action_msg]).then(job_details, [selected], detail_outputs)
+        stop_btn.click(stop_job, [selected], [action_msg]).then(job_details, detail_inputs, detail_outputs)
         delete_btn.click(delete_job, [selected], [action_msg]).then(list_rows, None, [jobs_table])
-        pull_btn.click(pull_job, [selected], [action_msg]).then(job_details, [selected], detail_outputs)
+        pull_btn.click(pull_job, [selected, output_pick], [action_msg]).then(job_details, detail_inputs, detail_outputs)
         tb_btn.click(open_tensorboard, [selected], [action_msg])
         if in_webui:
             use_btn.click(None, [use_text], None, _js="cloudloraUseInTxt2img")

@@ -184,3 +184,15 @@ def test_a_local_job_on_an_s3_store_downloads_its_inputs_and_keeps_its_record_in
     assert keys == [f"jobs/{job['id']}/job.json"]
     assert done["status"] == "Completed"
     assert service.get_job(job["id"])["pulled"] == [str(tmp_path / "Lora" / "s3_local.safetensors")]
+
+
+def test_an_intermediate_epoch_file_can_be_pulled_and_the_final_lora_is_still_auto_pulled(job_env, fake_trainer):
+    fake_trainer(steps=2, delay=0.05)
+    job = service.create_job(_spec(job_env, name="epochs"))
+    _wait_for(job["id"], ("Completed",))
+    assert [p.rsplit("/", 1)[-1] for p in service.job_outputs(job["id"])] == [
+        "epochs-000001.safetensors", "epochs.safetensors"]
+    early = service.pull_job(job["id"], file="epochs-000001.safetensors")
+    assert early["name"] == "epochs-000001" and not early["renamed"]
+    pulled = service.get_job(job["id"])["pulled"]  # the refresh still auto-pulls the final file
+    assert pulled == [str(job_env.lora_dir / "epochs-000001.safetensors"), str(job_env.lora_dir / "epochs.safetensors")]

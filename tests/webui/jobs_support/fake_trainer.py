@@ -54,6 +54,7 @@ header = {"__metadata__": {"ss_output_name": name, "ss_base_model_version": "sd_
           "lora_unet_x.alpha": {"dtype": "F32", "shape": [], "data_offsets": [0, 4]}}
 raw = json.dumps(header).encode()
 (model / f"{name}.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw + struct.pack("<f", 1.0))
+(model / f"{name}-000001.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw + struct.pack("<f", 0.5))
 from PIL import Image  # noqa: E402
 
 Image.new("RGB", (16, 16), (200, 60, 40)).save(model / "samples" / "final_00.png")
