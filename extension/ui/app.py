@@ -82,5 +82,9 @@ def serve(port: int | None = None, api_auth: str | None = None, block: bool = Tr
         signal.signal(signal.SIGTERM, previous)
         print("stopping", flush=True)
         background.stop_all()
-        demo.close()
+        # gradio's close() waits for open browser connections (polling events) to end; give it a few seconds,
+        # then leave anyway: its server threads are daemons and end with the process.
+        closer = threading.Thread(target=demo.close, name="cloudlora-close", daemon=True)
+        closer.start()
+        closer.join(5)
     return demo, app, url
