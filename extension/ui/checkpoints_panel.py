@@ -55,7 +55,8 @@ def follow(task, title: str, done_text, progress=None):
     while not task.done():
         p = task.progress
         if progress is not None and p is not None:
-            progress(min(1.0, p.fraction), desc=f"{title}: {p.text()}")
+            item = f" · {p.item[-50:]}" if p.item else ""
+            progress(min(1.0, p.fraction), desc=f"{title}: {p.text()}{item}")
         yield progress_html(p, title, bar=progress is None)
         time.sleep(POLL)
     err = task.exception()
