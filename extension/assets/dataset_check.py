@@ -3,7 +3,7 @@
 Pure logic over cloudlora_backend.trainer.layout (the structure) and PIL (the images). Nothing outside the dataset
 folder is ever read: symlinks that leave it are reported and never followed. Hidden and system files (.DS_Store,
 Thumbs.db, __MACOSX, dot-files) are skipped silently. The codes and messages are documented in README
-("Dataset check").
+("Cloud Asset Management" → "Datasets").
 """
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
-# Tuning knobs for slow or metered links (README "Uploads"); the defaults are the benchmark's best.
+# Tuning knobs for slow or metered links (README "Cloud Asset Management" → "Checkpoints"); see BENCHMARKS.md "Upload".
 DEFAULT_THREADS = _env_int("CLOUDLORA_UPLOAD_THREADS", 8)
 PREFERRED_PART = _env_int("CLOUDLORA_PART_SIZE_MIB", 16) * MiB
 LOCAL_CHUNK = 8 * MiB
