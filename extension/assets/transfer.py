@@ -319,12 +319,16 @@ def _s3_upload(store, key, path, size, sha256, meta, meter, cancel, threads, par
         state = None
     if not state:
         part = part_size or part_size_for(size)
+        # CRC32 per part, like s3transfer; off when the user set AWS_REQUEST_CHECKSUM_CALCULATION=when_required
+        # (S3-compatible servers without checksum support, e.g. R2).
+        crc = getattr(client.meta.config, "request_checksum_calculation", None) != "when_required"
         resp = store.call("create_multipart_upload", Bucket=bucket, Key=key, Metadata=dict(meta),
-                          ChecksumAlgorithm="CRC32")
+                          **({"ChecksumAlgorithm": "CRC32"} if crc else {}))
         state = {"upload_id": resp["UploadId"], "bucket": bucket, "key": key, "part_size": part, "file": ident,
-                 "created": time.time()}
+                 "crc32": crc, "created": time.time()}
         _write_state(state_path, state)
-    upload_id, part = state["upload_id"], int(state["part_size"])
+    upload_id, part, crc = state["upload_id"], int(state["part_size"]), state.get("crc32", True)
+    checksum = {"ChecksumAlgorithm": "CRC32"} if crc else {}
     count = max(1, -(-size // part))
     expected = {n: min(part, size - (n - 1) * part) for n in range(1, count + 1)}
     done = {n: p for n, p in done.items() if expected.get(n) == p.get("Size")}
@@ -342,16 +346,18 @@ def _s3_upload(store, key, path, size, sha256, meta, meter, cancel, threads, par
             f.seek((n - 1) * part)
             data = f.read(expected[n])
         resp = store.call("upload_part", Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=n, Body=data,
-                          ChecksumAlgorithm="CRC32")
+                          **checksum)
         meter.add(len(data))
         return {"PartNumber": n, "ETag": resp["ETag"], "ChecksumCRC32": resp.get("ChecksumCRC32")}
 
     sent = dict(zip(missing, run_parallel(send, missing, threads, stop, "cloudlora-part")))
     _check_cancel(cancel)
-    for n, p in done.items():  # complete needs every part's checksum, since the upload was created with CRC32
-        if not p.get("ChecksumCRC32"):
+    for n, p in done.items():  # complete needs every part's checksum when the upload was created with CRC32
+        if crc and not p.get("ChecksumCRC32"):
             p["ChecksumCRC32"] = _crc32_of_part(path, (n - 1) * part, expected[n])
     parts = [_part_entry({**done[n], "PartNumber": n}) if n in done else _part_entry(sent[n]) for n in expected]
+    if not crc:
+        parts = [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in parts]
     store.call("complete_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id,
                MultipartUpload={"Parts": parts})
     try:

@@ -161,3 +161,25 @@ def test_wrong_s3_keys_give_a_user_error_with_the_fix(s3_settings, monkeypatch, 
     assert "rejected the access key" in err.value.message and err.value.fix
     with pytest.raises(UserError):
         store.get_bytes("models/x/manifest.json")
+
+
+def test_with_checksums_turned_off_a_resumed_multipart_upload_still_completes(s3_server, s3_settings, monkeypatch,
+                                                                               tmp_path):
+    import threading
+
+    from cloudlora import settings as settings_mod
+
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")  # what R2 users set
+    store = open_store(settings_mod.resolve())
+    assert store.client.meta.config.request_checksum_calculation == "when_required"
+    src = tmp_path / "nocrc.bin"
+    src.write_bytes(os.urandom(24 << 20))
+    cancel = threading.Event()
+    with pytest.raises(transfer.Cancelled):
+        transfer.upload_file(store, "models/n/nocrc.bin", src, part_size=8 << 20, threads=1, cancel=cancel,
+                             progress=lambda p: cancel.set() if p.phase == "uploading" and p.done else None)
+    result = transfer.upload_file(store, "models/n/nocrc.bin", src, part_size=8 << 20)
+    assert result.resumed and 0 < result.bytes_sent < src.stat().st_size
+    back = tmp_path / "back"
+    store.download("models/n/nocrc.bin", back)
+    assert back.read_bytes() == src.read_bytes()
