@@ -1,7 +1,6 @@
 """`cloudlora jobs`, `job show|rm`, `logs`, `stop`, `pull`: follow and finish training jobs."""
 from __future__ import annotations
 
-import sys
 
 from .. import settings as settings_mod
 from .output import add_json_flag, confirm, print_json, print_table

@@ -18,7 +18,7 @@ from .. import settings as settings_mod
 from ..errors import UserError
 from ..settings import Settings, data_dir
 from . import estimate as estimate_mod
-from . import events, failures, local, records
+from . import events, failures, local, outputs, records
 from .records import TERMINAL, JobRecord
 from .spec import JobSpec, normalise, validate
 
@@ -241,38 +241,19 @@ def get_job(job_id: str, settings: Settings | None = None, *, log_lines: int = 2
         tail_text = local.read_tail(local.log_path(jobdir))
         loss = events.loss_points(local.tensorboard_dir(jobdir))
         samples = [str(p) for p in local.samples(jobdir)]
-        outputs = [str(p) for p in _outputs(rec)]
     else:
         tail_text = "\n".join(_log_cache.get(rec.id, ({}, []))[1])
-        loss = events.loss_points(_sync_tensorboard(rec, settings, store))
-        art = _artifacts_dir(rec)
+        loss = events.loss_points(outputs.sync_tensorboard(rec, settings, store))
+        art = outputs.artifacts_dir(rec)
         samples = [str(p) for p in sorted(art.rglob("*.png"))] if art.exists() else []
-        outputs = [str(p) for p in _outputs(rec)]
     tail = tail_text.splitlines()[-log_lines:]
-    out.update(log_tail=tail, loss_points=loss, samples=samples, outputs=outputs, failure=rec.failure,
+    out.update(log_tail=tail, loss_points=loss, samples=samples, failure=rec.failure,
+               outputs=[str(p) for p in outputs.lora_outputs(rec)],
                explanation=None, config=rec.spec.config)
     if rec.status == "Failed":
         exp = failures.explain(rec.failure, "\n".join(tail[-60:]), instance_type=rec.spec.instance_type)
         out["explanation"] = exp.as_dict() if exp else None
     return out
-
-
-def _artifacts_dir(rec: JobRecord) -> Path:
-    return data_dir() / "jobs" / rec.id / "model"
-
-
-def _sync_tensorboard(rec: JobRecord, settings: Settings, store) -> Path:
-    """Mirrors the job's TensorBoard events from S3 (SageMaker syncs them while it runs); only changed files."""
-    dest = data_dir() / "jobs" / rec.id / "tensorboard"
-    prefix = f"jobs/{rec.id}/tensorboard/"
-    try:
-        for info in store.list(prefix):
-            target = dest / info.key[len(prefix):]
-            if not target.exists() or target.stat().st_size != info.size:
-                store.download(info.key, target)
-    except Exception as err:  # the curve is a nice-to-have; the status must still show
-        log.info("cloudlora: TensorBoard sync of %s failed: %s", rec.id, err)
-    return dest
 
 
 def tensorboard_dir(job_id: str, settings: Settings | None = None) -> Path:
@@ -281,7 +262,7 @@ def tensorboard_dir(job_id: str, settings: Settings | None = None) -> Path:
     rec = _get_record(store, job_id)
     if rec.spec.backend == "local":
         return local.tensorboard_dir(Path(rec.local_dir))
-    return _sync_tensorboard(rec, settings, store)
+    return outputs.sync_tensorboard(rec, settings, store)
 
 
 # --- actions --------------------------------------------------------------------------------------------------------
@@ -319,38 +300,10 @@ def delete_record(job_id: str, settings: Settings | None = None) -> dict:
     return {"id": job_id, "deleted": True, "objects": n}
 
 
-def _model_dir(rec: JobRecord, settings: Settings) -> Path:
-    """Where the job's outputs are on this machine; SageMaker's model.tar.gz is fetched and unpacked once."""
-    if rec.spec.backend == "local":
-        return local.model_dir(Path(rec.local_dir))
-    dest = _artifacts_dir(rec)
-    if not any(dest.rglob("*.safetensors")) if dest.exists() else True:
-        from ..library.pull import extract_artifacts
-        from . import sagemaker
-
-        if not rec.output_uri:
-            raise UserError(f"The job '{rec.id}' has no output yet (status {rec.status}).",
-                            "Pull it once it is Completed.")
-        tar = dest.parent / "model.tar.gz"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        sagemaker.download_output(settings, rec.output_uri, tar)
-        extract_artifacts(tar, dest)
-        tar.unlink(missing_ok=True)
-    return dest
-
-
-def _outputs(rec: JobRecord) -> list[Path]:
-    from ..library.pull import lora_files
-
-    if rec.spec.backend == "local":
-        return lora_files(local.model_dir(Path(rec.local_dir)))
-    return lora_files(_artifacts_dir(rec))
-
-
 def job_outputs(job_id: str, settings: Settings | None = None) -> list[str]:
     settings = _settings(settings)
     rec = _get_record(_store(settings), job_id)
-    return [str(p) for p in _outputs(rec)]
+    return [str(p) for p in outputs.lora_outputs(rec)]
 
 
 def pull_job(job_id: str, settings: Settings | None = None, *, lora_dir: str | Path | None = None,
@@ -358,8 +311,6 @@ def pull_job(job_id: str, settings: Settings | None = None, *, lora_dir: str | P
     """The job's LoRA (or one intermediate file, by name) into the Lora folder with sidecar and preview.
 
     unless_pulled (auto-pull): do nothing when the job was pulled meanwhile (two refreshes racing)."""
-    from ..library import pull as lib
-
     settings = _settings(settings)
     store = _store(settings)
     with records.lock(f"pull-{job_id}"):
@@ -369,41 +320,9 @@ def pull_job(job_id: str, settings: Settings | None = None, *, lora_dir: str | P
         if rec.status != "Completed" and not file:
             raise UserError(f"The job '{job_id}' is {rec.status}, not Completed: there is no final LoRA to pull.",
                             "Wait for it to complete; intermediate epoch files can be pulled by name (--file).")
-        mdir = _model_dir(rec, settings)
-        final = lib.pick_final(mdir, rec.spec.lora_name) if rec.status == "Completed" else None
-        if file and final is not None and file in (final.name, final.stem, str(final)):
-            file = None  # the final file, picked by name
-        if file:
-            matches = [p for p in lib.lora_files(mdir) if p.name == file or p.stem == file or str(p) == file]
-            if not matches:
-                names = ", ".join(p.name for p in lib.lora_files(mdir)) or "none yet"
-                raise UserError(f"The job '{job_id}' has no output file '{file}'.", f"Pick one of: {names}.")
-            src = matches[0]
-            name = src.stem if src.stem != rec.spec.lora_name else rec.spec.lora_name
-        else:
-            src = lib.pick_final(mdir, rec.spec.lora_name)
-            if src is None:
-                raise UserError(f"The job '{job_id}' completed but wrote no .safetensors file in {mdir}.",
-                                "Look at the job's log (`cloudlora logs ID`).")
-            name = rec.spec.lora_name
-        base_sidecar = {}
-        trainer_sidecar = mdir / f"{rec.spec.lora_name}.json"
-        if trainer_sidecar.exists():
-            import json
-
-            try:
-                base_sidecar = json.loads(trainer_sidecar.read_text(encoding="utf-8"))
-            except ValueError:
-                base_sidecar = {}
-        samples = local.samples(Path(rec.local_dir)) if rec.spec.backend == "local" else []
-        preview = lib.pick_preview(mdir, rec.spec.lora_name, samples)
-        side = lib.sidecar(family=rec.spec.family, triggers=rec.triggers, model=rec.spec.model,
-                           dataset=rec.spec.dataset, steps=rec.total_steps or rec.step, job_id=rec.id,
-                           base=base_sidecar)
-        dest_dir = lib.lora_dir(settings, lora_dir)
-        result = lib.install(src, dest_dir, name, sidecar_data=side, preview=preview)
+        result, final = outputs.pull_files(rec, settings, lora_dir=lora_dir, file=file)
         rec = records.load(store, job_id) or rec
-        rec.pulled.append({"file": result.file, "renamed": result.renamed, "at": time.time(), "final": not file})
+        rec.pulled.append({"file": result.file, "renamed": result.renamed, "at": time.time(), "final": final})
         records.save(store, rec)
         return result.as_dict()
 

@@ -14,10 +14,10 @@ from .. import host
 from .. import settings as settings_mod
 from ..errors import UserError
 from ..jobs import instances
+from . import train_jobs
 
 FM_LABELS = {"SD 1.5": "sd15", "SDXL": "sdxl"}
 CONTAINER_LABELS = {"Cloud LoRA trainer image": "cloudlora", "Kohya sample container": "kohya-sample"}
-LIST_HEADERS = ["ID", "LoRA", "Model", "Dataset", "Instance", "Status", "Step", "Elapsed", "Cost"]
 KNOBS = ["max_train_steps", "max_train_epochs", "network_dim", "network_alpha", "learning_rate", "resolution",
          "sample_prompts"]
 REFRESH_S = 3
@@ -136,17 +136,25 @@ def on_model(model, fm_label, config_text):
 
 
 def on_family(fm_label, config_text):
-    return _switch_family(FM_LABELS.get(fm_label, "sd15"), fm_label, config_text)
+    return _switch_family(FM_LABELS.get(fm_label, "sd15"), None, config_text)
 
 
 def _switch_family(family, old_label, config_text):
-    old = FM_LABELS.get(old_label, "sd15")
-    untouched = not (config_text or "").strip() or any(config_text == _default_config(f) for f in ("sd15", "sdxl"))
-    text = _default_config(family) if untouched or old != family and config_text == _default_config(old) else config_text
-    note = ""
-    if not untouched and family != old:
-        note = f"FM Type is now {_label_of_family(family)}; your edited config was kept (check its resolution)."
-    return [gr.update(value=_label_of_family(family)), gr.update(value=text), note] + _knob_values(text)
+    """FM Type shows `family`; the config becomes that family's defaults only while it is some family's untouched
+    defaults (an edited config is kept, with a note when the family changed). Nothing else is rewritten, so a late
+    model-change event cannot undo the user's edits."""
+    keep = [gr.update() for _ in KNOBS]
+    label = gr.update(value=_label_of_family(family))
+    current = next((f for f in ("sd15", "sdxl") if config_text == _default_config(f)), None)
+    if current == family:
+        return [label, gr.update(), gr.update()] + keep
+    if current is None and (config_text or "").strip():
+        changed = old_label is None or FM_LABELS.get(old_label) != family
+        note = (f"FM Type is now {_label_of_family(family)}; your edited config was kept (check its resolution)."
+                if changed else gr.update())
+        return [label, gr.update(), note] + keep
+    text = _default_config(family)
+    return [label, gr.update(value=text), ""] + _knob_values(text)
 
 
 def on_dataset(dataset, lora_name):
@@ -235,152 +243,6 @@ def create_job(instance_label, fm_label, model, dataset, lora_name, config_text,
     return f"✅ {verb} job `{job['id']}` ({job['status']}).{warn}", new_client_token(), gr.update(value=job["id"])
 
 
-def _cost(j: dict) -> str:
-    if j["backend"] == "local":
-        return "-"
-    if j.get("cost_usd") is None:
-        return ""
-    text = f"${j['cost_usd']:.2f}"
-    if j.get("spot_savings") is not None:
-        text += f" (spot −{j['spot_savings'] * 100:.0f}%)"
-    return text
-
-
-def list_rows():
-    from ..jobs import service
-
-    try:
-        jobs = service.list_jobs(_settings())
-    except Exception as err:
-        return [[f"(cannot list jobs: {err})"] + [""] * (len(LIST_HEADERS) - 1)]
-    rows = []
-    for j in jobs:
-        status = j["status"] + (f" · {j['secondary_status']}" if j["secondary_status"] and j["status"] != "Completed"
-                                else "")
-        rows.append([j["id"], j["lora_name"], j["model"], j["dataset"], j["instance_type"], status,
-                     f"{j['step']}/{j['total_steps']}" if j["total_steps"] else "", j["elapsed"], _cost(j)])
-    return rows or [[""] * len(LIST_HEADERS)]
-
-
-def on_select(rows, evt: gr.SelectData):
-    try:
-        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-        value = rows.values.tolist()[row][0] if hasattr(rows, "values") else rows[row][0]
-    except Exception:
-        return gr.update()
-    return gr.update(value=value)
-
-
-def job_details(job_id, picked=None):
-    """(status md, log, loss plot, samples, explanation md, use-in-txt2img text, Stop/Delete/Pull/TensorBoard shown)."""
-    import pandas as pd
-
-    from ..jobs import service
-
-    empty_plot = pd.DataFrame({"step": [], "loss": [], "tag": []})
-    if not job_id:
-        return ("Select a job in the list.", "", gr.update(value=empty_plot), [], "", "",
-                gr.update(visible=False), gr.update(visible=False), gr.update(visible=False), gr.update(visible=False),
-                gr.update(visible=False, choices=[], value=None))
-    try:
-        j = service.get_job(job_id, _settings(), log_lines=80)
-    except Exception as err:
-        return (f"❌ {html.escape(str(err))}", "", gr.update(value=empty_plot), [], "", "",
-                gr.update(visible=False), gr.update(visible=False), gr.update(visible=False), gr.update(visible=False),
-                gr.update(visible=False, choices=[], value=None))
-    parts = [f"**{html.escape(j['id'])}** — **{j['status']}**"]
-    if j["secondary_status"]:
-        parts.append(html.escape(j["secondary_status"]))
-    if j["total_steps"]:
-        parts.append(f"step {j['step']}/{j['total_steps']}")
-    if j["elapsed"]:
-        parts.append(f"elapsed {j['elapsed']}")
-    cost = _cost(j)
-    if cost not in ("", "-"):
-        parts.append(f"cost {cost}")
-    if j["pulled"]:
-        parts.append("LoRA: " + ", ".join(f"`{p}`" for p in j["pulled"]))
-    status = " · ".join(parts)
-    explanation = ""
-    if j.get("explanation"):
-        e = j["explanation"]
-        explanation = f"**Why it failed:** {html.escape(e['message'])}"
-        if e.get("fix"):
-            explanation += f"\n\n**Fix:** {html.escape(e['fix'])}"
-        if e.get("raw") and e["raw"] != e["message"]:
-            explanation += "\n\nDetails:\n\n```\n" + e["raw"][:2000] + "\n```"
-    points = j["loss_points"]
-    plot = pd.DataFrame({"step": [p["step"] for p in points], "loss": [p["loss"] for p in points],
-                         "tag": [p["tag"] for p in points]}) if points else empty_plot
-    samples = _gallery(j["samples"][-8:])
-    name = (j["pulled"][-1].rsplit("/", 1)[-1].rsplit(".", 1)[0]) if j["pulled"] else j["lora_name"]
-    use_text = f"<lora:{name}:1> " + ", ".join(j.get("triggers") or [])
-    running = j["status"] not in ("Completed", "Failed", "Stopped")
-    # The final LoRA and intermediate epoch files (NAME-000002.safetensors) can each be pulled.
-    outputs = [o.rsplit("/", 1)[-1] for o in j.get("outputs") or []]
-    final = f"{j['lora_name']}.safetensors" if f"{j['lora_name']}.safetensors" in outputs else \
-        (outputs[-1] if outputs else None)
-    return (status, "\n".join(j["log_tail"]), gr.update(value=plot), samples, explanation, use_text.strip(),
-            gr.update(visible=running), gr.update(visible=not running),
-            gr.update(visible=j["status"] == "Completed" or bool(outputs)), gr.update(visible=True),
-            gr.update(visible=bool(outputs), choices=outputs, value=picked if picked in outputs else final))
-
-
-def _gallery(paths: list[str]):
-    """PIL images, so gradio 4 (which serves only allowed folders) shows them too."""
-    out = []
-    try:
-        from PIL import Image
-    except ImportError:
-        return paths
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                out.append(im.copy())
-        except OSError:
-            continue
-    return out
-
-
-def stop_job(job_id):
-    from ..jobs import service
-
-    return _action(lambda: service.stop_job(job_id, _settings())["message"], job_id)
-
-
-def delete_job(job_id):
-    from ..jobs import service
-
-    return _action(lambda: (service.delete_record(job_id, _settings()), f"Deleted the record of {job_id}.")[1],
-                   job_id)
-
-
-def pull_job(job_id, picked=None):
-    from ..jobs import service
-
-    return _action(lambda: service.pull_job(job_id, _settings(), file=picked or None)["message"], job_id)
-
-
-def open_tensorboard(job_id):
-    from ..jobs import tensorboard_server
-
-    def go():
-        url = tensorboard_server.open_for_job(job_id, _settings())
-        return f"TensorBoard: [{url}]({url}) (on this machine only)"
-    return _action(go, job_id)
-
-
-def _action(fn, job_id) -> str:
-    if not job_id:
-        return "Select a job first."
-    try:
-        return fn()
-    except UserError as err:
-        return f"❌ {err.message}" + (f"\n\n**Fix:** {err.fix}" if err.fix else "")
-    except Exception as err:
-        return f"❌ {err}"
-
-
 # --- layout ---------------------------------------------------------------------------------------------------------
 
 def build() -> gr.Blocks:
@@ -431,7 +293,8 @@ def build() -> gr.Blocks:
 
         gr.Markdown("### Trainings List")
         ticker = gr.Textbox(value=lambda: str(time.time()), every=REFRESH_S, visible=False)
-        jobs_table = gr.Dataframe(headers=LIST_HEADERS, value=list_rows, interactive=False, wrap=True,
+        jobs_table = gr.Dataframe(headers=train_jobs.LIST_HEADERS, value=train_jobs.list_rows, interactive=False,
+                                  wrap=True,
                                   elem_id="cloudlora_jobs")
         with gr.Row():
             selected = gr.Textbox(label="Job ID", elem_id="cloudlora_job_id")
@@ -481,21 +344,24 @@ def build() -> gr.Blocks:
                          [create_btn, create_msg]) \
             .then(create_job, create_inputs, [create_msg, token, selected]) \
             .then(lambda: gr.update(interactive=True, value="Create Training Job"), None, [create_btn]) \
-            .then(list_rows, None, [jobs_table])
+            .then(train_jobs.list_rows, None, [jobs_table])
 
         # Trainings list and the selected job, refreshed with every tick.
         detail_outputs = [job_status, log_box, loss_plot, samples, explanation, use_text, stop_btn, delete_btn, pull_btn,
                           tb_btn, output_pick]
         detail_inputs = [selected, output_pick]
-        ticker.change(list_rows, None, [jobs_table])
-        ticker.change(job_details, detail_inputs, detail_outputs)
-        list_refresh.click(list_rows, None, [jobs_table])
-        jobs_table.select(on_select, [jobs_table], [selected])
-        selected.change(job_details, [selected], detail_outputs)
-        stop_btn.click(stop_job, [selected], [action_msg]).then(job_details, detail_inputs, detail_outputs)
-        delete_btn.click(delete_job, [selected], [action_msg]).then(list_rows, None, [jobs_table])
-        pull_btn.click(pull_job, [selected, output_pick], [action_msg]).then(job_details, detail_inputs, detail_outputs)
-        tb_btn.click(open_tensorboard, [selected], [action_msg])
+        ticker.change(train_jobs.list_rows, None, [jobs_table])
+        ticker.change(train_jobs.job_details, detail_inputs, detail_outputs)
+        list_refresh.click(train_jobs.list_rows, None, [jobs_table])
+        jobs_table.select(train_jobs.on_select, [jobs_table], [selected])
+        selected.change(train_jobs.job_details, [selected], detail_outputs)
+        stop_btn.click(train_jobs.stop_job, [selected], [action_msg]) \
+            .then(train_jobs.job_details, detail_inputs, detail_outputs)
+        delete_btn.click(train_jobs.delete_job, [selected], [action_msg]) \
+            .then(train_jobs.list_rows, None, [jobs_table])
+        pull_btn.click(train_jobs.pull_job, [selected, output_pick], [action_msg]) \
+            .then(train_jobs.job_details, detail_inputs, detail_outputs)
+        tb_btn.click(train_jobs.open_tensorboard, [selected], [action_msg])
         if in_webui:
             use_btn.click(None, [use_text], None, _js="cloudloraUseInTxt2img")
     return tab

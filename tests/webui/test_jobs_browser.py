@@ -67,6 +67,11 @@ def test_the_plain_fields_edit_the_toml_and_format_shows_problems_inline(job_env
     _tab(page, "Train Management").click()
     config = page.locator("#cloudlora_config textarea")
     expect(config).to_have_value(re.compile(r"max_train_steps = 1000"))
+    # Untouched defaults follow the FM Type.
+    page.locator("#cloudlora_fm_type").get_by_text("SDXL").click()
+    expect(config).to_have_value(re.compile(r'resolution = "1024,1024"'))
+    page.locator("#cloudlora_fm_type").get_by_text("SD 1.5").click()
+    expect(config).to_have_value(re.compile(r'resolution = "512,512"'))
     steps = page.locator("#cloudlora_knob_max_train_steps textarea, #cloudlora_knob_max_train_steps input").first
     steps.fill("250")
     steps.press("Tab")  # leaving the field writes it into the TOML
