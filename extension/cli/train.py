@@ -44,20 +44,21 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def _is_path(value: str) -> bool:
-    return "/" in value or value.startswith(".") or Path(value).exists()
-
-
 def _upload_if_path(kind: str, value: str, settings) -> str:
-    """A local path is uploaded with the assets functions and replaced by its store name."""
-    if not _is_path(value):
-        return value
-    path = Path(value).expanduser()
-    if not path.exists():
-        raise UserError(f"{path} does not exist.", f"Pass a {kind} name from the store or an existing path.")
+    """A local path is uploaded with the assets functions and replaced by its store name.
+
+    A value with a '/' (or starting with '.' or '~') is a path; a bare word is a store name, unless no such name is
+    in the store and a file or folder of that name exists here."""
     from ..store import open_store
 
     store = open_store(settings)
+    is_path = "/" in value or value.startswith((".", "~"))
+    if not is_path:
+        if store.head(f"{kind}s/{value}/manifest.json") is not None or not Path(value).exists():
+            return value
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise UserError(f"{path} does not exist.", f"Pass a {kind} name from the store or an existing path.")
     print(f"Uploading {kind} {path} to the store ...", file=sys.stderr)
     if kind == "model":
         from ..assets import models
