@@ -101,8 +101,13 @@ def create_job(spec: JobSpec | dict, settings: Settings | None = None, *,
             from . import sagemaker
 
             rec.sagemaker_name = job_id
+            records.save(store, rec)  # first: a job SageMaker runs always has its record
             say("Submitting to SageMaker")
-            sagemaker.create(settings, spec, model_key=model_key, dataset_name=spec.dataset, store=store)
+            try:
+                sagemaker.create(settings, spec, model_key=model_key, dataset_name=spec.dataset, store=store)
+            except BaseException:
+                records.delete(store, job_id)  # refused: nothing was started, so nothing is kept
+                raise
             rec.status = "Starting"
         records.save(store, rec)
         say(f"Created {job_id}")
