@@ -130,7 +130,19 @@ def on_app_started(demo, app) -> None:
     from . import api
 
     mounted = api.mount(app, getattr(shared.cmd_opts, "api_auth", None))
+    cap_graceful_shutdown(demo)
     log.info("cloudlora: REST API at %s (areas: %s)", api.PREFIX, ", ".join(mounted) or "version only")
+
+
+def cap_graceful_shutdown(demo, seconds: int = 3) -> None:
+    """Bounds how long the server waits for open connections when it closes ("Reload UI", Ctrl+C).
+
+    A page open on the tabs keeps a polling connection (gradio `every=`), and gradio's close() waits for every
+    connection: without a bound, Reload UI in A1111 1.10.1 waited forever. uvicorn >= 0.22 has the setting.
+    """
+    config = getattr(getattr(demo, "server", None), "config", None)
+    if config is not None and hasattr(config, "timeout_graceful_shutdown") and not config.timeout_graceful_shutdown:
+        config.timeout_graceful_shutdown = seconds
 
 
 def on_script_unloaded() -> None:

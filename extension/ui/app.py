@@ -68,6 +68,9 @@ def serve(port: int | None = None, api_auth: str | None = None, block: bool = Tr
     app, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
                               show_error=True, inbrowser=False, share=False)
     api.mount(app, api_auth)
+    from ..webui import cap_graceful_shutdown  # imports no `modules.*` at module level
+
+    cap_graceful_shutdown(demo)
     print(f"Cloud LoRA Trainer: {url.rstrip('/')}  (REST: {url.rstrip('/')}{api.PREFIX}/version)", flush=True)
     if not block:
         return demo, app, url

@@ -171,3 +171,22 @@ def test_the_entry_script_loads_the_extension_folder_without_pip_and_registers_e
     assert got["tabs"] == [["Cloud Asset Management", "cloudlora_assets", "Blocks"],
                            ["Train Management", "cloudlora_train", "Blocks"]]
     assert got["options"] == 9
+
+
+def test_app_started_bounds_the_servers_wait_for_open_connections_so_reload_ui_cannot_hang(fake_webui):
+    """A page open on the tabs keeps a polling connection; gradio's close() waited for it forever (Reload UI)."""
+    import types
+
+    import uvicorn
+
+    from cloudlora import webui
+
+    webui.setup()
+    config = uvicorn.Config(app=None)
+    assert config.timeout_graceful_shutdown is None  # uvicorn's default: wait for ever
+    demo = types.SimpleNamespace(server=types.SimpleNamespace(config=config))
+    webui.on_app_started(demo, FastAPI())
+    assert config.timeout_graceful_shutdown == 3
+    config.timeout_graceful_shutdown = 30  # a host's own choice is kept
+    webui.cap_graceful_shutdown(demo)
+    assert config.timeout_graceful_shutdown == 30
