@@ -14,6 +14,7 @@ CRCs are not checked (a torn record fails to parse and is skipped instead).
 from __future__ import annotations
 
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -132,19 +133,52 @@ def parse_event(payload: bytes) -> list[Scalar]:
     return out
 
 
+# path -> (inode, bytes consumed, scalars so far): event files only grow, so a refresh reads just the new records.
+_cache: dict[str, tuple[int, int, list[Scalar]]] = {}
+_cache_lock = threading.Lock()
+
+
+def _complete_length(data: bytes) -> int:
+    pos, n = 0, len(data)
+    while pos + 12 <= n:
+        (length,) = struct.unpack_from("<Q", data, pos)
+        if pos + 12 + length + 4 > n:
+            break
+        pos += 12 + length + 4
+    return pos
+
+
+def _scalars_of(path: Path) -> list[Scalar]:
+    key = str(path)
+    try:
+        st = path.stat()
+    except OSError:
+        return []
+    with _cache_lock:
+        inode, done, found = _cache.get(key, (st.st_ino, 0, []))
+    if inode != st.st_ino or st.st_size < done:  # replaced or truncated: start over
+        done, found = 0, []
+    if st.st_size > done:
+        with open(path, "rb") as f:
+            f.seek(done)
+            data = f.read()
+        found = list(found)
+        for payload in read_records(data):
+            try:
+                found.extend(parse_event(payload))
+            except (ValueError, IndexError, struct.error):
+                continue
+        done += _complete_length(data)
+        with _cache_lock:
+            _cache[key] = (st.st_ino, done, found)
+    return found
+
+
 def read_scalars(paths: Iterable[Path]) -> list[Scalar]:
     """Every scalar in the given event files, sorted by (tag, step). Broken records are skipped."""
     out: list[Scalar] = []
     for path in paths:
-        try:
-            data = Path(path).read_bytes()
-        except OSError:
-            continue
-        for payload in read_records(data):
-            try:
-                out.extend(parse_event(payload))
-            except (ValueError, IndexError, struct.error):
-                continue
+        out.extend(_scalars_of(Path(path)))
     out.sort(key=lambda s: (s.tag, s.step, s.wall_time))
     return out
 

@@ -25,10 +25,15 @@ def test_loss_points_are_read_from_real_tensorboard_files_without_tensorboard(tm
         ("loss/current", 3, 0.25), ("loss/current", 4, 0.2)]
 
 
-def test_a_half_written_record_is_left_for_the_next_read(tmp_path):
-    whole = events.frame_record(events.encode_scalar_event("loss/current", 0.25, 7, 1.0))
-    (tmp_path / "events.out.tfevents.1").write_bytes(whole + whole[:10])
+def test_a_growing_file_is_read_on_from_where_the_last_read_stopped(tmp_path):
+    first = events.frame_record(events.encode_scalar_event("loss/current", 0.25, 7, 1.0))
+    second = events.frame_record(events.encode_scalar_event("loss/current", 0.125, 8, 2.0))
+    path = tmp_path / "events.out.tfevents.1"
+    path.write_bytes(first + second[:10])  # the trainer is in the middle of writing step 8
     assert [(p["step"], p["loss"]) for p in events.loss_points(tmp_path)] == [(7, 0.25)]
+    with open(path, "ab") as f:
+        f.write(second[10:])
+    assert [(p["step"], p["loss"]) for p in events.loss_points(tmp_path)] == [(7, 0.25), (8, 0.125)]
 
 
 def test_the_estimate_counts_steps_like_sd_scripts_and_prices_the_instance():
