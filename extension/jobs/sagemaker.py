@@ -16,6 +16,7 @@ import re
 import time
 from typing import Iterator
 
+from ..aws.stack import SCRATCH_PREFIX
 from ..errors import UserError
 from ..settings import Settings
 from . import instances
@@ -136,7 +137,9 @@ def build_request(spec: JobSpec, *, bucket: str, role_arn: str, model_key: str, 
         "OutputDataConfig": {"S3OutputPath": prefix_uri(bucket, f"{base}/output/")},
         "ResourceConfig": {"InstanceType": spec.instance_type, "InstanceCount": 1, "VolumeSizeInGB": 50},
         "StoppingCondition": {"MaxRuntimeInSeconds": int(spec.max_runtime_s)},
-        "CheckpointConfig": {"S3Uri": prefix_uri(bucket, f"{base}/checkpoints/"), "LocalPath": "/opt/ml/checkpoints"},
+        # Under scratch/: the stack's lifecycle rule expires it (S3 rules match prefixes only).
+        "CheckpointConfig": {"S3Uri": prefix_uri(bucket, f"{SCRATCH_PREFIX}{job}/checkpoints/"),
+                             "LocalPath": "/opt/ml/checkpoints"},
         "TensorBoardOutputConfig": {"S3OutputPath": prefix_uri(bucket, f"{base}/tensorboard/"),
                                     "LocalPath": "/opt/ml/output/tensorboard"},
         "Tags": [

@@ -80,7 +80,9 @@ def test_the_training_job_request_carries_spot_checkpoints_tensorboard_metrics_t
     stop = req["StoppingCondition"]
     assert stop == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
     base = f"s3://cloudlora-store/jobs/{job['id']}"
-    assert req["CheckpointConfig"] == {"S3Uri": f"{base}/checkpoints/", "LocalPath": "/opt/ml/checkpoints"}
+    # checkpoints live under scratch/, which the stack's lifecycle rule expires
+    assert req["CheckpointConfig"] == {"S3Uri": f"s3://cloudlora-store/scratch/{job['id']}/checkpoints/",
+                                       "LocalPath": "/opt/ml/checkpoints"}
     assert req["TensorBoardOutputConfig"]["LocalPath"] == "/opt/ml/output/tensorboard"
     assert req["OutputDataConfig"]["S3OutputPath"] == f"{base}/output/"
     metrics = {m["Name"]: re.search(m["Regex"], STEP_LINE).group(1)
