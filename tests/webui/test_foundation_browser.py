@@ -52,9 +52,11 @@ def test_both_tabs_render_and_check_connection_explains_the_missing_credentials(
 
 
 def test_saving_the_connection_writes_the_settings_file_and_shows_where(ui_server, browser_page, screenshot):
+    settings.save({"region": "us-west-1"})  # saved before: the page shows it once its load event has run
     base = ui_server()
     page = browser_page
     _open(page, base)
+    expect(page.locator("#cloudlora_region textarea, #cloudlora_region input").first).to_have_value("us-west-1")
     page.locator("#cloudlora_backend").get_by_text("SageMaker").click()
     page.locator("#cloudlora_aws_profile textarea, #cloudlora_aws_profile input").first.fill("work")
     page.locator("#cloudlora_region textarea, #cloudlora_region input").first.fill("eu-central-1")
