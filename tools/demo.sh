@@ -31,15 +31,6 @@ if [ ! -f "$MODEL" ]; then
   cloudlora make-tiny-model --arch sd15 "$MODEL"
 fi
 
-# Training part (J, issue 5): `cloudlora train` runs the job locally and, with --wait, pulls the LoRA into
-# CLOUDLORA_LORA_DIR. If a checkout predates the train command, say so honestly instead of pretending.
-if ! cloudlora train --help >/dev/null 2>&1; then
-  echo "== 'cloudlora train' is not available in this checkout yet; checking the environment instead"
-  cloudlora doctor || true
-  echo "Training is not available yet: nothing was trained."
-  exit 0
-fi
-
 # The tiny random model learns nothing useful, so a short run at 128 px shows the whole path (upload, job, steps,
 # Kohya file, sidecar, preview, pull into the LoRA folder): about 15 s of training on a 2-core CPU, under a minute
 # in all. Drop the --set lines for a real model. Pulling never overwrites: a second run lands as demo-1, demo-2, ...
