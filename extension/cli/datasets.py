@@ -7,7 +7,9 @@ from pathlib import Path
 
 from ..assets import dataset_import, datasets
 from ..assets.dataset_check import check_dataset
+from ..assets.models import check_name
 from ..assets.transfer import Cancelled, format_bytes
+from ..errors import UserError
 from .models import ProgressBar, open_store
 from .output import add_json_flag, confirm, print_json, print_table
 
@@ -111,11 +113,20 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_rm(args: argparse.Namespace) -> int:
     store = open_store()
-    manifest = datasets.get_dataset(store, args.name)
-    if not confirm(f"Delete dataset '{args.name}' ({manifest.get('file_count', '?')} files) from "
-                   f"{store.uri('datasets/')}?", args.yes):
+    try:
+        manifest = datasets.get_dataset(store, args.name)
+        what = f"dataset '{args.name}' ({manifest.get('file_count', '?')} files)"
+        partial = False
+    except UserError:
+        # An interrupted upload leaves files but no manifest (it is written last): let the user clear them too.
+        leftovers = sum(1 for _ in store.list(f"datasets/{check_name(args.name, 'dataset')}/"))
+        if not leftovers:
+            raise
+        what = f"the half-uploaded dataset '{args.name}' ({leftovers} files, no manifest)"
+        partial = True
+    if not confirm(f"Delete {what} from {store.uri('datasets/')}?", args.yes):
         return 1
-    n = datasets.delete_dataset(store, args.name)
+    n = datasets.delete_dataset(store, args.name, force=partial)
     if args.json:
         print_json({"deleted": args.name, "objects": n})
     else:

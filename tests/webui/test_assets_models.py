@@ -200,3 +200,23 @@ def test_cli_exit_codes_and_json(tmp_path, capsys, monkeypatch):
     code, _, _ = run_cli(capsys, "dataset", "rm", "cats", "--yes")
     code2, out, _ = run_cli(capsys, "dataset", "list")
     assert code == 0 and code2 == 0 and "No datasets" in out
+
+
+def test_a_half_uploaded_dataset_is_not_listed_but_rm_clears_its_files(tmp_path, capsys, monkeypatch):
+    from cloudlora.assets.datasets import manifest_key
+    from cloudlora.store import LocalStore
+    from tests.webui.test_assets_datasets import good_dataset
+
+    monkeypatch.setenv("CLOUDLORA_STORE", str(tmp_path / "store"))
+    good_dataset(tmp_path / "ds", n=2, trigger="cat")
+    assert run_cli(capsys, "dataset", "upload", str(tmp_path / "ds"), "--name", "cats")[0] == 0
+    store = LocalStore(tmp_path / "store")
+    store.delete(manifest_key("cats"))  # what an interrupted upload leaves: files, no manifest (it is written last)
+    code, out, _ = run_cli(capsys, "dataset", "list")
+    assert code == 0 and "No datasets" in out
+    code, _, err = run_cli(capsys, "dataset", "rm", "cats")  # no terminal, no --yes: nothing deleted
+    assert code == 1 and "half-uploaded" in err and list(store.list("datasets/cats/"))
+    code, out, _ = run_cli(capsys, "dataset", "rm", "cats", "--yes")
+    assert code == 0 and not list(store.list("datasets/cats/"))
+    code, _, err = run_cli(capsys, "dataset", "rm", "cats", "--yes")
+    assert code == 1 and "No dataset named 'cats'" in err
