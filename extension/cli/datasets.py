@@ -11,7 +11,7 @@ from ..assets.models import check_name
 from ..assets.transfer import Cancelled, format_bytes
 from ..errors import UserError
 from .models import ProgressBar, open_store
-from .output import add_json_flag, confirm, print_json, print_table
+from .output import add_json_flag, confirm, print_json, print_record, print_table
 
 
 def register(sub) -> None:
@@ -102,12 +102,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    manifest = datasets.get_dataset(open_store(), args.name)
-    if args.json:
-        print_json(manifest)
-    else:
-        for k, v in manifest.items():
-            print(f"{k}: {v}")
+    print_record(datasets.get_dataset(open_store(), args.name), args.json)
     return 0
 
 

@@ -8,7 +8,7 @@ import threading
 from .. import settings as settings_mod
 from ..assets import models
 from ..assets.transfer import Cancelled, Progress, format_bytes
-from .output import add_json_flag, confirm, print_json, print_table
+from .output import add_json_flag, confirm, print_json, print_record, print_table
 
 
 class ProgressBar:
@@ -118,12 +118,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    manifest = models.get_model(open_store(), args.name)
-    if args.json:
-        print_json(manifest)
-    else:
-        for k, v in manifest.items():
-            print(f"{k}: {v}")
+    print_record(models.get_model(open_store(), args.name), args.json)
     return 0
 
 

@@ -14,6 +14,15 @@ def print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
+def print_record(record: dict, as_json: bool) -> None:
+    """One object (a manifest, a job): JSON, or one `key: value` line per field."""
+    if as_json:
+        print_json(record)
+    else:
+        for key, value in record.items():
+            print(f"{key}: {value}")
+
+
 def print_table(rows: Iterable[Sequence], headers: Sequence[str]) -> None:
     rows = [[("" if c is None else str(c)) for c in r] for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
