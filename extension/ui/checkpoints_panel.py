@@ -14,6 +14,7 @@ import gradio as gr
 from .. import host
 from .. import settings as settings_mod
 from ..errors import UserError
+from . import store_list
 
 FAMILY_CHOICES = ["Auto (from the file)", "sd15", "sd2", "sdxl"]
 LIST_HEADERS = ["Name", "Family", "Size", "SHA-256", "Created"]
@@ -163,30 +164,9 @@ def render() -> None:
     for c in (choice, path, family, name, progress, task_id, table, total, selected, confirm_text):
         c.do_not_save_to_config = True
 
-    def relist():
-        rows, text = model_rows()
-        return gr.update(value={"headers": LIST_HEADERS, "data": rows}), text
-
-    def pick(rows, evt: gr.SelectData):
-        try:
-            return rows[evt.index[0]][0]
-        except (IndexError, TypeError):
-            return ""
-
-    def ask(name_):
-        if not (name_ or "").strip():
-            return gr.update(visible=False), "Select a model first."
-        return gr.update(visible=True), f"Delete **{name_}** from the store? Jobs can no longer use it."
-
-    def delete(name_):
-        try:
-            n = models.delete_model(open_store(), name_.strip())
-            message = f"Deleted '{name_}' ({n} objects)."
-        except Exception as err:  # noqa: BLE001
-            message = getattr(err, "message", str(err))
-        rows, text = model_rows()
-        return (gr.update(visible=False), gr.update(value={"headers": LIST_HEADERS, "data": rows}),
-                f"{message}\n\n{text}", "")
+    relist, pick, ask, delete = store_list.handlers(
+        LIST_HEADERS, model_rows, lambda n: models.delete_model(open_store(), n),
+        lambda n: f"Delete **{n}** from the store? Jobs can no longer use it.", "Select a model first.")
 
     refresh.click(lambda: gr.update(choices=list(_checkpoints(True))), None, choice)
     upload_button.click(upload, [choice, path, family, name], [progress, task_id]).then(relist, None, [table, total])

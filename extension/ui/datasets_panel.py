@@ -11,6 +11,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..errors import UserError
+from . import store_list
 from .checkpoints_panel import cancel_task, error_html, esc, follow, open_store
 
 SOURCES = ["Folder on this machine", "Zip file", "Images + trigger word"]
@@ -248,32 +249,14 @@ def render() -> None:
         return (gr.update(visible=choice == SOURCES[0]), gr.update(visible=choice == SOURCES[1]),
                 gr.update(visible=choice == SOURCES[2]))
 
-    def relist():
-        rows, text = dataset_rows()
-        return gr.update(value={"headers": LIST_HEADERS, "data": rows}), text
-
-    def pick(rows, evt: gr.SelectData):
-        try:
-            return rows[evt.index[0]][0]
-        except (IndexError, TypeError):
-            return ""
-
-    def ask(name_):
-        if not (name_ or "").strip():
-            return gr.update(visible=False), "Select a dataset first."
-        return gr.update(visible=True), f"Delete dataset **{name_}** from the store?"
-
-    def delete(name_):
+    def delete_dataset(name_):
         from ..assets import datasets
 
-        try:
-            n = datasets.delete_dataset(open_store(), name_.strip())
-            message = f"Deleted '{name_}' ({n} objects)."
-        except Exception as err:  # noqa: BLE001
-            message = getattr(err, "message", str(err))
-        rows, text = dataset_rows()
-        return (gr.update(visible=False), gr.update(value={"headers": LIST_HEADERS, "data": rows}),
-                f"{message}\n\n{text}", "")
+        return datasets.delete_dataset(open_store(), name_)
+
+    relist, pick, ask, delete = store_list.handlers(
+        LIST_HEADERS, dataset_rows, delete_dataset,
+        lambda n: f"Delete dataset **{n}** from the store?", "Select a dataset first.")
 
     source.change(show_source, source, [folder, zip_file, images_row])
     validate_button.click(validate, [source, folder, zip_file, images, trigger, repeats],
