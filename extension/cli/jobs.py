@@ -41,17 +41,6 @@ def register(subparsers) -> None:
     pull.set_defaults(func=cmd_pull)
 
 
-def _cost(job: dict) -> str:
-    if job["backend"] == "local":
-        return "-"
-    if job.get("cost_usd") is None:
-        return ""
-    text = f"${job['cost_usd']:.2f}"
-    if job.get("spot_savings") is not None:
-        text += f" (-{job['spot_savings'] * 100:.0f}%)"
-    return text
-
-
 def cmd_list(args) -> int:
     from ..jobs import service
 
@@ -62,7 +51,7 @@ def cmd_list(args) -> int:
     rows = [[j["id"], j["lora_name"], j["model"], j["dataset"], j["instance_type"],
              j["status"] + (f" ({j['secondary_status']})" if j["secondary_status"] and j["status"] != "Completed"
                             else ""),
-             f"{j['step']}/{j['total_steps']}" if j["total_steps"] else "", j["elapsed"], _cost(j)] for j in jobs]
+             f"{j['step']}/{j['total_steps']}" if j["total_steps"] else "", j["elapsed"], j["cost"]] for j in jobs]
     if not rows:
         print("No training jobs yet. Create one with `cloudlora train --model M --dataset D`.")
         return 0
@@ -81,7 +70,7 @@ def cmd_show(args) -> int:
     print(f"  LoRA {job['lora_name']} · model {job['model']} ({job['family']}) · dataset {job['dataset']}")
     print(f"  {job['backend']} {job['instance_type']}" + (" spot" if job["spot"] else ""))
     if job["total_steps"]:
-        print(f"  step {job['step']}/{job['total_steps']}  elapsed {job['elapsed'] or '-'}  cost {_cost(job)}")
+        print(f"  step {job['step']}/{job['total_steps']}  elapsed {job['elapsed'] or '-'}  cost {job['cost']}")
     if job["loss_points"]:
         last = job["loss_points"][-1]
         print(f"  loss {last['loss']:.4f} at step {last['step']} ({len(job['loss_points'])} points)")

@@ -212,7 +212,20 @@ def summary(rec: JobRecord) -> dict:
 
         c = sagemaker.cost(spec.instance_type, rec.billable_s, rec.training_s, spec.spot)
         out["cost_usd"], out["spot_savings"] = c["cost_usd"], c["spot_savings"]
+    out["cost"] = cost_text(out)
     return out
+
+
+def cost_text(job: dict) -> str:
+    """The cost as the list shows it: '-' for local jobs, '' until SageMaker reports billable time."""
+    if job["backend"] == "local":
+        return "-"
+    if job.get("cost_usd") is None:
+        return ""
+    text = f"${job['cost_usd']:.2f}"
+    if job.get("spot_savings") is not None:
+        text += f" (spot −{job['spot_savings'] * 100:.0f}%)"
+    return text
 
 
 def list_jobs(settings: Settings | None = None, *, refresh: bool = True, auto_pull: bool = True) -> list[dict]:

@@ -21,17 +21,6 @@ def _settings():
         return settings_mod.Settings()
 
 
-def _cost(j: dict) -> str:
-    if j["backend"] == "local":
-        return "-"
-    if j.get("cost_usd") is None:
-        return ""
-    text = f"${j['cost_usd']:.2f}"
-    if j.get("spot_savings") is not None:
-        text += f" (spot −{j['spot_savings'] * 100:.0f}%)"
-    return text
-
-
 def list_rows():
     from ..jobs import service
 
@@ -44,7 +33,7 @@ def list_rows():
         status = j["status"] + (f" · {j['secondary_status']}" if j["secondary_status"] and j["status"] != "Completed"
                                 else "")
         rows.append([j["id"], j["lora_name"], j["model"], j["dataset"], j["instance_type"], status,
-                     f"{j['step']}/{j['total_steps']}" if j["total_steps"] else "", j["elapsed"], _cost(j)])
+                     f"{j['step']}/{j['total_steps']}" if j["total_steps"] else "", j["elapsed"], j["cost"]])
     return rows or [[""] * len(LIST_HEADERS)]
 
 
@@ -81,7 +70,7 @@ def job_details(job_id, picked=None):
         parts.append(f"step {j['step']}/{j['total_steps']}")
     if j["elapsed"]:
         parts.append(f"elapsed {j['elapsed']}")
-    cost = _cost(j)
+    cost = j["cost"]
     if cost not in ("", "-"):
         parts.append(f"cost {cost}")
     if j["pulled"]:
