@@ -5,7 +5,7 @@ import argparse
 
 from .. import settings as settings_mod
 from ..doctor import has_problem, run_checks
-from .output import add_json_flag, print_json
+from .output import add_aws_flags, add_json_flag, aws_flags, print_json
 
 _MARK = {"ok": "ok     ", "problem": "PROBLEM", "warn": "warn   ", "skip": "skip   "}
 
@@ -16,14 +16,13 @@ def register(sub) -> None:
                        description="Checks everything training needs. Exit 0 when nothing is a problem, 1 otherwise.")
     p.add_argument("--instance-type", action="append", dest="instance_types", metavar="TYPE",
                    help="SageMaker training instance type whose quota to check (repeatable; default: the setting)")
-    p.add_argument("--profile", help="AWS profile (default: settings / AWS_PROFILE)")
-    p.add_argument("--region", help="AWS region (default: settings / AWS_REGION / the profile's)")
+    add_aws_flags(p)
     add_json_flag(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    s = settings_mod.resolve({"aws_profile": args.profile, "region": args.region})
+    s = settings_mod.resolve(aws_flags(args))
     checks = run_checks(s, instance_types=args.instance_types)
     bad = has_problem(checks)
     if args.json:

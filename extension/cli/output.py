@@ -10,6 +10,16 @@ def add_json_flag(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
+def add_aws_flags(parser) -> None:
+    """--profile / --region, which override the settings for this command (read them with aws_flags(args))."""
+    parser.add_argument("--profile", help="AWS profile (default: settings / AWS_PROFILE)")
+    parser.add_argument("--region", help="AWS region (default: settings / AWS_REGION / the profile's)")
+
+
+def aws_flags(args) -> dict:
+    return {"aws_profile": args.profile, "region": args.region}
+
+
 def print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .. import settings as settings_mod
-from .output import add_json_flag, confirm, print_json
+from .output import add_aws_flags, add_json_flag, aws_flags, confirm, print_json
 
 
 def register(sub) -> None:
@@ -16,8 +16,7 @@ def register(sub) -> None:
     p.add_argument("--delete", action="store_true", help="delete the stack (asks before emptying the bucket)")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask before emptying the bucket")
     p.add_argument("--rebuild", action="store_true", help="rebuild the trainer image even if its tag exists")
-    p.add_argument("--profile", help="AWS profile (default: settings / AWS_PROFILE)")
-    p.add_argument("--region", help="AWS region (default: settings / AWS_REGION / the profile's)")
+    add_aws_flags(p)
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -25,7 +24,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..aws import setup as aws_setup
 
-    s = settings_mod.resolve({"aws_profile": args.profile, "region": args.region})
+    s = settings_mod.resolve(aws_flags(args))
     progress = (lambda message: None) if args.json else (lambda message: print(message, flush=True))
     if args.delete:
         done = aws_setup.delete_stack(s, confirm=lambda q: confirm(q, args.yes), progress=progress)
