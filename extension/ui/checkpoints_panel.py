@@ -149,30 +149,12 @@ def render() -> None:
             cancel_button = gr.Button("Cancel upload", elem_id="cloudlora_ckpt_cancel")
         progress = gr.HTML(elem_id="cloudlora_ckpt_progress")
         task_id = gr.Textbox(visible=False)
-        gr.Markdown("**In the store** (click a row to select it)")
-        table = gr.Dataframe(headers=LIST_HEADERS, value=lambda: {"headers": LIST_HEADERS, "data": model_rows()[0]},
-                             type="array", interactive=False, elem_id="cloudlora_ckpt_list")
-        total = gr.Markdown(value=lambda: model_rows()[1], elem_id="cloudlora_ckpt_total")
-        with gr.Row():
-            list_button = gr.Button("Refresh list", elem_id="cloudlora_ckpt_list_refresh")
-            selected = gr.Textbox(label="Selected model", elem_id="cloudlora_ckpt_selected")
-            delete_button = gr.Button("Delete…", variant="stop", elem_id="cloudlora_ckpt_delete")
-        with gr.Row(visible=False) as confirm_row:
-            confirm_text = gr.Markdown()
-            yes = gr.Button("Yes, delete it", variant="stop", elem_id="cloudlora_ckpt_delete_yes")
-            no = gr.Button("Keep it", elem_id="cloudlora_ckpt_delete_no")
-    for c in (choice, path, family, name, progress, task_id, table, total, selected, confirm_text):
+        relist, listed = store_list.render(
+            "ckpt", "model", LIST_HEADERS, model_rows, lambda n: models.delete_model(open_store(), n),
+            lambda n: f"Delete **{n}** from the store? Jobs can no longer use it.")
+    for c in (choice, path, family, name, progress, task_id):
         c.do_not_save_to_config = True
 
-    relist, pick, ask, delete = store_list.handlers(
-        LIST_HEADERS, model_rows, lambda n: models.delete_model(open_store(), n),
-        lambda n: f"Delete **{n}** from the store? Jobs can no longer use it.", "Select a model first.")
-
     refresh.click(lambda: gr.update(choices=list(_checkpoints(True))), None, choice)
-    upload_button.click(upload, [choice, path, family, name], [progress, task_id]).then(relist, None, [table, total])
+    upload_button.click(upload, [choice, path, family, name], [progress, task_id]).then(relist, None, listed)
     cancel_button.click(cancel_task, task_id, progress)
-    list_button.click(relist, None, [table, total])
-    table.select(pick, table, selected)
-    delete_button.click(ask, selected, [confirm_row, confirm_text])
-    no.click(lambda: gr.update(visible=False), None, confirm_row)
-    yes.click(delete, selected, [confirm_row, table, total, selected])

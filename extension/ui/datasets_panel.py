@@ -191,6 +191,12 @@ def dataset_rows() -> tuple[list[list], str]:
     return rows, f"{len(items)} dataset(s), {format_bytes(total)} in `{store.uri('datasets/')}`"
 
 
+def _delete_dataset(name: str) -> int:
+    from ..assets import datasets
+
+    return datasets.delete_dataset(open_store(), name)
+
+
 def render() -> None:
     from ..assets import dataset_prepare
 
@@ -229,34 +235,15 @@ def render() -> None:
             cancel_button = gr.Button("Cancel upload", elem_id="cloudlora_ds_cancel")
         progress = gr.HTML(elem_id="cloudlora_ds_progress")
         task_id = gr.Textbox(visible=False)
-        gr.Markdown("**In the store** (click a row to select it)")
-        table = gr.Dataframe(headers=LIST_HEADERS, value=lambda: {"headers": LIST_HEADERS, "data": dataset_rows()[0]},
-                             type="array", interactive=False, elem_id="cloudlora_ds_list")
-        total = gr.Markdown(value=lambda: dataset_rows()[1], elem_id="cloudlora_ds_total")
-        with gr.Row():
-            list_button = gr.Button("Refresh list", elem_id="cloudlora_ds_list_refresh")
-            selected = gr.Textbox(label="Selected dataset", elem_id="cloudlora_ds_selected")
-            delete_button = gr.Button("Delete…", variant="stop", elem_id="cloudlora_ds_delete")
-        with gr.Row(visible=False) as confirm_row:
-            confirm_text = gr.Markdown()
-            yes = gr.Button("Yes, delete it", variant="stop", elem_id="cloudlora_ds_delete_yes")
-            no = gr.Button("Keep it", elem_id="cloudlora_ds_delete_no")
+        relist, listed = store_list.render("ds", "dataset", LIST_HEADERS, dataset_rows, _delete_dataset,
+                                           lambda n: f"Delete dataset **{n}** from the store?")
     for c in (source, folder, zip_file, images, trigger, repeats, report, root, pictures, image, caption,
-              caption_status, family, work_status, name, progress, task_id, table, total, selected, confirm_text):
+              caption_status, family, work_status, name, progress, task_id):
         c.do_not_save_to_config = True
 
     def show_source(choice):
         return (gr.update(visible=choice == SOURCES[0]), gr.update(visible=choice == SOURCES[1]),
                 gr.update(visible=choice == SOURCES[2]))
-
-    def delete_dataset(name_):
-        from ..assets import datasets
-
-        return datasets.delete_dataset(open_store(), name_)
-
-    relist, pick, ask, delete = store_list.handlers(
-        LIST_HEADERS, dataset_rows, delete_dataset,
-        lambda n: f"Delete dataset **{n}** from the store?", "Select a dataset first.")
 
     source.change(show_source, source, [folder, zip_file, images_row])
     validate_button.click(validate, [source, folder, zip_file, images, trigger, repeats],
@@ -266,10 +253,5 @@ def render() -> None:
     prepare_button.click(prepare, [root, family], [work_status, root]).then(revalidate, root,
                                                                             [report, pictures, paths])
     caption_button.click(autocaption, root, work_status).then(revalidate, root, [report, pictures, paths])
-    upload_button.click(upload, [root, name], [progress, task_id]).then(relist, None, [table, total])
+    upload_button.click(upload, [root, name], [progress, task_id]).then(relist, None, listed)
     cancel_button.click(cancel_task, task_id, progress)
-    list_button.click(relist, None, [table, total])
-    table.select(pick, table, selected)
-    delete_button.click(ask, selected, [confirm_row, confirm_text])
-    no.click(lambda: gr.update(visible=False), None, confirm_row)
-    yes.click(delete, selected, [confirm_row, table, total, selected])
