@@ -18,7 +18,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from ..errors import UserError
-from .models import fail, open_store, task_status
+from .errors import http_error
+from .models import open_store, task_status
 
 router = APIRouter()
 
@@ -43,7 +44,7 @@ def list_datasets() -> dict:
         store = open_store()
         items = datasets.list_datasets(store)
     except UserError as err:
-        raise fail(err) from err
+        raise http_error(err) from err
     return {"store": store.uri(""), "datasets": items, "total_bytes": sum(int(d.get("size", 0)) for d in items)}
 
 
@@ -54,7 +55,7 @@ def show_dataset(name: str) -> dict:
     try:
         return datasets.get_dataset(open_store(), name)
     except UserError as err:
-        raise fail(err, 404) from err
+        raise http_error(err, 404) from err
 
 
 @router.post("/datasets/check", summary="Validate a dataset folder or .zip: errors, warnings, summary, items")
@@ -64,7 +65,7 @@ def check(body: DatasetPath) -> dict:
     try:
         return check_dataset(_folder(body.path)).to_dict()
     except UserError as err:
-        raise fail(err) from err
+        raise http_error(err) from err
 
 
 @router.post("/datasets/upload", summary="Check, then upload a dataset in the background")
@@ -77,7 +78,7 @@ def upload(body: DatasetPath) -> dict:
         task = tasks.start(f"dataset upload {folder.name}", datasets.upload_dataset, open_store(), folder,
                            name=body.name)
     except UserError as err:
-        raise fail(err) from err
+        raise http_error(err) from err
     return {"task_id": task.id}
 
 
@@ -98,4 +99,4 @@ def delete(name: str) -> dict:
     try:
         return {"deleted": name, "objects": datasets.delete_dataset(open_store(), name)}
     except UserError as err:
-        raise fail(err, 404) from err
+        raise http_error(err, 404) from err

@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
 from ..errors import UserError
+from .errors import http_error
 
 router = APIRouter()
 
@@ -49,7 +50,7 @@ class EstimateBody(BaseModel):
 
 def _fail(err: UserError) -> HTTPException:
     code = 404 if err.message.startswith("No training job") else 400
-    return HTTPException(status_code=code, detail={"message": err.message, "fix": err.fix or ""})
+    return http_error(err, code)
 
 
 @router.post("/jobs", summary="Create a training job (idempotent by client_token)")

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from .. import settings as settings_mod
 from ..errors import UserError
+from .errors import http_error
 
 router = APIRouter()
 
@@ -27,10 +28,6 @@ class ModelUpload(BaseModel):
     path: str
     name: Optional[str] = None
     family: Optional[str] = None
-
-
-def fail(err: UserError, code: int = 400) -> HTTPException:
-    return HTTPException(status_code=code, detail={"message": err.message, "fix": err.fix or ""})
 
 
 def open_store():
@@ -58,7 +55,7 @@ def list_models() -> dict:
         store = open_store()
         items = models.list_models(store)
     except UserError as err:
-        raise fail(err) from err
+        raise http_error(err) from err
     return {"store": store.uri(""), "models": items, "total_bytes": sum(int(m.get("size", 0)) for m in items)}
 
 
@@ -69,7 +66,7 @@ def show_model(name: str) -> dict:
     try:
         return models.get_model(open_store(), name)
     except UserError as err:
-        raise fail(err, 404) from err
+        raise http_error(err, 404) from err
 
 
 @router.post("/models/upload", summary="Upload a checkpoint from a path on this machine, in the background")
@@ -86,7 +83,7 @@ def upload_model(body: ModelUpload) -> dict:
         task = tasks.start(f"model upload {path.name}", models.upload_model, store, path, name=body.name,
                            family=family)
     except UserError as err:
-        raise fail(err) from err
+        raise http_error(err) from err
     return {"task_id": task.id}
 
 
@@ -107,4 +104,4 @@ def delete_model(name: str) -> dict:
     try:
         return {"deleted": name, "objects": models.delete_model(open_store(), name)}
     except UserError as err:
-        raise fail(err, 404) from err
+        raise http_error(err, 404) from err

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from .. import settings as settings_mod
 from ..errors import UserError
+from .errors import http_error
 
 router = APIRouter()
 
@@ -23,10 +24,6 @@ class SetupRequest(BaseModel):
     empty_bucket: bool = False  # delete only: empty a non-empty bucket (the REST form of the question)
 
 
-def _fail(err: UserError, code: int = 400) -> HTTPException:
-    return HTTPException(status_code=code, detail={"message": err.message, "fix": err.fix or ""})
-
-
 @router.get("/doctor", summary="Every check the doctor makes, with the fix for each problem")
 def doctor(instance_type: Optional[List[str]] = Query(None)) -> dict:
     from ..doctor import has_problem, run_checks
@@ -34,7 +31,7 @@ def doctor(instance_type: Optional[List[str]] = Query(None)) -> dict:
     try:
         checks = run_checks(settings_mod.resolve(), instance_types=instance_type or None)
     except UserError as err:  # e.g. a broken settings file
-        raise _fail(err) from err
+        raise http_error(err) from err
     return {"ok": not has_problem(checks), "checks": [c.to_dict() for c in checks]}
 
 
@@ -47,7 +44,7 @@ def start_setup(body: Optional[SetupRequest] = None) -> dict:
         options = {"empty_bucket": body.empty_bucket} if body.action == "delete" else {"rebuild": body.rebuild}
         return {"task_id": tasks.start(body.action, **options)}
     except UserError as err:
-        raise _fail(err) from err
+        raise http_error(err) from err
 
 
 @router.get("/setup/{task_id}", summary="Progress and result of a setup task")
@@ -57,4 +54,4 @@ def setup_status(task_id: str) -> dict:
     try:
         return tasks.get(task_id)
     except UserError as err:
-        raise _fail(err, 404) from err
+        raise http_error(err, 404) from err
