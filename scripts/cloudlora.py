@@ -1,20 +1,16 @@
-"""Cloud LoRA Trainer's entry for A1111 / Forge: loads the package under its unique name and registers the callbacks."""
+"""Cloud LoRA Trainer's entry for A1111 / Forge: makes the package importable from this clone, registers callbacks."""
 import importlib.util
 import os
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# extension/ is the package `cloudlora`, cloud_backend/ is `cloudlora_backend` (as setup.py maps them). Loaded from
-# this folder, so the extension works without being pip-installed; "Reload UI" keeps the already loaded package.
-for _name, _folder in (("cloudlora", "extension"), ("cloudlora_backend", "cloud_backend")):
-    if _name not in sys.modules:
-        _path = os.path.join(ROOT, _folder)
-        _spec = importlib.util.spec_from_file_location(
-            _name, os.path.join(_path, "__init__.py"), submodule_search_locations=[_path])
-        _module = importlib.util.module_from_spec(_spec)
-        sys.modules[_name] = _module
-        _spec.loader.exec_module(_module)
+# extension/ is the package `cloudlora`, cloud_backend/ is `cloudlora_backend`. A1111 has this folder on sys.path
+# only while this file loads, so the names come from extension/bootstrap.py (loaded by path), which the processes
+# the extension starts use too. "Reload UI" re-runs this file and keeps the already loaded package.
+_spec = importlib.util.spec_from_file_location(
+    "cloudlora_entry_bootstrap", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                              "extension", "bootstrap.py"))
+_bootstrap = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_bootstrap)
+_bootstrap.install()
 
 from cloudlora import webui  # noqa: E402
 from modules import script_callbacks  # noqa: E402

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Creates the two environments the project needs, idempotently (a re-run only fixes what is missing):
 #   .venv/webui    Python 3.10 pinned like A1111 1.10.1 (tools/a1111-pins.txt) + the extension + test tools
-#   .venv/trainer  the trainer's stack: torch 2.13.0 (CPU wheel here) + diffusers/peft/transformers/...
-# Source it and call `env_webui`, `env_trainer`, `env_browser`.
+#   .venv/trainer  the trainer's stack: torch 2.13.0 (CPU wheel here) + exactly cloud_backend/requirements-lock.txt
+#   .venv/trainer-tf<V>  the same with another transformers (env_trainer_variant V; TRANSFORMERS_VARIANTS)
+# Source it and call `env_webui`, `env_trainer`, `env_trainer_variant`, `env_browser`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENVS="$ROOT/.venv"
@@ -33,20 +34,41 @@ env_webui() {
   echo "$want" > "$v/.stamp"
 }
 
-env_trainer() {
-  local v="$VENVS/trainer" want
-  want="$(cat "$ROOT/tools/trainer-requirements.txt" "$ROOT/pyproject.toml" "$ROOT/setup.py" | sha256sum | cut -c1-16)"
+_trainer_venv() {  # _trainer_venv DIR STAMP-INPUT REQUIREMENTS-FILE: torch 2.13.0 + those requirements, exactly
+  local v="$1" want="$2" reqs="$3"
   if _stamp_ok "$v" "$want"; then return; fi
   echo "== setting up $v (trainer stack, CPU torch)"
-  [ -x "$v/bin/python" ] || "$(_python_for 3.11)" -m venv "$v"
-  _pip "$v/bin/python" -m pip install -q --upgrade "pip>=23" "setuptools>=64" wheel
-  # torch first and pinned: an unpinned torch would pull several GB of CUDA packages.
+  rm -rf "$v"  # from scratch: a lock is exact only in a venv that holds nothing else
+  "$(_python_for 3.11)" -m venv "$v"
+  _pip "$v/bin/python" -m pip install -q --upgrade "pip>=23" wheel
+  # torch first and pinned: an unpinned torch would pull several GB of CUDA packages. Then the requirements with
+  # torch held where it is (the lock never moves an installed torch).
   _pip "$v/bin/python" -m pip install -q "torch==2.13.0"
-  _pip "$v/bin/python" -m pip install -q -r "$ROOT/tools/trainer-requirements.txt" "pytest>=7.4,<9"
-  # open-clip-torch only for its BPE vocabulary file; its deps (torchvision) have no CPU build here.
-  _pip "$v/bin/python" -m pip install -q --no-deps "open-clip-torch>=2.20,<4"
-  _pip "$v/bin/python" -m pip install -q -e "$ROOT"  # the CLI too (boto3, tomlkit, platformdirs)
+  _pip "$v/bin/python" -m pip install -q -r "$reqs" "torch==2.13.0" "pytest>=7.4,<9"
+  # The project itself for the tests and `cloudlora` (boto3, platformdirs), with every locked package kept.
+  _pip "$v/bin/python" -m pip install -q -c "$reqs" -c <(echo "torch==2.13.0") -e "$ROOT"
+  _pip "$v/bin/python" -m pip check >/dev/null || { "$v/bin/python" -m pip check; return 1; }
   echo "$want" > "$v/.stamp"
+}
+
+env_trainer() {  # .venv/trainer: exactly the lock (cloud_backend/requirements-lock.txt)
+  local lock="$ROOT/cloud_backend/requirements-lock.txt"
+  _trainer_venv "$VENVS/trainer" "$(cat "$lock" "$ROOT/pyproject.toml" "$ROOT/setup.py" | sha256sum | cut -c1-16)" "$lock"
+}
+
+# The transformers versions the text-encoder LoRA is tested with besides the lock's: the oldest the `trainer` range
+# allows and the newest 5.x on the index when this line was last changed (tools/check-upstream.sh finds newer ones).
+TRANSFORMERS_VARIANTS="4.44.0 5.24.0"
+
+env_trainer_variant() {  # env_trainer_variant VERSION: .venv/trainer-tf<VERSION>, the lock with that transformers
+  local version="$1" v="$VENVS/trainer-tf$1" reqs
+  reqs="$(mktemp)"
+  # The lock without the packages whose versions follow transformers' (pip picks those to fit it).
+  grep -viE '^(transformers|diffusers|huggingface[-_]hub|tokenizers|httpx|httpcore|hf-xet)==' \
+    "$ROOT/cloud_backend/requirements-lock.txt" > "$reqs"
+  echo "transformers==$version" >> "$reqs"
+  _trainer_venv "$v" "$(cat "$reqs" "$ROOT/pyproject.toml" "$ROOT/setup.py" | sha256sum | cut -c1-16)" "$reqs"
+  rm -f "$reqs"
 }
 
 env_browser() {  # Debian's chromium for the Playwright tests

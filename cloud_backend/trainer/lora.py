@@ -57,6 +57,18 @@ def _lora_config(rank: int, alpha: float, targets: list[str]):
     return LoraConfig(r=int(rank), lora_alpha=float(alpha), target_modules=list(targets), init_lora_weights=True)
 
 
+def _inject(model, config) -> None:
+    """Adds the adapter through peft's own API, never the model library's wrapper around it.
+
+    transformers' `PreTrainedModel.add_adapter` gates on a minimum peft version of its own (5.24 wants peft >= 0.22,
+    which did not exist when it shipped), and diffusers' has its own gate too. peft's `inject_adapter_in_model` is the
+    function both wrappers end in, so the result is the same LoraLayer modules with one less thing that can break.
+    """
+    from peft import inject_adapter_in_model
+
+    inject_adapter_in_model(config, model, adapter_name=ADAPTER)
+
+
 def _trainable(model) -> list[torch.nn.Parameter]:
     params = []
     for name, p in model.named_parameters():
@@ -76,11 +88,11 @@ def add_lora(components, rank: int, alpha: float, train_text_encoder: bool = Tru
     """
     if int(rank) < 1:
         raise ValueError(f"network_dim (rank) must be at least 1, got {rank}")
-    components.unet.add_adapter(_lora_config(rank, alpha, UNET_TARGETS))
+    _inject(components.unet, _lora_config(rank, alpha, UNET_TARGETS))
     groups = {"unet": _trainable(components.unet), "text_encoder": []}
     if train_text_encoder:
         for encoder in components.text_encoders:
-            encoder.add_adapter(_lora_config(rank, alpha, TEXT_ENCODER_TARGETS))
+            _inject(encoder, _lora_config(rank, alpha, TEXT_ENCODER_TARGETS))
             groups["text_encoder"] += _trainable(encoder)
     components.extra["lora"] = {"rank": int(rank), "alpha": float(alpha), "text_encoder": bool(train_text_encoder)}
     return groups

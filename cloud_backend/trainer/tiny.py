@@ -65,3 +65,25 @@ def make_tiny_checkpoint(arch: str, out_path: Path | str, seed: int = 0) -> Path
     metadata = {"cloudlora.tiny": arch, "cloudlora.seed": str(seed), "cloudlora.arch_digest": arch_digest(arch)}
     # fp16 on disk, like real checkpoints: half the size (about 11 MB for SD1.5, 30 MB for SDXL).
     return write_single_file(out_path, arch, unet, vae, encoders, dtype=torch.float16, metadata=metadata)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m cloudlora_backend.trainer.tiny --arch sd15 OUT [--seed N]`: writes the file, prints its JSON facts.
+
+    The `cloudlora make-tiny-model` command hands over to this in the trainer environment, which has torch.
+    """
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="python -m cloudlora_backend.trainer.tiny")
+    ap.add_argument("--arch", required=True, choices=ARCHES)
+    ap.add_argument("out")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    path = make_tiny_checkpoint(args.arch, args.out, seed=args.seed)
+    print(json.dumps({"path": str(path), "arch": args.arch, "seed": args.seed, "bytes": path.stat().st_size}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

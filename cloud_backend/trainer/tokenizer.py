@@ -1,14 +1,15 @@
-"""The CLIP tokenizers for SD1.5 and SDXL, built offline from the BPE file that the open-clip-torch wheel ships.
+"""The CLIP tokenizers for SD1.5 and SDXL, built offline from CLIP's BPE file, which ships with the trainer.
 
-No hub access: open_clip's `bpe_simple_vocab_16e6.txt.gz` holds CLIP's 48,894 BPE merges, from which the standard
-49,408-token `vocab.json` and `merges.txt` follow (byte tokens, byte+"</w>" tokens, the merges, two specials).
-open_clip itself is never imported (it needs torchvision); only its package folder is located.
+No hub access: `vocab/bpe_simple_vocab_16e6.txt.gz` (OpenAI CLIP's file, as the open-clip-torch wheel carries it;
+MIT, see vocab/LICENSE-open_clip) holds CLIP's 48,894 BPE merges, from which the standard 49,408-token `vocab.json`
+and `merges.txt` follow (byte tokens, byte+"</w>" tokens, the merges, two specials). Shipping the 1.3 MB file
+instead of depending on open-clip-torch keeps its dependency chain (torchvision, which moves torch) out of every
+trainer environment.
 """
 from __future__ import annotations
 
 import functools
 import gzip
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -22,22 +23,9 @@ BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 PAD_TOKEN = {"clip-l": EOS, "openclip-bigg": "!"}
 
 
-class TokenizerSourceMissing(RuntimeError):
-    """open-clip-torch (for its BPE file) is not installed in this environment."""
-
-
 def bpe_path() -> Path:
-    """The BPE merges file inside the installed open_clip package (found without importing it)."""
-    spec = importlib.util.find_spec("open_clip")
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for folder in locations:
-        path = Path(folder) / BPE_FILE
-        if path.is_file():
-            return path
-    raise TokenizerSourceMissing(
-        f"cannot build the CLIP tokenizer: {BPE_FILE} was not found because the open-clip-torch package is not "
-        "installed in this environment (install it with `pip install --no-deps open-clip-torch`)."
-    )
+    """CLIP's BPE merges file, shipped beside this module."""
+    return Path(__file__).resolve().parent / "vocab" / BPE_FILE
 
 
 def _bytes_to_unicode() -> dict[int, str]:

@@ -30,8 +30,7 @@ TAG_LENGTH = 16
 # In the bundle but not in the tag's hash (see the module docstring).
 _NOT_HASHED = ("extension/", "README.md", "cloud_backend/infra/")
 # What `COPY . <dest>` stands for: the installable project, without the checkout's venvs and caches.
-_DOT_CONTEXT = ["cloud_backend", "extension", "pyproject.toml", "setup.py", "README.md",
-                "tools/trainer-requirements.txt"]
+_DOT_CONTEXT = ["cloud_backend", "extension", "pyproject.toml", "setup.py", "README.md"]
 
 
 @dataclass(frozen=True)

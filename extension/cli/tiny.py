@@ -1,24 +1,23 @@
 """`cloudlora make-tiny-model`: a random-weight SD1.5/SDXL checkpoint (real layer layout, tiny widths) for smoke runs.
 
 Building it needs torch and diffusers, which live in the trainer's environment, not the WebUI's. When this
-interpreter lacks them, the command re-runs itself with the configured trainer interpreter
+interpreter lacks them, the command hands over to the trainer module in the configured trainer interpreter
 (`trainer_python` setting / CLOUDLORA_TRAINER_PYTHON), so it works from either environment.
 """
 from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+from .. import bootstrap
 from ..errors import UserError
 
 ARCHES = ("sd15", "sdxl")
 # What building a model needs here, with the oldest versions the trainer supports (see pyproject's [trainer]).
 NEEDS = {"torch": (2, 1), "diffusers": (0, 35), "transformers": (4, 44), "safetensors": (0, 4)}
-_CHILD_FLAG = "CLOUDLORA_TINY_DELEGATED"  # set in the re-run, so it never re-runs itself again
 
 
 def register(subparsers) -> None:
@@ -85,31 +84,34 @@ def run(args) -> int:
     from cloudlora_backend.trainer.tiny import make_tiny_checkpoint
 
     path = make_tiny_checkpoint(args.arch, out, seed=args.seed)
-    info = {"path": str(path), "arch": args.arch, "seed": args.seed, "bytes": path.stat().st_size}
-    if args.json:
+    _report({"path": str(path), "arch": args.arch, "seed": args.seed, "bytes": path.stat().st_size}, args.json)
+    return 0
+
+
+def _report(info: dict, as_json: bool) -> None:
+    if as_json:
         print(json.dumps(info, indent=2))
     else:
-        print(f"wrote {path} ({info['bytes'] / 1e6:.1f} MB, tiny {args.arch}, seed {args.seed})")
-    return 0
+        print(f"wrote {info['path']} ({info['bytes'] / 1e6:.1f} MB, tiny {info['arch']}, seed {info['seed']})")
 
 
 def _delegate(args, out: Path, missing: list[str]) -> int:
     how = ("Point the `trainer_python` setting or CLOUDLORA_TRAINER_PYTHON at the trainer environment's python "
            "(e.g. .venv/trainer/bin/python, built by `source tools/env.sh; env_trainer`), or install the trainer "
            "packages: pip install -e '.[trainer]'.")
-    if os.environ.get(_CHILD_FLAG):  # we are the re-run: the trainer Python itself lacks the packages
-        raise UserError(f"make-tiny-model needs the trainer packages, and the trainer Python ({sys.executable}) "
-                        f"lacks: {', '.join(missing)}.", fix=how)
     python, why_not = _trainer_python()
     if not python:
         raise UserError(f"make-tiny-model needs the trainer packages, and this Python ({sys.executable}) lacks: "
                         f"{', '.join(missing)}; {why_not}.", fix=how)
     if not Path(python).exists():
         raise UserError(f"the configured trainer Python {python} does not exist.", fix=how)
-    cmd = [python, "-m", "cloudlora", "make-tiny-model", "--arch", args.arch, str(out.resolve()),
-           "--seed", str(args.seed)] + (["--json"] if args.json else [])
-    proc = subprocess.run(cmd, env={**os.environ, _CHILD_FLAG: "1"})
-    if proc.returncode not in (0, 1):
+    # Straight to the trainer's module, through the bootstrap: the trainer environment needs no install of this
+    # package (the managed venv has none).
+    cmd = bootstrap.command(python, "-m", "cloudlora_backend.trainer.tiny", "--arch", args.arch, str(out.resolve()),
+                            "--seed", str(args.seed))
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
         raise UserError(f"the trainer Python {python} failed to build the tiny model (exit {proc.returncode}).",
                         fix="run the command above with that Python to see the full error; " + how)
-    return proc.returncode
+    _report(json.loads(proc.stdout.strip().splitlines()[-1]), args.json)
+    return 0

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..settings import Settings, data_dir
+from .. import bootstrap
 from . import trainer_env
 
 STEP_RE = re.compile(r"step=(\d+)/(\d+)(?:\s+loss=([0-9.eE+-]+|nan|inf))?")
@@ -80,7 +81,8 @@ def prepare(jobdir: Path, store, *, model_key: str, dataset_name: str, config_te
 def start(jobdir: Path, settings: Settings) -> int:
     """Starts the detached runner; returns its pid. It survives the WebUI (its own session)."""
     python = trainer_env.configured_python(settings)
-    cmd = [sys.executable, "-m", "cloudlora.jobs.runner", str(jobdir), "--lock", str(lock_file())]
+    # Through the bootstrap: in a bare clone (Install from URL) the WebUI's Python has no `cloudlora` package.
+    cmd = bootstrap.command(sys.executable, "-m", "cloudlora.jobs.runner", str(jobdir), "--lock", str(lock_file()))
     cmd += ["--python", python] if python else ["--managed"]
     run = jobdir / "runner"
     run.mkdir(parents=True, exist_ok=True)
@@ -204,6 +206,13 @@ def status(jobdir: Path) -> dict:
         if exit_file.exists():  # it finished between the two looks
             return status(jobdir)
         out["status"] = "Failed"
+        crash = _runner_crash(run)
+        if crash:  # it died on its own before it could record anything (an import error, say): show its words
+            out["secondary_status"] = "Runner failed"
+            out["failure"] = (f"The local runner stopped before it could start the trainer:\n{crash}\n"
+                              "This is a bug in Cloud LoRA Trainer or a broken install; the full output is in "
+                              f"{run / 'runner.out'}.")
+            return out
         out["secondary_status"] = "Orphaned"
         out["failure"] = (f"The local runner (pid {runner_pid}) is gone without recording an exit status: the machine "
                           "restarted or the process was killed. Create the job again.")
@@ -220,6 +229,12 @@ def status(jobdir: Path) -> dict:
     else:
         out["status"], out["secondary_status"] = "Training", f"step {out['step']}/{out['total_steps']}"
     return out
+
+
+def _runner_crash(run: Path) -> str:
+    """The last lines of the runner's own output (runner.out), which only a crash of the runner itself writes."""
+    lines = [ln for ln in read_tail(run / "runner.out", 16 << 10).splitlines() if ln.strip()]
+    return "\n".join(lines[-6:])
 
 
 def failure_text(jobdir: Path, tail: str, info: dict) -> str:

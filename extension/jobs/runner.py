@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from cloudlora import bootstrap
+
 _stop = False
 _child: subprocess.Popen | None = None
 
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                 break
             except BlockingIOError:
                 time.sleep(0.5)
-        cmd = [python, "-m", "cloudlora_backend.trainer", "--root", str(jobdir)]
+        # The trainer environment needs no install of this package: the bootstrap maps it from the extension folder.
+        cmd = bootstrap.command(python, "-m", "cloudlora_backend.trainer", "--root", str(jobdir))
         say("$ " + " ".join(cmd))
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         (run / "started").write_text(str(time.time()), encoding="utf-8")

@@ -64,7 +64,7 @@ def start(key: str, logdir: Path, python: str, *, timeout: float = 60.0) -> str:
             if proc.poll() is not None:
                 err = (proc.stderr.read() if proc.stderr else b"").decode("utf-8", "replace")[-800:]
                 raise UserError(f"TensorBoard exited at start: {err.strip() or proc.returncode}",
-                                "The trainer environment needs the tensorboard package (tools/trainer-requirements.txt).")
+                                "The trainer environment needs the tensorboard package (cloud_backend/requirements-lock.txt).")
             try:
                 urllib.request.urlopen(url, timeout=2).close()
                 _servers[key] = (proc, url)

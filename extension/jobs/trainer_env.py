@@ -3,8 +3,10 @@
 The trainer cannot run in the WebUI's venv (its transformers is far too old), so it gets its own venv under
 <data dir>/trainer-venv. To avoid downloading another 2-3 GB torch, the venv pins the WebUI's own torch version
 (read from package metadata, never imported), so pip takes the wheel from its cache; CUDA builds
-("2.1.2+cu121") get the matching PyTorch index. Then tools/trainer-requirements.txt, open-clip-torch with --no-deps
-(only its tokenizer vocabulary is used) and this package itself.
+("2.1.2+cu121") get the matching PyTorch index. Then the trainer's lock (cloud_backend/requirements-lock.txt, the
+exact versions the tests and the container use) with that torch held where it is, and on a CUDA torch the CUDA-only
+extras (bitsandbytes). This package is not installed there: the runner starts the trainer through the bootstrap,
+which maps `cloudlora_backend` from the extension folder.
 
 Stdlib only (+ settings): the detached runner calls ensure() and its output goes into the job's log.
 """
@@ -19,8 +21,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .. import bootstrap
+
 ROOT = Path(__file__).resolve().parents[2]  # the extension folder (pyproject.toml, tools/)
-REQUIREMENTS = ROOT / "tools" / "trainer-requirements.txt"
+LOCK = ROOT / "cloud_backend" / "requirements-lock.txt"
+CUDA_LOCK = ROOT / "cloud_backend" / "requirements-cuda.txt"
 STAMP = ".cloudlora-ready"
 
 Log = Callable[[str], None]
@@ -50,7 +55,7 @@ def host_torch() -> str:
 
 
 def _wanted_stamp(torch_version: str) -> str:
-    reqs = REQUIREMENTS.read_text(encoding="utf-8") if REQUIREMENTS.exists() else ""
+    reqs = "".join(p.read_text(encoding="utf-8") for p in (LOCK, CUDA_LOCK) if p.exists())
     return json.dumps({"torch": torch_version, "reqs": reqs, "root": str(ROOT)}, sort_keys=True)
 
 
@@ -72,10 +77,11 @@ def pip_commands(py: str, torch_version: str) -> list[list[str]]:
         cmds.append(torch_cmd)
     else:
         cmds.append(pip + ["torch>=2.1,<3"])
-    cmds.append(pip + ["-r", str(REQUIREMENTS)] + ([f"torch=={torch_version}"] if torch_version else []))
-    cmds.append(pip + ["--no-deps", "open-clip-torch>=2.20,<4"])
-    cmds.append(pip + ["--no-deps", "-e", str(ROOT)])
-    cmds.append(pip + ["boto3>=1.34,<2", "tomlkit>=0.12,<1", "platformdirs>=3,<5"])
+    # The torch requirement beside the lock holds torch where it is: pip may not move it to satisfy anything.
+    held = [f"torch=={torch_version}"] if torch_version else []
+    cmds.append(pip + ["-r", str(LOCK)] + held)
+    if torch_version.partition("+")[2].startswith("cu"):
+        cmds.append(pip + ["-r", str(CUDA_LOCK)] + held)
     return cmds
 
 
@@ -127,7 +133,7 @@ def probe(python: str, timeout: float = 60.0) -> dict:
             " d['trainer']=False; d.setdefault('error',repr(e))\n"
             "print(json.dumps(d))")
     try:
-        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run(bootstrap.command(python, "-c", code), capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as err:
         return {"error": str(err)}
     try:
@@ -156,8 +162,8 @@ def status(settings, *, probe_interpreter: bool = True) -> dict:
         out.update(torch=info.get("torch", ""), cuda=bool(info.get("cuda")), gpu=info.get("gpu", ""))
         if "error" in info or not info.get("trainer"):
             out.update(ready=False, detail=f"{python} cannot run the trainer: {info.get('error', 'missing package')}",
-                       fix="Install the trainer into it (`pip install -r tools/trainer-requirements.txt` and this "
-                           "package), or clear the setting to use the managed venv.")
+                       fix="Install the trainer's packages into it (`pip install -r cloud_backend/requirements-lock.txt`"
+                           " with its torch kept), or clear the setting to use the managed venv.")
         else:
             out["detail"] = f"torch {out['torch']}, " + (f"CUDA on {out['gpu']}" if out["cuda"] else "no CUDA GPU (CPU only)")
     return out

@@ -34,10 +34,10 @@ def trainer_sources(tmp_path) -> Path:
     (root / "tools").mkdir()
     (root / "cloud_backend" / "container" / "Dockerfile").write_text(
         "# build context: the repository root\nFROM base\n"
-        "COPY tools/trainer-requirements.txt /tmp/req.txt\n"
+        "COPY cloud_backend/requirements-lock.txt /tmp/req.txt\n"
         "COPY --chown=1000 cloud_backend/ /opt/cloudlora/cloud_backend/\n"
         "COPY --from=builder /x /y\n")
-    (root / "tools" / "trainer-requirements.txt").write_text("diffusers>=0.35\n")
+    (root / "cloud_backend" / "requirements-lock.txt").write_text("diffusers>=0.35\n")
     (root / "cloud_backend" / "trainer" / "train.py").write_text("print('train')\n")
     (root / "cloud_backend" / "trainer" / "__pycache__").mkdir()
     (root / "cloud_backend" / "trainer" / "__pycache__" / "train.cpython-310.pyc").write_bytes(b"junk")
@@ -83,8 +83,8 @@ def _setup(trainer_sources, cb, messages=None, **kw):
 
 def test_the_bundle_holds_exactly_the_dockerfile_context_and_its_hash_is_stable(trainer_sources):
     b = bundle.build_bundle(trainer_sources)
-    assert b.files == ["cloud_backend/container/Dockerfile", "cloud_backend/trainer/train.py",
-                       "tools/trainer-requirements.txt"]
+    assert b.files == ["cloud_backend/container/Dockerfile", "cloud_backend/requirements-lock.txt",
+                       "cloud_backend/trainer/train.py"]
     with zipfile.ZipFile(io.BytesIO(b.data)) as zf:
         assert zf.namelist() == b.files
     again = bundle.build_bundle(trainer_sources)
@@ -107,7 +107,7 @@ def test_ui_and_readme_edits_do_not_change_the_image_tag_but_trainer_edits_do(tr
     (trainer_sources / "extension" / "ui.py").write_text("v2")
     second = bundle.build_bundle(trainer_sources)
     assert second.tag == first.tag and second.data != first.data
-    (trainer_sources / "tools" / "trainer-requirements.txt").write_text("diffusers>=0.36\n")
+    (trainer_sources / "cloud_backend" / "requirements-lock.txt").write_text("diffusers>=0.36\n")
     assert bundle.build_bundle(trainer_sources).tag != first.tag
 
 
@@ -129,8 +129,8 @@ def test_the_shipped_dockerfile_bundles_and_its_base_image_is_what_the_build_rol
 
 
 def test_a_dockerfile_copying_a_missing_file_is_a_user_error(trainer_sources):
-    (trainer_sources / "tools" / "trainer-requirements.txt").unlink()
-    with pytest.raises(UserError, match="tools/trainer-requirements.txt"):
+    (trainer_sources / "cloud_backend" / "requirements-lock.txt").unlink()
+    with pytest.raises(UserError, match="cloud_backend/requirements-lock.txt"):
         bundle.build_bundle(trainer_sources)
 
 

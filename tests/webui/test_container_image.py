@@ -1,5 +1,5 @@
-"""The trainer image: the Dockerfile lints clean, its pinned requirements are the versions the trainer is tested
-with, they cover every import of the trainer, and the entrypoint takes SageMaker's `train` argument."""
+"""The trainer image: the Dockerfile lints clean, it installs the trainer's lock (the versions the trainer is tested
+with), the lock covers every import of the trainer, and the entrypoint takes SageMaker's `train` argument."""
 from __future__ import annotations
 
 import ast
@@ -16,11 +16,12 @@ CONTAINER = ROOT / "cloud_backend" / "container"
 # What the AWS PyTorch DLC itself provides (kept, never reinstalled).
 FROM_THE_DLC = {"torch", "numpy"}
 CONTAINER_ONLY = {"bitsandbytes"}  # CUDA-only: not in the CPU test venv
-IMPORT_TO_DIST = {"PIL": "pillow", "prodigyopt": "prodigyopt", "open_clip": "open-clip-torch"}
+IMPORT_TO_DIST = {"PIL": "pillow", "prodigyopt": "prodigyopt", "yaml": "pyyaml"}
+LOCKS = [ROOT / "cloud_backend" / "requirements-lock.txt", ROOT / "cloud_backend" / "requirements-cuda.txt"]
 
 
 def _requirements() -> list[Requirement]:
-    lines = (CONTAINER / "requirements.txt").read_text().splitlines()
+    lines = [ln for path in LOCKS for ln in path.read_text().splitlines()]
     return [Requirement(ln.split("#")[0].strip()) for ln in lines if ln.split("#")[0].strip()]
 
 
@@ -36,7 +37,8 @@ def test_the_image_starts_from_the_aws_dlc_keeps_its_torch_and_runs_the_trainer(
     assert "FROM ${DLC_ACCOUNT}.dkr.ecr.${AWS_REGION}.amazonaws.com/pytorch-training:${BASE_TAG}" in text
     assert 'ENTRYPOINT ["python", "-m", "cloudlora_backend.trainer"]' in text
     assert "-c /opt/cloudlora/constraints.txt" in text and "torch==" in text  # the DLC's torch is pinned
-    assert "git clone" not in text and "git+" not in (CONTAINER / "requirements.txt").read_text()
+    assert "git clone" not in text and not any("git+" in p.read_text() for p in LOCKS)
+    assert "-r /opt/cloudlora/requirements.txt" in text and "-r /opt/cloudlora/requirements-cuda.txt" in text
     for line in text.splitlines():
         if line.startswith("COPY "):
             for src in line.split()[1:-1]:
@@ -54,12 +56,12 @@ def test_every_pin_is_exact_and_is_the_version_the_trainer_is_tested_with(traine
                                           check=True).stdout)
     wrong = {r.name: (str(r.specifier), installed[r.name]) for r in reqs if r.name in installed
              and not r.specifier.contains(installed[r.name], prereleases=True)}
-    assert wrong == {}, f"requirements.txt pins differ from the tested trainer venv: {wrong}"
+    assert wrong == {}, f"the lock differs from the tested trainer venv: {wrong}"
 
 
 def test_the_requirements_cover_every_third_party_import_of_the_trainer():
     stdlib = set(sys.stdlib_module_names)
-    provided = {r.name.lower() for r in _requirements()} | FROM_THE_DLC | {"open-clip-torch"}
+    provided = {r.name.lower() for r in _requirements()} | FROM_THE_DLC
     missing = {}
     for path in (ROOT / "cloud_backend" / "trainer").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -75,7 +77,7 @@ def test_the_requirements_cover_every_third_party_import_of_the_trainer():
                 dist = IMPORT_TO_DIST.get(top, top).lower()
                 if dist not in provided:
                     missing.setdefault(dist, str(path.relative_to(ROOT)))
-    assert missing == {}, f"imported but not in cloud_backend/container/requirements.txt: {missing}"
+    assert missing == {}, f"imported but not in cloud_backend/requirements-lock.txt: {missing}"
 
 
 def test_the_entrypoint_accepts_sagemakers_train_argument_and_explains_a_missing_channel(trainer_python, tmp_path):

@@ -24,6 +24,13 @@ def test_the_managed_venv_reuses_the_webuis_cuda_torch_wheel():
     cmds = trainer_env.pip_commands("/venv/bin/python", "2.1.2+cu121")
     torch_cmd = next(c for c in cmds if "torch==2.1.2+cu121" in c)
     assert torch_cmd[-2:] == ["--extra-index-url", "https://download.pytorch.org/whl/cu121"]
-    reqs = next(c for c in cmds if "-r" in c)
-    assert "torch==2.1.2+cu121" in reqs, "the requirements must not pull another torch"
-    assert any("--no-deps" in c and "open-clip-torch>=2.20,<4" in c for c in cmds)
+    locks = [c for c in cmds if "-r" in c]
+    assert [c[c.index("-r") + 1] for c in locks] == [str(trainer_env.LOCK), str(trainer_env.CUDA_LOCK)]
+    assert all("torch==2.1.2+cu121" in c for c in locks), "the lock must not pull another torch"
+    assert not any("open-clip-torch" in " ".join(c) or "-e" in c for c in cmds), \
+        "nothing that pulls torchvision, and no install of the extension (the bootstrap maps it)"
+
+
+def test_the_managed_venv_on_a_cpu_torch_gets_the_lock_without_the_cuda_extras():
+    cmds = trainer_env.pip_commands("/venv/bin/python", "2.13.0+cpu")
+    assert [c[c.index("-r") + 1] for c in cmds if "-r" in c] == [str(trainer_env.LOCK)]

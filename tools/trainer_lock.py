@@ -1,0 +1,153 @@
+"""Writes and checks the trainer's lock, `cloud_backend/requirements-lock.txt`, from the ranges in pyproject.toml.
+
+    python tools/trainer_lock.py write    resolve the `trainer` extra's ranges at their newest versions that install on
+                                          every supported Python, and write the lock
+    python tools/trainer_lock.py check    the lock installs on every supported Python, with torch left as it is
+
+One lock for every place the trainer runs (the container, the local backend's managed venv, tools/env.sh and CI):
+the same exact versions, whichever Python the machine has. So the versions are resolved for the *oldest* supported
+Python (3.10, A1111's), and each newer Python must accept the same pins (packages that only some Pythons need, such
+as `tomli` below 3.11, get an environment marker).
+
+The packages that come with torch (its CUDA wheels, triton, sympy, ...) are not in the lock: an installed torch keeps
+its own. Everything else the trainer imports, directly or not, is pinned. Stdlib + pip only; resolution is pip's own
+(`pip install --dry-run --report`), so it needs the package index but installs nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCK = ROOT / "cloud_backend" / "requirements-lock.txt"
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]  # 3.10: A1111 1.10.1; 3.11: CI; 3.13: the AWS DLC
+TORCH = "torch==2.13.0"  # only a resolution anchor: torch itself is never in the lock
+
+HEADER = """\
+# The trainer's lock: every Python package the trainer needs, at exact versions, except torch and what torch brings
+# (an installed torch keeps its own). Used by the container, the local backend's managed venv, tools/env.sh and CI.
+# Written by `python tools/trainer_lock.py write` from the ranges of the `trainer` extra in pyproject.toml, resolved
+# for Python 3.10 and checked on 3.10-3.13. To bump one package, edit its line and run `bash tools/test.sh`;
+# `bash tools/check-upstream.sh` shows what the newest versions the ranges allow would break.
+"""
+
+
+def _canon(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def trainer_ranges() -> list[str]:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    return [r for r in data["project"]["optional-dependencies"]["trainer"] if not r.lower().startswith("torch")]
+
+
+def _resolve(python: str, requirements: list[str]) -> list[dict]:
+    """pip's resolution of `requirements` (plus torch) for a Python version, as its report's install list."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+               "--disable-pip-version-check", "--target", str(Path(tmp) / "t"), "--python-version", python,
+               "--only-binary=:all:", "--report", str(report), TORCH, *requirements]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            errors = [ln for ln in proc.stderr.splitlines() if "is ignored: it is neither" not in ln]
+            raise SystemExit(f"pip cannot resolve for Python {python}:\n" + "\n".join(errors[-25:]))
+        return json.loads(report.read_text(encoding="utf-8"))["install"]
+
+
+def _requires(item: dict, python: str) -> list[str]:
+    """Names this distribution needs on `python` (markers evaluated, extras ignored)."""
+    from pip._vendor.packaging.requirements import Requirement
+
+    env = {"python_version": python, "python_full_version": python + ".0", "extra": ""}
+    out = []
+    for text in item["metadata"].get("requires_dist") or []:
+        req = Requirement(text)
+        if req.marker is None or req.marker.evaluate(env):
+            out.append(_canon(req.name))
+    return out
+
+
+def _closure_without_torch(items: list[dict], python: str) -> dict[str, str]:
+    """{name: version} reachable from the requested packages without going through torch."""
+    by_name = {_canon(i["metadata"]["name"]): i for i in items}
+    todo = [n for n, i in by_name.items() if i.get("requested") and n != "torch"]
+    seen: dict[str, str] = {}
+    while todo:
+        name = todo.pop()
+        if name in seen or name == "torch" or name not in by_name:
+            continue
+        item = by_name[name]
+        seen[name] = item["metadata"]["version"]
+        todo += _requires(item, python)
+    return {by_name[n]["metadata"]["name"]: v for n, v in seen.items()}
+
+
+def _marker(pythons: list[str]) -> str:
+    if pythons == PYTHONS:
+        return ""
+    if pythons == PYTHONS[: len(pythons)]:
+        return f'; python_version < "{PYTHONS[len(pythons)]}"'
+    if pythons == PYTHONS[-len(pythons):]:
+        return f'; python_version >= "{pythons[0]}"'
+    return "; " + " or ".join(f'python_version == "{p}"' for p in pythons)
+
+
+def read_lock(path: Path = LOCK) -> list[str]:
+    return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def write() -> None:
+    oldest = _closure_without_torch(_resolve(PYTHONS[0], trainer_ranges()), PYTHONS[0])
+    pins = [f"{n}=={v}" for n, v in oldest.items()]
+    where: dict[str, list[str]] = {n: [PYTHONS[0]] for n in oldest}
+    for python in PYTHONS[1:]:
+        found = _closure_without_torch(_resolve(python, pins), python)
+        for name, version in found.items():
+            if name in oldest and oldest[name] != version:
+                raise SystemExit(f"Python {python} resolves {name}=={version}, not the lock's {oldest[name]}")
+            if name not in oldest:
+                oldest[name] = version
+                where[name] = []
+            where[name].append(python)
+    lines = [f"{n}=={oldest[n]}{_marker(where[n])}" for n in sorted(oldest, key=_canon)]
+    LOCK.write_text(HEADER + "\n".join(lines) + "\n", encoding="utf-8")
+    print(f"wrote {LOCK.relative_to(ROOT)}: {len(lines)} packages")
+
+
+def check() -> int:
+    pins = read_lock()
+    bad = 0
+    for python in PYTHONS:
+        try:
+            items = _resolve(python, pins)
+        except SystemExit as err:
+            print(f"Python {python}: FAILS\n{err}")
+            bad += 1
+            continue
+        extra = set(_closure_without_torch(items, python)) - {re.split(r"[=;<> ]", p)[0] for p in pins}
+        print(f"Python {python}: ok" + (f" (not locked: {sorted(extra)})" if extra else ""))
+        bad += bool(extra)
+    return 1 if bad else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("command", choices=["write", "check"])
+    args = ap.parse_args(argv)
+    os.environ.setdefault("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+    if args.command == "write":
+        write()
+        return 0
+    return check()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
