@@ -66,7 +66,7 @@ env_trainer_variant() {  # env_trainer_variant VERSION: .venv/trainer-tf<VERSION
   # The lock without the packages whose versions follow transformers' (pip picks those to fit it).
   grep -viE '^(transformers|diffusers|huggingface[-_]hub|tokenizers|httpx|httpcore|hf-xet)==' \
     "$ROOT/cloud_backend/requirements-lock.txt" > "$reqs"
-  echo "transformers==$version" >> "$reqs"
+  { echo "transformers==$version"; grep -oE '"diffusers[^"]*"' "$ROOT/pyproject.toml" | tr -d '"'; } >> "$reqs"
   _trainer_venv "$v" "$(cat "$reqs" "$ROOT/pyproject.toml" "$ROOT/setup.py" | sha256sum | cut -c1-16)" "$reqs"
   rm -f "$reqs"
 }

@@ -10,6 +10,9 @@ from safetensors.torch import load_file, save_file
 from cloudlora_backend.trainer import family, models, singlefile, tiny
 from cloudlora_backend.trainer.models import ModelLoadError, build_pipeline, load_components
 
+# Runs again under every transformers of TRANSFORMERS_VARIANTS (tools/test.sh): text-encoder LoRA and loading.
+pytestmark = pytest.mark.transformers_matrix
+
 
 @pytest.fixture
 def no_network(monkeypatch):

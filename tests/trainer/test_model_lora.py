@@ -13,6 +13,9 @@ from cloudlora_backend.trainer.models import Components, load_components
 from tests.trainer.kohya_check import EXPECTED_MODULES, a1111_updown, assert_a1111_loadable, \
     check_kohya_tensors, checkpoint_shapes_of
 
+# Runs again under every transformers of TRANSFORMERS_VARIANTS (tools/test.sh): text-encoder LoRA and loading.
+pytestmark = pytest.mark.transformers_matrix
+
 
 def _load(path, dtype=torch.float32):
     """A fresh base model (loading a tiny one is faster than deep-copying it)."""

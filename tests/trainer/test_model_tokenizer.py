@@ -5,7 +5,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from cloudlora_backend.trainer import tokenizer
+
+# Runs again under every transformers of TRANSFORMERS_VARIANTS (tools/test.sh): text-encoder LoRA and loading.
+pytestmark = pytest.mark.transformers_matrix
 
 
 def test_a_photo_of_a_cat_tokenizes_to_clips_ids(tmp_path):

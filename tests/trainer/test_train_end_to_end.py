@@ -16,6 +16,9 @@ from .kohya_check import assert_a1111_loadable
 from .train_helpers import SAMPLE_DATASET, SMALL, failure, make_job, run_entrypoint, tensorboard_tags
 from .train_helpers import one_thread  # noqa: F401 - autouse: one CPU thread per test
 
+# Runs again under every transformers of TRANSFORMERS_VARIANTS (tools/test.sh): text-encoder LoRA and loading.
+pytestmark = pytest.mark.transformers_matrix
+
 
 
 
