@@ -58,7 +58,7 @@ env_trainer() {  # .venv/trainer: exactly the lock (cloud_backend/requirements-l
 
 # The transformers versions the text-encoder LoRA is tested with besides the lock's: the oldest the `trainer` range
 # allows and the newest 5.x on the index when this line was last changed (tools/check-upstream.sh finds newer ones).
-TRANSFORMERS_VARIANTS="4.44.0 5.24.0"
+TRANSFORMERS_VARIANTS="4.48.0 5.24.0"
 
 env_trainer_variant() {  # env_trainer_variant VERSION: .venv/trainer-tf<VERSION>, the lock with that transformers
   local version="$1" v="$VENVS/trainer-tf$1" reqs

@@ -17,7 +17,7 @@ from ..errors import UserError
 
 ARCHES = ("sd15", "sdxl")
 # What building a model needs here, with the oldest versions the trainer supports (see pyproject's [trainer]).
-NEEDS = {"torch": (2, 1), "diffusers": (0, 35), "transformers": (4, 44), "safetensors": (0, 4)}
+NEEDS = {"torch": (2, 1), "diffusers": (0, 35), "transformers": (4, 48), "safetensors": (0, 4)}
 
 
 def register(subparsers) -> None:

@@ -102,7 +102,8 @@ def test_a_saved_kohya_lora_loaded_back_by_diffusers_reproduces_the_trained_mode
     base = _load(path)
     before = _outputs(base.unet, base.text_encoders, base.tokenizers, family)
     pipe = build_pipeline(base)
-    pipe.load_lora_weights(str(out))  # diffusers reads Kohya files (and their alpha) on its own
+    # diffusers reads Kohya files (and their alpha) on its own; folder + weight_name works offline in every version
+    pipe.load_lora_weights(str(out.parent), weight_name=out.name)
     encoders = [pipe.text_encoder] + ([pipe.text_encoder_2] if family == "sdxl" else [])
     reloaded = _outputs(pipe.unet, encoders, base.tokenizers, family)
     expected = _outputs(trained.unet, trained.text_encoders, trained.tokenizers, family)

@@ -93,7 +93,7 @@ def test_the_entrypoint_trains_a_lora_that_a1111_loads_and_diffusers_reads_back_
     # and training really moved the model away from the base.
     ours = _unet_out(_apply_file_with_our_mapping(model, family, lora_path).unet, family)
     pipe = build_pipeline(load_components(model, family))
-    pipe.load_lora_weights(str(lora_path))
+    pipe.load_lora_weights(str(lora_path.parent), weight_name=lora_path.name)
     theirs = _unet_out(pipe.unet, family)
     plain = _unet_out(base.unet, family)
     assert (ours - plain).abs().max() > 1e-4, "training left the LoRA at zero"
