@@ -23,8 +23,16 @@ class Explanation:
 
 
 # (cause, pattern, message, fix). The first match wins, so specific patterns go first.
-# {1} etc. are filled from the pattern's groups; {instance} from the caller.
+# {instance} is filled from the caller, {error} with the error's last line ("ValueError: ...").
 _RULES: list[tuple[str, str, str, str]] = [
+    # Exit 4: the trainer's own catch-all (cloud_backend/trainer/__main__.py). Its words come first: they may
+    # mention a config or a dataset without being about either.
+    ("bug",
+     r"The trainer failed unexpectedly: |exited with code 4\b",
+     "The trainer stopped on an unexpected error (exit 4): {error}\nThis is a bug in the trainer, not in your "
+     "data or settings.",
+     "Report it with the job's log (the traceback is in it). Meanwhile, `cloudlora doctor` checks the trainer "
+     "environment; creating the job again with other settings may avoid the failing path."),
     ("quota",
      r"ResourceLimitExceeded|account-level service limit '([^']*)'|limit .* is 0 Instances|Quota.*exceeded|"
      r"current utilization: \d+ Instances.*request delta",
@@ -87,7 +95,7 @@ def explain(reason: str | None, log_tail: str = "", *, instance_type: str = "") 
     for cause, pattern, message, fix in _RULES:
         m = re.search(pattern, text)
         if m:
-            fmt = {"instance": instance}
+            fmt = {"instance": instance, "error": _error_line(reason, log_tail)}
             return Explanation(cause, message.format(**fmt), fix.format(**fmt), reason or _last_error(log_tail))
     raw = reason or _last_error(log_tail)
     return Explanation("unknown", raw, "", raw)
@@ -96,6 +104,12 @@ def explain(reason: str | None, log_tail: str = "", *, instance_type: str = "") 
 def _instance_in(text: str) -> str:
     m = re.search(r"\bml\.[a-z0-9]+\.[a-z0-9]+\b", text)
     return m.group(0) if m else ""
+
+
+def _error_line(reason: str, log: str) -> str:
+    """The error itself: what follows "failed unexpectedly:" in the reason, else the log's last error line."""
+    m = re.search(r"The trainer failed unexpectedly: (.+)", reason or "")
+    return m.group(1).strip()[:1024] if m else (_last_error(f"{reason}\n{log}") or "(no error line in the log)")
 
 
 def _last_error(log: str) -> str:

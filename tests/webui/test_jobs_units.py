@@ -62,6 +62,17 @@ def test_a_failure_log_without_a_reason_points_at_the_last_error_line():
     assert (exp.cause, exp.message) == ("unknown", "ValueError: something odd")
 
 
+def test_a_trainer_bug_shows_the_errors_last_line_and_says_it_is_a_bug_not_unknown():
+    peft = "ValueError: The version of PEFT you are using is not compatible, please use a version >= 0.22.0"
+    # What the trainer writes to output/failure on exit 4 (a config word in the error must not mislead).
+    exp = failures.explain(f"The trainer failed unexpectedly: {peft}", "step=0/20\nTraceback ...\n" + peft)
+    assert exp.cause == "bug"
+    assert peft in exp.message and "bug in the trainer" in exp.message and "Report it" in exp.fix
+    # A crash before the failure file was written: the runner's "exited with code 4" and the log's error line.
+    exp = failures.explain("The trainer exited with code 4.\nTraceback (most recent call last):\n" + peft)
+    assert exp.cause == "bug" and peft in exp.message
+
+
 def test_rewriting_ss_output_name_keeps_the_tensors_intact(tmp_path):
     header = {"__metadata__": {"ss_output_name": "old", "other": "x"},
               "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
