@@ -1,7 +1,7 @@
 """The trainer entrypoint: `python -m cloudlora_backend.trainer [--root DIR]`, the SageMaker container contract.
 
 Inputs under ROOT (default /opt/ml; the local backend points it at a job folder):
-    input/config/hyperparameters.json   string values: output_name (the LoRA's name), optional family (sd15|sdxl),
+    input/config/hyperparameters.json   string values: output_name (the LoRA's name), optional family (sd15|sdxl|flux),
                                         config (the TOML's file name in the config channel), dataset_name (for the
                                         sidecar's notes), and any config key as an override (max_train_steps,
                                         learning_rate, ...); other keys are ignored
@@ -10,6 +10,8 @@ Inputs under ROOT (default /opt/ml; the local backend points it at a job folder)
     input/data/config/    config.toml (optional; else the kohya sample's own TOML, else the family's defaults)
     input/data/reg/       class images for prior preservation (optional)
     input/data/vae/       a separate VAE file or folder (optional)
+    input/data/clip_l/ t5xxl/ ae/   FLUX.1's CLIP-L, T5-XXL and autoencoder files, when the model file holds only
+                                    the transformer (flux1-dev.safetensors); an all-in-one file needs none
 Outputs:
     model/<output_name>.safetensors (+ .json A1111 sidecar, .preview.png, samples/*.png, -NNNNNN epoch files)
     output/tensorboard/   TensorBoard events        output/failure    a plain-words reason when it fails
@@ -39,6 +41,7 @@ from pathlib import Path
 # 2 busy cores); on a GPU the CPU threads hardly matter. An explicit setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+FLUX_PART_CHANNELS = ("clip_l", "t5xxl", "ae")  # FLUX.1's separate text encoders and autoencoder
 EXIT_OK, EXIT_INPUT, EXIT_OOM, EXIT_BUG, EXIT_STOPPED = 0, 1, 3, 4, 143
 MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
 OOM_HINT = ("The GPU ran out of memory. Lower train_batch_size (e.g. 1), set gradient_checkpointing = true and "
@@ -126,7 +129,7 @@ def detect_family(model: Path) -> str | None:
         fam = detect_path(model)
     except Exception:  # noqa: BLE001 - the loader gives the precise error later
         return None
-    return fam if fam in ("sd15", "sdxl") else None
+    return fam if fam in ("sd15", "sdxl", "flux") else None
 
 
 def build_config(text: str, hp: dict, family: str | None):
@@ -153,6 +156,8 @@ def prepare(root: Path):
     family = hp.get("family") or detect_family(model)
     if family in ("sd1", "sd15", "SD1", "SD 1.5"):
         family = "sd15"
+    elif family in ("flux1", "FLUX.1", "Flux"):
+        family = "flux"
     text, prompt_dirs = read_config_text(root, hp, dataset)
     cfg, effective = build_config(text, hp, family)
     from .sampling import read_prompts
@@ -167,6 +172,7 @@ def prepare(root: Path):
         model=model, dataset=dataset, model_dir=root / "model", tensorboard=root / "output" / "tensorboard",
         checkpoints=root / "checkpoints", cache=root / "cache", vae=find_optional(data / "vae"),
         reg=[reg] if reg.is_dir() else [], prompt_dirs=prompt_dirs, output_name=output_name,
+        parts={p: f for p in FLUX_PART_CHANNELS if (f := find_optional(data / p)) is not None},
         # The local backend links the store's datasets/<name>; SageMaker copies it into a folder named "dataset".
         dataset_name=hp.get("dataset_name", "") or (dataset.resolve().name if dataset.is_symlink() else ""),
     )
@@ -204,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from .train import Stopped, Trainer
         cfg, paths = prepare(root)
+        if cfg.family == "flux":
+            from .flux.train import FluxTrainer as Trainer
         trainer = Trainer(cfg, paths, stop_flag=lambda: stop["flag"])
         trainer.setup()
         result = trainer.run()

@@ -22,6 +22,7 @@ from tomlkit.exceptions import ParseError
 
 from .config_schema import BY_NAME, FAMILIES, GUI_ONLY_KEYS, OPTIONS, WHY, defaults_for
 from .config_values import show, toml_literal, normalise_value
+from .flux import options as flux_options
 
 
 class ConfigError(ValueError):
@@ -49,7 +50,8 @@ def _family_check(family: str | None) -> str | None:
     if family in (None, ""):
         return None
     fam = str(family).lower().replace(".", "").replace("-", "")
-    fam = {"sd1": "sd15", "sd15": "sd15", "sdv1": "sd15", "sdxl": "sdxl", "xl": "sdxl"}.get(fam, fam)
+    fam = {"sd1": "sd15", "sd15": "sd15", "sdv1": "sd15", "sdxl": "sdxl", "xl": "sdxl", "flux": "flux",
+           "flux1": "flux", "fluxdev": "flux", "flux1dev": "flux"}.get(fam, fam)
     if fam not in FAMILIES:
         raise ConfigError([f"family {show(family)} is not supported; use one of: {', '.join(FAMILIES)}"])
     return fam
@@ -211,6 +213,7 @@ def _cross_checks(vals: dict, given: set, family: str | None, errors: list, warn
         warnings.append(f"log_with = \"{vals['log_with']}\": only TensorBoard events are written (no wandb)")
     if family == "sdxl" and "clip_skip" in given and vals["clip_skip"] != 1:
         warnings.append("clip_skip is ignored for SDXL (it always uses the penultimate text-encoder layer)")
+    flux_options.cross_checks(vals, given, family, errors, warnings)
 
 
 def _analyse(text: str, family: str | None):
@@ -358,14 +361,15 @@ def default_toml(family: str = "sd15") -> str:
     fam = _family_check(family) or "sd15"
     vals = defaults_for(fam)
     doc = tomlkit.document()
-    title = {"sd15": "SD 1.5", "sdxl": "SDXL"}[fam]
+    title = {"sd15": "SD 1.5", "sdxl": "SDXL", "flux": "FLUX.1"}[fam]
     doc.add(tomlkit.comment(f"Kohya LoRA training config for {title} (cloudlora defaults; sd-scripts key names)."))
     doc.add(tomlkit.comment("The job sets the model, dataset and output name; keys left out take these defaults."))
-    for group, keys in _SHOWN:
+    shown = _SHOWN + ([("FLUX.1", flux_options.SHOWN)] if fam == "flux" else [])
+    for group, keys in shown:
         doc.add(tomlkit.nl())
         doc.add(tomlkit.comment(f"--- {group}"))
         for key in keys:
-            if fam == "sdxl" and key == "clip_skip":
+            if (fam == "sdxl" and key == "clip_skip") or (fam == "flux" and key in flux_options.HIDDEN):
                 continue
             item = tomlkit.item(vals[key])
             why = WHY.get(key, {}).get(fam) or BY_NAME[key].doc

@@ -104,8 +104,9 @@ OPTIONS: list[Option] = [
     _O("num_class_images", "int", 0, min=0, max=10000, group="dataset_arguments",
        doc="with reg_data_dir or class_prompt: generate class images until there are this many"),
     # --- network
-    _O("network_module", "str", "networks.lora", "default", choices=("networks.lora",), group="additional_network_arguments",
-       doc="Kohya LoRA (LyCORIS/DyLoRA are not supported)"),
+    _O("network_module", "str", "networks.lora", choices=("networks.lora", "networks.lora_flux"),
+       group="additional_network_arguments",
+       doc="Kohya LoRA: networks.lora, or networks.lora_flux for FLUX.1 (LyCORIS/DyLoRA are not supported)"),
     _O("network_dim", "int", 16, min=1, max=1024, group="additional_network_arguments"),
     _O("network_alpha", "float", 1.0, min=0.0, max=1024.0, min_exclusive=True, group="additional_network_arguments"),
     _O("network_train_unet_only", "bool", False, group="additional_network_arguments"),
@@ -146,7 +147,8 @@ OPTIONS: list[Option] = [
        doc="bf16 falls back to fp16 on GPUs without bf16, and to fp32 on CPU (a note is printed)"),
     _O("full_fp16", "bool", False, "default", group="training_arguments", doc="LoRA weights stay fp32"),
     _O("full_bf16", "bool", False, "default", group="training_arguments", doc="LoRA weights stay fp32"),
-    _O("fp8_base", "bool", False, "default", group="training_arguments"),
+    _O("fp8_base", "bool", False, group="training_arguments",
+       doc="FLUX.1 only: the frozen transformer stored in fp8 (float8_e4m3fn), computed in bf16"),
     _O("no_half_vae", "bool", False, "ignored", group="training_arguments", doc="the VAE always runs in fp32"),
     _O("cache_latents", "bool", True, group="training_arguments"),
     _O("cache_latents_to_disk", "bool", False, group="training_arguments",
@@ -244,6 +246,10 @@ OPTIONS: list[Option] = [
        group="sample_prompt_arguments"),
 ]
 
+# FLUX.1's own keys live with the Flux trainer; added here so every family reads one table.
+from .flux import options as _flux_options  # noqa: E402 - it needs Option, defined above
+
+OPTIONS += _flux_options.OPTIONS
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
 # Keys only Kohya's GUI (kohya_ss) writes into its own JSON/TOML; sd-scripts never reads them. A warning, not an error.
@@ -316,6 +322,11 @@ WHY = {
                      "sdxl": "SDXL base was trained with noise offset 0.0357"},
     "max_bucket_reso": {"sd15": "aspect-ratio buckets up to 1024 px", "sdxl": "aspect-ratio buckets up to 2048 px"},
 }
+
+
+FAMILY_DEFAULTS["flux"] = _flux_options.DEFAULTS
+for _key, _why in _flux_options.WHY.items():
+    WHY.setdefault(_key, {})["flux"] = _why
 
 
 def defaults_for(family: str | None) -> dict[str, Any]:

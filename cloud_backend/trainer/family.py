@@ -1,4 +1,5 @@
-"""Which Stable Diffusion family a checkpoint belongs to, from its safetensors header alone (pure Python, no torch).
+"""Which model family (SD 1.5, SD 2, SDXL, FLUX.1) a checkpoint belongs to, from its safetensors header alone (pure
+Python, no torch).
 
 Never loads a tensor: a safetensors file starts with an 8-byte little-endian header length and a JSON header that
 lists every tensor's name, dtype and shape. Detection goes by KEY NAMES first (so tiny test models with the real
@@ -11,7 +12,7 @@ import struct
 from pathlib import Path
 from typing import Mapping
 
-FAMILIES = ("sd15", "sd2", "sdxl", "unknown")
+FAMILIES = ("sd15", "sd2", "sdxl", "flux", "unknown")
 # A header larger than this is not a real safetensors header (the biggest real ones are a few MB).
 MAX_HEADER_BYTES = 100 << 20
 
@@ -82,13 +83,17 @@ def _from_cross_attention(shapes: dict[str, tuple[int, ...]]) -> str:
 
 
 def detect_family(header_or_keys: Mapping) -> str:
-    """"sd15" | "sd2" | "sdxl" | "unknown" from a safetensors header or {key: shape}.
+    """"sd15" | "sd2" | "sdxl" | "flux" | "unknown" from a safetensors header or {key: shape}.
 
     A1111 single-file layout (REFERENCE §2): SD1's text encoder is `cond_stage_model.transformer.text_model.`,
     SD2's is OpenCLIP under `cond_stage_model.model.`, SDXL has `conditioner.embedders.1.model.` (OpenCLIP bigG).
     """
     shapes = _shapes(header_or_keys)
     keys = shapes.keys()
+    from .flux.keys import is_flux
+
+    if is_flux(shapes):  # BFL's double_blocks (bare or under model.diffusion_model.) or diffusers' Flux names
+        return "flux"
     if _has_prefix(keys, "conditioner.embedders.1.model.") or _has_prefix(keys, "conditioner.embedders.0.transformer."):
         return "sdxl"
     if _has_prefix(keys, "conditioner.embedders.0.model."):
@@ -113,6 +118,8 @@ def detect_diffusers_folder(folder: Path | str) -> str:
     folder = Path(folder)
     index = _read_json(folder / "model_index.json")
     cls = str(index.get("_class_name", ""))
+    if cls.startswith("Flux"):
+        return "flux"
     if "XL" in cls or (folder / "text_encoder_2").is_dir():
         return "sdxl"
     unet = _read_json(folder / "unet" / "config.json")

@@ -44,10 +44,12 @@ TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
 ADAPTER = "default"
 SAVE_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
                "float": torch.float32, "fp32": torch.float32, "float32": torch.float32}
-BASE_MODEL_VERSION = {"sd15": "sd_v1", "sdxl": "sdxl_base_v1-0"}
-MODELSPEC_ARCH = {"sd15": "stable-diffusion-v1/lora", "sdxl": "stable-diffusion-xl-v1-base/lora"}
+BASE_MODEL_VERSION = {"sd15": "sd_v1", "sdxl": "sdxl_base_v1-0", "flux": "flux1"}
+MODELSPEC_ARCH = {"sd15": "stable-diffusion-v1/lora", "sdxl": "stable-diffusion-xl-v1-base/lora",
+                  "flux": "flux-1-dev/lora"}
 # sd-scripts' sai_model_spec: an SDXL LoRA names Stability's implementation, an SD1 LoRA "diffusers".
-MODELSPEC_IMPL = {"sd15": "diffusers", "sdxl": "https://github.com/Stability-AI/generative-models"}
+MODELSPEC_IMPL = {"sd15": "diffusers", "sdxl": "https://github.com/Stability-AI/generative-models",
+                  "flux": "https://github.com/black-forest-labs/flux"}
 TE_PREFIXES = {"sd15": ["lora_te_"], "sdxl": ["lora_te1_", "lora_te2_"]}
 
 
@@ -201,7 +203,7 @@ def build_metadata(family: str, output_name: str, rank: int, alpha: float, facts
             meta[key] = str(_resolution(value))  # sd-scripts writes "(512, 512)"
         else:
             meta[key] = _text(value)
-    width, height = _resolution(facts.get("resolution", 1024 if family == "sdxl" else 512))
+    width, height = _resolution(facts.get("resolution", 512 if family == "sd15" else 1024))
     meta.update({
         "modelspec.sai_model_spec": "1.0.0",
         "modelspec.architecture": MODELSPEC_ARCH[family],

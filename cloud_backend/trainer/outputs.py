@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "float": torch.float32}
-SD_VERSION = {"sd15": "SD1", "sdxl": "SDXL"}
+SD_VERSION = {"sd15": "SD1", "sdxl": "SDXL", "flux": "Flux"}  # Forge's SdVersion names (A1111 has no Flux)
 
 
 def training_facts(cfg, components, data, *, steps: int, epoch: int, started_at: float, batches_per_epoch: int,

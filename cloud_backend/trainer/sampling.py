@@ -1,4 +1,5 @@
-"""Sample images during training: Kohya's prompt-line syntax (--n negative, --w, --h, --s steps, --l CFG, --d seed)
+"""Sample images during training: Kohya's prompt-line syntax (--n negative, --w, --h, --s steps, --l CFG, --d seed,
+--g FLUX.1's embedded guidance)
 rendered with the model being trained, saved as PNG."""
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-OPTION_RE = re.compile(r"\s--(n|w|h|s|l|d)\s+")
+OPTION_RE = re.compile(r"\s--(n|w|h|s|l|d|g)\s+")
 
 
 @dataclass
@@ -20,6 +21,7 @@ class SamplePrompt:
     steps: int = 20
     cfg_scale: float = 7.0
     seed: int | None = None
+    guidance: float | None = None  # --g: FLUX.1's embedded guidance (sd-scripts' default 3.5)
 
 
 class PromptError(ValueError):
@@ -45,6 +47,8 @@ def parse_prompt_line(line: str) -> SamplePrompt:
                 sp.cfg_scale = float(value)
             elif flag == "d":
                 sp.seed = int(value)
+            elif flag == "g":
+                sp.guidance = float(value)
         except ValueError as err:
             raise PromptError(f"sample prompt {line!r}: --{flag} {value!r} is not a number") from err
     if not sp.prompt:

@@ -1,4 +1,4 @@
-"""Tiny random-weight SD1.5 / SDXL checkpoints with the real layer layout, for smoke runs and tests.
+"""Tiny random-weight SD1.5 / SDXL / FLUX.1 (flux/tiny.py) checkpoints with the real layer layout, for tests.
 
 Same blocks, layers per block, transformer depths and text-encoder depths as the real models (so the LoRA key sets
 are identical), tiny widths (the `*-tiny` configs in arch/). Written in the A1111 single-file layout.
@@ -14,7 +14,7 @@ import torch
 from . import archs
 from .singlefile import write_single_file
 
-ARCHES = ("sd15", "sdxl")
+ARCHES = ("sd15", "sdxl", "flux")  # flux: flux/tiny.py (an all-in-one FLUX.1 file)
 
 
 def build_tiny_models(arch: str, seed: int = 0):
@@ -49,6 +49,9 @@ def arch_digest(arch: str) -> str:
 
 def is_current(path: Path | str, arch: str, seed: int = 0) -> bool:
     """Whether `path` is a tiny `arch` checkpoint built from the current configs with `seed` (header only)."""
+    if arch == "flux":
+        from .flux.tiny import is_current as flux_is_current
+        return flux_is_current(path, seed=seed)
     from .family import read_safetensors_header
 
     try:
@@ -60,7 +63,10 @@ def is_current(path: Path | str, arch: str, seed: int = 0) -> bool:
 
 
 def make_tiny_checkpoint(arch: str, out_path: Path | str, seed: int = 0) -> Path:
-    """Writes a tiny `arch` ("sd15" | "sdxl") checkpoint to out_path (A1111 single-file .safetensors)."""
+    """Writes a tiny `arch` checkpoint to out_path: A1111 single-file for sd15/sdxl, all-in-one for flux."""
+    if arch == "flux":
+        from .flux.tiny import write_tiny
+        return write_tiny(out_path, seed=seed)["transformer"]
     unet, vae, encoders = build_tiny_models(arch, seed)
     metadata = {"cloudlora.tiny": arch, "cloudlora.seed": str(seed), "cloudlora.arch_digest": arch_digest(arch)}
     # fp16 on disk, like real checkpoints: half the size (about 11 MB for SD1.5, 30 MB for SDXL).

@@ -39,6 +39,7 @@ class RunPaths:
     cache: Path  # latents on disk, generated class images, tokenizer files
     vae: Path | None = None
     reg: list[Path] = field(default_factory=list)
+    parts: dict[str, Path] = field(default_factory=dict)  # FLUX.1's separate clip_l / t5xxl / ae files
     prompt_dirs: list[Path] = field(default_factory=list)  # where a sample_prompts file may be
     output_name: str = "lora"
     dataset_name: str = ""
@@ -105,20 +106,18 @@ class Trainer:
     # --- setup
     def setup(self) -> None:
         cfg, paths = self.cfg, self.paths
-        from .models import load_components
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.autocast_dtype = pick_precision(cfg.mixed_precision, self.device, self.log, self.cpu_autocast)
         self.data = data_mod.build(paths.dataset, cfg, [])  # fail fast on the dataset, before the model loads
         t0 = time.time()
-        self.components = load_components(paths.model, cfg.family, paths.vae)
+        self.components = self.load_components()
         c = self.components
         self.log(f"loaded {c.family} model {c.model_name} in {time.time() - t0:.1f}s")
         self.v_pred = bool(cfg.v_parameterization or c.prediction_type == "v_prediction")
         if self.v_pred:
             c.noise_scheduler.register_to_config(prediction_type="v_prediction")
-        for m in [c.unet, c.vae, *c.text_encoders]:
-            m.to(self.device)
+        self.place_models()
         reg_dirs = list(paths.reg)
         if cfg.reg_data_dir and Path(cfg.reg_data_dir).is_dir():
             reg_dirs.append(Path(cfg.reg_data_dir))
@@ -137,6 +136,16 @@ class Trainer:
                  f"{len(self.data.reg_examples)} class images, buckets {dict(sorted(self.data.buckets.items()))}")
         self._setup_caches()
         self._setup_lora()
+
+    def load_components(self):
+        """The base model's parts (families with their own loader override this)."""
+        from .models import load_components
+        return load_components(self.paths.model, self.cfg.family, self.paths.vae)
+
+    def place_models(self) -> None:
+        c = self.components
+        for m in [c.unet, c.vae, *c.text_encoders]:
+            m.to(self.device)
 
     def _layout_class_prompt(self) -> str:
         from .layout import LayoutError, scan

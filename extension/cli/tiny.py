@@ -1,4 +1,4 @@
-"""`cloudlora make-tiny-model`: a random-weight SD1.5/SDXL checkpoint (real layer layout, tiny widths) for smoke runs.
+"""`cloudlora make-tiny-model`: a random-weight SD1.5/SDXL/FLUX.1 checkpoint (real layer layout, tiny widths).
 
 Building it needs torch and diffusers, which live in the trainer's environment, not the WebUI's. When this
 interpreter lacks them, the command hands over to the trainer module in the configured trainer interpreter
@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import bootstrap
 from ..errors import UserError
 
-ARCHES = ("sd15", "sdxl")
+ARCHES = ("sd15", "sdxl", "flux")
 # What building a model needs here, with the oldest versions the trainer supports (see pyproject's [trainer]).
 NEEDS = {"torch": (2, 1), "diffusers": (0, 35), "transformers": (4, 48), "safetensors": (0, 4)}
 
@@ -23,9 +23,10 @@ NEEDS = {"torch": (2, 1), "diffusers": (0, 35), "transformers": (4, 48), "safete
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "make-tiny-model",
-        help="write a random-weight SD1.5/SDXL checkpoint with the real layer layout (for smoke runs and tests)",
-        description="Writes a tiny random-weight checkpoint in the A1111 single-file layout. Same blocks and "
-        "layers as the real model (LoRA key sets are identical), tiny widths: about 11 MB (sd15) or 30 MB (sdxl).",
+        help="write a random-weight SD1.5/SDXL/FLUX.1 checkpoint with the real layer layout (for smoke runs and tests)",
+        description="Writes a tiny random-weight checkpoint in the A1111 single-file layout (FLUX.1: the all-in-one "
+        "layout Forge loads). Same blocks and layers as the real model (LoRA key sets are identical), tiny widths: "
+        "about 11 MB (sd15), 30 MB (sdxl) or 12 MB (flux).",
     )
     p.add_argument("--arch", required=True, choices=ARCHES, help="model family to imitate")
     p.add_argument("out", metavar="OUT.safetensors", help="file to write")
