@@ -2,7 +2,7 @@
 
 GET    /models                         -> {"store", "models": [manifest], "total_bytes"}
 GET    /models/{name}                  -> manifest
-POST   /models/upload {"path", "name"?, "family"?} -> {"task_id"}   (a path ON the WebUI machine: never multi-GB
+POST   /models/upload {"path", "name"?, "family"?, "clip_l"?, "t5xxl"?, "ae"?} -> {"task_id"}   (a path ON the WebUI machine: never multi-GB
                                           through the browser; the upload runs in the background)
 GET    /models/tasks/{task_id}         -> {"id", "status": running|done|failed|cancelled, "progress", "result"?,
                                            "error"?}
@@ -28,6 +28,9 @@ class ModelUpload(BaseModel):
     path: str
     name: Optional[str] = None
     family: Optional[str] = None
+    clip_l: Optional[str] = None  # FLUX.1's separate files, for a transformer-only checkpoint
+    t5xxl: Optional[str] = None
+    ae: Optional[str] = None
 
 
 def open_store():
@@ -79,9 +82,13 @@ def upload_model(body: ModelUpload) -> dict:
         if family is None:
             raise UserError(f"{path} does not exist or is not a file.",
                             "Give the path of a checkpoint on the WebUI machine.")
+        parts = {"clip_l": body.clip_l, "t5xxl": body.t5xxl, "ae": body.ae}
+        from ..assets import flux_parts
+
+        flux_parts.check(path, family, parts)  # a missing or wrong part file is reported now, not after hashing
         store = open_store()
         task = tasks.start(f"model upload {path.name}", models.upload_model, store, path, name=body.name,
-                           family=family)
+                           family=family, parts=parts)
     except UserError as err:
         raise http_error(err) from err
     return {"task_id": task.id}

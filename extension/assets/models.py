@@ -16,10 +16,10 @@ from pathlib import Path
 from cloudlora_backend.trainer.family import NotSafetensorsError, detect_family, read_safetensors_header
 
 from ..errors import UserError
-from . import hashcache, transfer
+from . import flux_parts, hashcache, transfer
 
-FAMILIES = ("sd15", "sd2", "sdxl")
-FAMILY_LABELS = {"sd15": "SD 1.5", "sd2": "SD 2.x", "sdxl": "SDXL", "unknown": "unknown"}
+FAMILIES = ("sd15", "sd2", "sdxl", "flux")
+FAMILY_LABELS = {"sd15": "SD 1.5", "sd2": "SD 2.x", "sdxl": "SDXL", "flux": "FLUX.1", "unknown": "unknown"}
 SAFETENSORS_EXTS = (".safetensors",)
 PICKLE_EXTS = (".ckpt", ".pt", ".pth")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -60,6 +60,9 @@ def family_of(path: Path | str, family: str | None = None) -> str:
         raise UserError(f"Unknown family '{family}'.", f"Use one of: {', '.join(FAMILIES)}.")
     ext = path.suffix.lower()
     if ext in PICKLE_EXTS:
+        if family == "flux":
+            raise UserError(f"{path.name} is a pickle; FLUX.1 checkpoints are trained from .safetensors only.",
+                            "Use the .safetensors release of the model (flux1-dev.safetensors).")
         if family is None:
             raise UserError(
                 f"{path.name} is a pickle (.ckpt) checkpoint; its family cannot be read without unpickling it, "
@@ -75,9 +78,9 @@ def family_of(path: Path | str, family: str | None = None) -> str:
         raise UserError(str(err), "Check that the file is a complete .safetensors checkpoint.") from err
     if detected == "unknown":
         if family is None:
-            raise UserError(f"The family of {path.name} could not be told from its tensor names (not SD 1.5, SD 2 "
-                            "or SDXL in the A1111 layout; a LoRA, VAE or refiner is not a base model).",
-                            "If it is a base model, give the family (--family sd15|sd2|sdxl).")
+            raise UserError(f"The family of {path.name} could not be told from its tensor names (not SD 1.5, SD 2, "
+                            "SDXL or FLUX.1; a LoRA, VAE, text encoder or refiner is not a base model).",
+                            "If it is a base model, give the family (--family sd15|sd2|sdxl|flux).")
         return family
     if family is not None and family != detected:
         raise UserError(f"{path.name} is {FAMILY_LABELS[detected]} by its tensor names, not "
@@ -108,13 +111,16 @@ def get_model(store, name: str) -> dict:
 
 def upload_model(store, path: Path | str, name: str | None = None, family: str | None = None,
                  progress: transfer.ProgressCallback | None = None,
-                 cancel: threading.Event | None = None) -> dict:
-    """Uploads a checkpoint; returns its manifest plus bytes_sent and deduplicated (True: it was already there)."""
+                 cancel: threading.Event | None = None, parts: dict | None = None) -> dict:
+    """Uploads a checkpoint; returns its manifest plus bytes_sent and deduplicated (True: it was already there).
+
+    parts: FLUX.1's separate {"clip_l", "t5xxl", "ae"} files for a transformer-only checkpoint (flux_parts.py)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"{path} does not exist or is not a file.",
                         "Give the path of a checkpoint (.safetensors), e.g. from models/Stable-diffusion.")
     family = family_of(path, family)
+    part_files = flux_parts.check(path, family, parts)
     name = check_name(name or name_from_path(path))
     size = path.stat().st_size
     hasher = transfer.Meter(progress, "hashing", size, item=path.name)
@@ -132,8 +138,21 @@ def upload_model(store, path: Path | str, name: str | None = None, family: str |
                                   progress=progress, cancel=cancel)
     manifest = {"name": name, "family": family, "sha256": sha256, "size": size, "file_count": 1,
                 "created": now_iso(), "file": key, "kind": "model", "source": path.name}
+    sent = result.bytes_sent
+    if part_files:  # after the checkpoint, each through the same resumable, checked transfer
+        manifest["parts"] = {}
+        for part, file in part_files.items():
+            part_sha = hashcache.sha256_file(file, cancel=cancel)
+            part_key = flux_parts.key_for(name, part, file)
+            r = transfer.upload_file(store, part_key, file, metadata={"family": family, "part": part},
+                                     sha256=part_sha, progress=progress, cancel=cancel)
+            sent += r.bytes_sent
+            manifest["parts"][part] = {"file": part_key, "sha256": part_sha, "size": file.stat().st_size,
+                                       "source": file.name}
+        manifest["size"] = size + sum(p["size"] for p in manifest["parts"].values())
+        manifest["file_count"] = 1 + len(part_files)
     store.put_bytes(manifest_key(name), json.dumps(manifest, indent=2).encode())  # last: now it lists
-    return {**manifest, "bytes_sent": result.bytes_sent, "deduplicated": result.skipped}
+    return {**manifest, "bytes_sent": sent, "deduplicated": result.skipped and not sent}
 
 
 def delete_model(store, name: str) -> int:

@@ -55,7 +55,11 @@ def register(sub) -> None:
     up.add_argument("path", help="the checkpoint file")
     up.add_argument("--name", help="name in the store (default: the file name)")
     up.add_argument("--family", choices=models.FAMILIES,
-                    help="sd15|sd2|sdxl; read from the safetensors header when left out (required for .ckpt)")
+                    help="sd15|sd2|sdxl|flux; read from the safetensors header when left out (required for .ckpt)")
+    for flag, part in (("--clip-l", "CLIP-L text encoder"), ("--t5xxl", "T5-XXL text encoder"),
+                       ("--ae", "autoencoder")):
+        up.add_argument(flag, metavar="FILE", help=f"FLUX.1: the {part} file, for a checkpoint that holds only the "
+                                                   "transformer (flux1-dev.safetensors)")
     add_json_flag(up)
     up.set_defaults(func=run_upload)
     ls = msub.add_parser("list", help="the checkpoints in the store, with the space they take")
@@ -82,7 +86,8 @@ def run_upload(args: argparse.Namespace) -> int:
     store = open_store()
     bar = ProgressBar()
     try:
-        result = models.upload_model(store, args.path, name=args.name, family=args.family, progress=bar)
+        result = models.upload_model(store, args.path, name=args.name, family=args.family, progress=bar,
+                                     parts={"clip_l": args.clip_l, "t5xxl": args.t5xxl, "ae": args.ae})
     except (Cancelled, KeyboardInterrupt):
         bar.close()
         print("Interrupted: run the same command again to resume (only the missing parts are sent).",

@@ -5,7 +5,7 @@ max_train_epochs (when set) wins over max_train_steps (default 1600).
 
 Time is an order-of-magnitude figure from FLOPs (REFERENCE.md §2): a LoRA training step costs about 1.75 TFLOP
 per SD1.5 image at 512 px and 14.4 TFLOP per SDXL image at 1024 px (+37 % with gradient checkpointing), scaling
-with the pixel count. We assume 35 % of the GPU's dense fp16 peak (instances.py), which matches commonly reported
+with the pixel count; FLUX.1's is computed from its architecture per resolution (flux.py: 158 TFLOP at 1024 px). We assume 35 % of the GPU's dense fp16 peak (instances.py), which matches commonly reported
 speeds (about 1.5 it/s for SDXL batch 1 on an A10G), plus a fixed start-up: about 5 minutes on SageMaker (instance,
 image pull, data download) and 1 minute locally (model load, latents). Cost is time x the approximate list price;
 spot is typically 60-70 % cheaper but is billed as it happens.
@@ -19,7 +19,7 @@ from . import instances
 
 UTILISATION = 0.35
 TFLOP_PER_IMAGE = {"sd15": 1.75, "sd2": 1.75, "sdxl": 14.4}
-BASE_PIXELS = {"sd15": 512 * 512, "sd2": 768 * 768, "sdxl": 1024 * 1024}
+BASE_PIXELS = {"sd15": 512 * 512, "sd2": 768 * 768, "sdxl": 1024 * 1024, "flux": 1024 * 1024}
 CHECKPOINTING_FACTOR = 1.37
 STARTUP_S = {"sagemaker": 300.0, "local": 60.0}
 SPOT_DISCOUNT = 0.65  # a typical figure; the job's real billable seconds give the real saving
@@ -114,6 +114,10 @@ def estimate(config_text_or_dict, *, family: str, images_per_epoch: int, instanc
     w, h = _resolution(config.get("resolution"), family)
     scale = (w * h) / BASE_PIXELS.get(family, 512 * 512)
     per_image = TFLOP_PER_IMAGE.get(family, 1.75) * scale
+    if family == "flux":  # attention grows with the square of the tokens: computed per resolution (flux.py)
+        from . import flux
+
+        per_image = flux.step_tflop(w, h, int(config.get("t5xxl_max_token_length") or 512))
     if config.get("gradient_checkpointing"):
         per_image *= CHECKPOINTING_FACTOR
     batch = max(1, int(config.get("train_batch_size") or 1))

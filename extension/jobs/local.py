@@ -52,25 +52,30 @@ def _link_or_copy(src: Path, dest: Path) -> None:
 
 
 def prepare(jobdir: Path, store, *, model_key: str, dataset_name: str, config_text: str,
-            hyperparameters: dict, progress=None) -> None:
-    """Lays out the job folder; links from a local store, downloads from an S3 store."""
+            hyperparameters: dict, progress=None, part_keys: dict[str, str] | None = None) -> None:
+    """Lays out the job folder; links from a local store, downloads from an S3 store.
+
+    part_keys: FLUX.1's separate files {"clip_l" | "t5xxl" | "ae": store key}, each into input/data/<part>/."""
     for sub in ("input/config", "input/data/model", "input/data/config", "model", "output", "checkpoints", "runner"):
         (jobdir / sub).mkdir(parents=True, exist_ok=True)
     hp = {k: str(v) for k, v in hyperparameters.items()}
     (jobdir / "input/config/hyperparameters.json").write_text(json.dumps(hp, indent=2), encoding="utf-8")
     (jobdir / "input/data/config/config.toml").write_text(config_text, encoding="utf-8")
-    model_dest = jobdir / "input/data/model" / model_key.rsplit("/", 1)[-1]
+    files = {model_key: jobdir / "input/data/model" / model_key.rsplit("/", 1)[-1]}
+    files.update({key: jobdir / "input/data" / part / key.rsplit("/", 1)[-1] for part, key in (part_keys or {}).items()})
     dataset_dest = jobdir / "input/data/dataset"
     if getattr(store, "kind", "") == "local":
-        src = Path(store.uri(model_key))
-        if not src.exists():
-            raise UserError(f"The model file {src} is missing from the local store.",
-                            "Upload the model again (Cloud Asset Management or `cloudlora model upload`).")
-        _link_or_copy(src, model_dest)
+        for key, dest in files.items():
+            src = Path(store.uri(key))
+            if not src.exists():
+                raise UserError(f"The model file {src} is missing from the local store.",
+                                "Upload the model again (Cloud Asset Management or `cloudlora model upload`).")
+            _link_or_copy(src, dest)
         _link_or_copy(Path(store.uri(f"datasets/{dataset_name}")), dataset_dest)
         return
     # An S3 store: the trainer reads local files, so fetch them (the dataset is small, the model is big).
-    store.download(model_key, model_dest, progress=progress)
+    for key, dest in files.items():
+        store.download(key, dest, progress=progress)
     prefix = f"datasets/{dataset_name}/"
     for info in store.list(prefix):
         rel = info.key[len(prefix):]

@@ -90,8 +90,10 @@ def kohya_sample_config(config_text: str, model_file: str) -> str:
     })
 
 
-def build_request(spec: JobSpec, *, bucket: str, role_arn: str, model_key: str, dataset_name: str) -> dict:
-    """The create_training_job request (pure: no AWS calls)."""
+def build_request(spec: JobSpec, *, bucket: str, role_arn: str, model_key: str, dataset_name: str,
+                  part_keys: dict[str, str] | None = None) -> dict:
+    """The create_training_job request (pure: no AWS calls). part_keys: FLUX.1's clip_l / t5xxl / ae files, each
+    streamed as its own channel."""
     job = spec.job_id
     base = f"jobs/{job}"
     model_channel = {
@@ -122,6 +124,10 @@ def build_request(spec: JobSpec, *, bucket: str, role_arn: str, model_key: str, 
                                              "S3DataDistributionType": "FullyReplicated"}},
              "InputMode": "File"},
         ]
+        channels += [{**model_channel, "ChannelName": part,
+                      "DataSource": {"S3DataSource": {**model_channel["DataSource"]["S3DataSource"],
+                                                      "S3Uri": prefix_uri(bucket, key)}}}
+                     for part, key in sorted((part_keys or {}).items())]
         hyperparameters = {"output_name": spec.lora_name, "family": spec.family, "config": "config.toml",
                            "job_id": job}
     request = {
@@ -226,7 +232,8 @@ def _walk(shape, value, path: str, problems: list[str]) -> None:
 
 # --- AWS calls ------------------------------------------------------------------------------------------------------
 
-def create(settings: Settings, spec: JobSpec, *, model_key: str, dataset_name: str, store) -> dict:
+def create(settings: Settings, spec: JobSpec, *, model_key: str, dataset_name: str, store,
+           part_keys: dict[str, str] | None = None) -> dict:
     """Uploads the config, validates and sends create_training_job; returns the request sent."""
     bucket = settings.bucket
     cfg_key = config_key(spec.job_id, spec)
@@ -235,7 +242,7 @@ def create(settings: Settings, spec: JobSpec, *, model_key: str, dataset_name: s
         text = kohya_sample_config(spec.config, model_key.rsplit("/", 1)[-1])
         _copy_dataset(settings, bucket, f"datasets/{dataset_name}/", f"jobs/{spec.job_id}/train/")
     request = build_request(spec, bucket=bucket, role_arn=settings.role_arn, model_key=model_key,
-                            dataset_name=dataset_name)
+                            dataset_name=dataset_name, part_keys=part_keys)
     validate_request(request)
     store.put_bytes(cfg_key, text.encode("utf-8"))
     sm = _client(settings)

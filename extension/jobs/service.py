@@ -79,6 +79,7 @@ def create_job(spec: JobSpec | dict, settings: Settings | None = None, *,
         if not model_key:
             raise UserError(f"The manifest of model '{spec.model}' names no checkpoint file.",
                             f"Upload the model again (`cloudlora model upload PATH --name {spec.model}`).")
+        part_keys = {p: v["file"] for p, v in (model.get("parts") or {}).items()}  # FLUX.1's clip_l/t5xxl/ae
         rec = JobRecord(spec=spec, status="Created", total_steps=est.steps, model_file=model_key,
                         triggers=list(dataset.get("triggers") or []),
                         images_per_epoch=_images_per_epoch(dataset))
@@ -90,7 +91,7 @@ def create_job(spec: JobSpec | dict, settings: Settings | None = None, *,
             try:
                 local.prepare(jobdir, store, model_key=model_key, dataset_name=spec.dataset, config_text=spec.config,
                               hyperparameters={"output_name": spec.lora_name, "family": spec.family,
-                                               "config": "config.toml", "job_id": job_id})
+                                               "config": "config.toml", "job_id": job_id}, part_keys=part_keys)
                 local.start(jobdir, settings)
             except BaseException:
                 records.delete(store, job_id)
@@ -104,7 +105,8 @@ def create_job(spec: JobSpec | dict, settings: Settings | None = None, *,
             records.save(store, rec)  # first: a job SageMaker runs always has its record
             say("Submitting to SageMaker")
             try:
-                sagemaker.create(settings, spec, model_key=model_key, dataset_name=spec.dataset, store=store)
+                sagemaker.create(settings, spec, model_key=model_key, dataset_name=spec.dataset, store=store,
+                                 part_keys=part_keys)
             except BaseException:
                 records.delete(store, job_id)  # refused: nothing was started, so nothing is kept
                 raise

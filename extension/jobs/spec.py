@@ -14,8 +14,8 @@ from ..errors import UserError
 from ..settings import Settings
 from . import instances
 
-FAMILIES = ("sd15", "sdxl")
-FAMILY_LABELS = {"sd15": "SD 1.5", "sdxl": "SDXL"}
+FAMILIES = ("sd15", "sdxl", "flux")
+FAMILY_LABELS = {"sd15": "SD 1.5", "sdxl": "SDXL", "flux": "FLUX.1"}
 BACKENDS = ("local", "sagemaker")
 CONTAINERS = ("cloudlora", "kohya-sample")  # our trainer image | the SageMaker Kohya sample's image
 LORA_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,99}$")
@@ -63,7 +63,8 @@ def normalise(spec: JobSpec, settings: Settings) -> JobSpec:
     spec.dataset = (spec.dataset or "").strip()
     spec.lora_name = (spec.lora_name or "").strip()
     spec.family = {"sd 1.5": "sd15", "sd1.5": "sd15", "sd1": "sd15", "sd15": "sd15", "sdxl": "sdxl",
-                   "": ""}.get((spec.family or "").strip().lower(), (spec.family or "").strip().lower())
+                   "flux.1": "flux", "flux1": "flux", "": ""}.get((spec.family or "").strip().lower(),
+                                                                  (spec.family or "").strip().lower())
     if spec.instance_type in ("", "Local (this machine)"):
         spec.instance_type = instances.LOCAL
     if not spec.backend:
@@ -145,7 +146,7 @@ def validate(spec: JobSpec, settings: Settings, store) -> dict:
         spec.family = model_family if model_family in FAMILIES else ""
     if spec.family not in FAMILIES:
         raise UserError(f"FM Type '{spec.family or '(none)'}' is not supported for training.",
-                        "Choose SD 1.5 (sd15) or SDXL (sdxl).")
+                        "Choose SD 1.5 (sd15), SDXL (sdxl) or FLUX.1 (flux).")
     if model_family in FAMILIES and model_family != spec.family:
         raise UserError(
             f"The model '{spec.model}' is {FAMILY_LABELS[model_family]}, but the job is set to "
@@ -155,8 +156,12 @@ def validate(spec: JobSpec, settings: Settings, store) -> dict:
         )
     if model_family not in FAMILIES and model_family != "unknown":
         raise UserError(f"The model '{spec.model}' is a {model_family} checkpoint, which this trainer does not train.",
-                        "Use an SD 1.5 or SDXL checkpoint.")
+                        "Use an SD 1.5, SDXL or FLUX.1 checkpoint.")
     warnings = check_config(spec.config, spec.family)
+    if spec.family == "flux":
+        from .flux import check_job
+
+        warnings += check_job(spec)
     if spec.max_runtime_s <= 0 or spec.max_runtime_s > MAX_RUNTIME_LIMIT_S:
         raise UserError(f"Max runtime {spec.max_runtime_s} s is out of range.",
                         f"Use 1 s to {MAX_RUNTIME_LIMIT_S} s (28 days).")

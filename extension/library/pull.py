@@ -18,7 +18,7 @@ from pathlib import Path
 from .. import host
 from ..errors import UserError
 
-SD_VERSION = {"sd15": "SD1", "sd2": "SD2", "sdxl": "SDXL"}
+SD_VERSION = {"sd15": "SD1", "sd2": "SD2", "sdxl": "SDXL", "flux": "Flux"}  # Forge's SdVersion names
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
 
 

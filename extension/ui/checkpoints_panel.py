@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import time
+from pathlib import Path
 
 import gradio as gr
 
@@ -16,7 +17,7 @@ from .. import settings as settings_mod
 from ..errors import UserError
 from . import store_list
 
-FAMILY_CHOICES = ["Auto (from the file)", "sd15", "sd2", "sdxl"]
+FAMILY_CHOICES = ["Auto (from the file)", "sd15", "sd2", "sdxl", "flux"]
 LIST_HEADERS = ["Name", "Family", "Size", "SHA-256", "Created"]
 POLL = 0.4
 
@@ -99,9 +100,9 @@ def model_rows() -> tuple[list[list], str]:
     return rows, f"{len(items)} model(s), {format_bytes(total)} in `{store.uri('models/')}`"
 
 
-def upload(choice, path, family, name, progress=gr.Progress()):
-    """Generator: (progress html, task id)."""
-    from ..assets import models, tasks
+def upload(choice, path, family, name, clip_l="", t5xxl="", ae="", progress=gr.Progress()):
+    """Generator: (progress html, task id). clip_l / t5xxl / ae: FLUX.1's separate files (paths), if any."""
+    from ..assets import flux_parts, models, tasks
 
     target = _checkpoints().get(choice) if choice else None
     target = (path or "").strip() or target
@@ -110,8 +111,10 @@ def upload(choice, path, family, name, progress=gr.Progress()):
         return
     try:
         fam = models.family_of(target, None if family in (None, "", FAMILY_CHOICES[0]) else family)
+        parts = {"clip_l": (clip_l or "").strip(), "t5xxl": (t5xxl or "").strip(), "ae": (ae or "").strip()}
+        flux_parts.check(Path(target).expanduser(), fam, parts)  # before hashing gigabytes
         task = tasks.start(f"model upload {target}", models.upload_model, open_store(), target,
-                           name=(name or "").strip() or None, family=fam)
+                           name=(name or "").strip() or None, family=fam, parts=parts)
     except Exception as err:  # noqa: BLE001
         yield error_html(err), ""
         return
@@ -144,6 +147,16 @@ def render() -> None:
             family = gr.Dropdown(choices=FAMILY_CHOICES, value=FAMILY_CHOICES[0], label="Family",
                                  elem_id="cloudlora_ckpt_family")
             name = gr.Textbox(label="Name in the store (optional)", elem_id="cloudlora_ckpt_name")
+        with gr.Accordion("FLUX.1: separate text encoders and autoencoder", open=False,
+                          elem_id="cloudlora_ckpt_flux_parts"):
+            gr.Markdown("Only for a FLUX.1 checkpoint that holds the transformer alone (`flux1-dev.safetensors`); "
+                        "an all-in-one file needs none. Paths on this machine.")
+            with gr.Row():
+                clip_l = gr.Textbox(label="CLIP-L", placeholder="models/text_encoder/clip_l.safetensors",
+                                    elem_id="cloudlora_ckpt_clip_l")
+                t5xxl = gr.Textbox(label="T5-XXL", placeholder="models/text_encoder/t5xxl_fp16.safetensors",
+                                   elem_id="cloudlora_ckpt_t5xxl")
+                ae = gr.Textbox(label="AE", placeholder="models/VAE/ae.safetensors", elem_id="cloudlora_ckpt_ae")
         with gr.Row():
             upload_button = gr.Button("Upload checkpoint", variant="primary", elem_id="cloudlora_ckpt_upload")
             cancel_button = gr.Button("Cancel upload", elem_id="cloudlora_ckpt_cancel")
@@ -152,9 +165,10 @@ def render() -> None:
         relist, listed = store_list.render(
             "ckpt", "model", LIST_HEADERS, model_rows, lambda n: models.delete_model(open_store(), n),
             lambda n: f"Delete **{n}** from the store? Jobs can no longer use it.")
-    for c in (choice, path, family, name, progress, task_id):
+    for c in (choice, path, family, name, progress, task_id, clip_l, t5xxl, ae):
         c.do_not_save_to_config = True
 
     refresh.click(lambda: gr.update(choices=list(_checkpoints(True))), None, choice)
-    upload_button.click(upload, [choice, path, family, name], [progress, task_id]).then(relist, None, listed)
+    upload_button.click(upload, [choice, path, family, name, clip_l, t5xxl, ae], [progress, task_id]) \
+        .then(relist, None, listed)
     cancel_button.click(cancel_task, task_id, progress)

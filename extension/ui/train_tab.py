@@ -13,10 +13,10 @@ import gradio as gr
 from .. import host
 from .. import settings as settings_mod
 from ..errors import UserError
-from ..jobs import instances
+from ..jobs import flux, instances
 from . import train_jobs
 
-FM_LABELS = {"SD 1.5": "sd15", "SDXL": "sdxl"}
+FM_LABELS = {"SD 1.5": "sd15", "SDXL": "sdxl", "FLUX.1": "flux"}
 CONTAINER_LABELS = {"Cloud LoRA trainer image": "cloudlora", "Kohya sample container": "kohya-sample"}
 KNOBS = ["max_train_steps", "max_train_epochs", "network_dim", "network_alpha", "learning_rate", "resolution",
          "sample_prompts"]
@@ -126,35 +126,52 @@ def on_container(container_label):
     return gr.update(visible=CONTAINER_LABELS.get(container_label) == "kohya-sample")
 
 
-def on_model(model, fm_label, config_text):
+def fm_labels() -> list[str]:
+    """The FM Types offered in this host: FLUX.1 only where its LoRAs can be used (Forge, the standalone app)."""
+    return [k for k, v in FM_LABELS.items() if v != "flux" or flux.offered(host.current().name)[0]]
+
+
+def instance_update(family: str, instance_label):
+    """The instance list for the family: for FLUX.1 only the types with enough GPU and host memory."""
+    labels = [label for label, _v in flux.instance_choices()] if family == "flux" else _instance_labels()
+    current = instance_value(instance_label or "")
+    value = next((lb for lb in labels if instance_value(lb) == current), labels[0])
+    return gr.update(choices=labels, value=value)
+
+
+def on_model(model, fm_label, config_text, instance_label=None):
     """FM Type follows the model; the config is re-prefilled only when it is still the other family's defaults."""
     family = FM_LABELS.get(fm_label, "sd15")
     for m in _list_manifests("models"):
-        if m.get("name") == model and m.get("family") in ("sd15", "sdxl"):
+        if m.get("name") == model and m.get("family") in FM_LABELS.values():
             family = m["family"]
-    return _switch_family(family, fm_label, config_text)
+    if FM_LABELS.get(fm_label) != family and _label_of_family(family) not in fm_labels():
+        note = f"'{model}' is a {_label_of_family(family)} model, which is not offered here: {flux.A1111_REASON}"
+        return [gr.update(), gr.update(), note] + [gr.update() for _ in KNOBS] + [gr.update()]
+    return _switch_family(family, fm_label, config_text, instance_label)
 
 
-def on_family(fm_label, config_text):
-    return _switch_family(FM_LABELS.get(fm_label, "sd15"), None, config_text)
+def on_family(fm_label, config_text, instance_label=None):
+    return _switch_family(FM_LABELS.get(fm_label, "sd15"), None, config_text, instance_label)
 
 
-def _switch_family(family, old_label, config_text):
+def _switch_family(family, old_label, config_text, instance_label=None):
     """FM Type shows `family`; the config becomes that family's defaults only while it is some family's untouched
     defaults (an edited config is kept, with a note when the family changed). Nothing else is rewritten, so a late
-    model-change event cannot undo the user's edits."""
+    model-change event cannot undo the user's edits. The instance list follows the family."""
     keep = [gr.update() for _ in KNOBS]
     label = gr.update(value=_label_of_family(family))
-    current = next((f for f in ("sd15", "sdxl") if config_text == _default_config(f)), None)
+    inst = instance_update(family, instance_label)
+    current = next((f for f in FM_LABELS.values() if config_text == _default_config(f)), None)
     if current == family:
-        return [label, gr.update(), gr.update()] + keep
+        return [label, gr.update(), gr.update()] + keep + [inst]
     if current is None and (config_text or "").strip():
         changed = old_label is None or FM_LABELS.get(old_label) != family
         note = (f"FM Type is now {_label_of_family(family)}; your edited config was kept (check its resolution)."
                 if changed else gr.update())
-        return [label, gr.update(), note] + keep
+        return [label, gr.update(), note] + keep + [inst]
     text = _default_config(family)
-    return [label, gr.update(value=text), ""] + _knob_values(text)
+    return [label, gr.update(value=text), ""] + _knob_values(text) + [inst]
 
 
 def on_dataset(dataset, lora_name):
@@ -256,8 +273,12 @@ def build() -> gr.Blocks:
         with gr.Row():
             instance = gr.Dropdown(_instance_labels(), value=_default_instance_label, label="Training Instance Type",
                                    elem_id="cloudlora_instance")
-            fm_type = gr.Radio(list(FM_LABELS), value=_label_of_family(default_family), label="FM Type",
+            fm_type = gr.Radio(fm_labels(), value=_label_of_family(default_family), label="FM Type",
                                elem_id="cloudlora_fm_type")
+            flux_ok, flux_why = flux.offered(host.current().name)
+            if not flux_ok:  # shown, but off: the reason says where FLUX.1 LoRAs can be trained and used
+                gr.Checkbox(value=False, label="FLUX.1", interactive=False, info=flux_why,
+                            elem_id="cloudlora_fm_flux_unavailable")
         with gr.Row():
             model = gr.Dropdown(choices=_names("models"), label="Model", elem_id="cloudlora_train_model")
             dataset = gr.Dropdown(choices=_names("datasets"), label="Dataset", elem_id="cloudlora_train_dataset")
@@ -323,10 +344,10 @@ def build() -> gr.Blocks:
         # Form
         instance.change(on_instance, [instance], [sagemaker_row, sagemaker_note])
         container.change(on_container, [container], [image_uri])
-        family_outputs = [fm_type, config, config_msg] + knob_boxes
-        model.change(on_model, [model, fm_type, config], family_outputs)
-        fm_type.input(on_family, [fm_type, config], family_outputs) if hasattr(fm_type, "input") else \
-            fm_type.change(on_family, [fm_type, config], family_outputs)
+        family_outputs = [fm_type, config, config_msg] + knob_boxes + [instance]
+        model.change(on_model, [model, fm_type, config, instance], family_outputs)
+        fm_type.input(on_family, [fm_type, config, instance], family_outputs) if hasattr(fm_type, "input") else \
+            fm_type.change(on_family, [fm_type, config, instance], family_outputs)
         dataset.change(on_dataset, [dataset, lora_name], [trigger_md, lora_name])
         refresh.click(refresh_choices, [model, dataset], [model, dataset])
         tab.load(refresh_choices, [model, dataset], [model, dataset])

@@ -16,6 +16,7 @@ configs in arch/ (FLUX.1-dev's and the tiny test one) add what shapes cannot tel
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Mapping
 
@@ -280,8 +281,8 @@ def load_flux(model_path: Path | str, parts: Mapping[str, Path | str | None] | N
     """Transformer, CLIP-L, T5-XXL, AE and tokenizers of a FLUX.1 base model, offline, frozen, in eval mode.
 
     dtype: compute dtype for every model (bf16 on a GPU, fp32 on CPU); transformer_storage: the transformer's Linear
-    weights' dtype (torch.float8_e4m3fn for an fp8 base). The transformer goes to transformer_device (the trainer
-    moves it to the GPU once the text encoders are done), everything else to device."""
+    weights' dtype (torch.float8_e4m3fn for an fp8 base). The transformer goes to transformer_device ("auto": the GPU
+    when it fits beside the encoders, else the CPU until the trainer moves it), everything else to device."""
     path = Path(model_path)
     if not path.exists():
         raise ModelLoadError(f"the base model {path} does not exist.")
@@ -292,6 +293,8 @@ def load_flux(model_path: Path | str, parts: Mapping[str, Path | str | None] | N
                                       transformer_device=transformer_device, tokenizer_cache=tokenizer_cache)
     src = Sources(path, {k: v for k, v in (parts or {}).items() if v})
     t_path, t_root, t_keys = src.found["transformer"]
+    if transformer_device == "auto":
+        transformer_device = _transformer_device(src, device, dtype, transformer_storage or dtype)
     transformer, arch = load_transformer(t_path, src.naming, t_root, t_keys, compute_dtype=dtype,
                                          storage_dtype=transformer_storage, device=transformer_device)
     clip = _load_clip(*src.found["clip_l"], dtype, device)
@@ -301,6 +304,21 @@ def load_flux(model_path: Path | str, parts: Mapping[str, Path | str | None] | N
 
     return _components(path, arch, transformer, ae, [clip, t5], flux_tokenizers(tokenizer_cache),
                        {p: str(v[0]) for p, v in src.found.items()})
+
+
+def _transformer_device(src: Sources, device, dtype, storage) -> str | torch.device:
+    """The GPU when the transformer fits there beside the text encoders and AE (with 4 GiB to spare), else the CPU,
+    where it waits until the encoders are done (a 24 GB card cannot hold an fp8 FLUX.1 and T5-XXL at once)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return "cpu"
+
+    def size(part: str, item: int) -> int:
+        return sum(math.prod(shape) for shape in src.found[part][2].values()) * item
+
+    need = size("transformer", torch.finfo(storage).bits // 8) + sum(
+        size(p, torch.finfo(dtype).bits // 8) for p in ("clip_l", "t5xxl", "ae")) + (4 << 30)
+    return device if need < torch.cuda.get_device_properties(device).total_memory else "cpu"
 
 
 def _load_diffusers_folder(path: Path, *, dtype, transformer_storage, device, transformer_device, tokenizer_cache):
@@ -316,7 +334,8 @@ def _load_diffusers_folder(path: Path, *, dtype, transformer_storage, device, tr
     if "Flux" not in str(index.get("_class_name", "")) or not files:
         raise ModelLoadError(f"{path} is not a diffusers FLUX.1 folder (model_index.json names "
                              f"{index.get('_class_name') or 'nothing'}; transformer/ holds {len(files)} safetensors).")
-    transformer, arch = _load_sharded_transformer(files, dtype, transformer_storage, transformer_device)
+    transformer, arch = _load_sharded_transformer(files, dtype, transformer_storage,
+                                                  "cpu" if transformer_device == "auto" else transformer_device)
     import transformers
 
     dtype_kw = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"

@@ -13,7 +13,8 @@ library/flux_train_utils.py, with the defaults its FLUX.1 guide recommends (docs
   train with 1.0; ai-toolkit also feeds 1.0);
 - model_prediction_type raw (the prediction is the velocity), additive or sigma_scaled.
 Memory order for one 24 GB GPU: the AE and both text encoders run first (latents and T5/CLIP outputs cached), the
-encoders are then released, and only then does the transformer (fp8 with fp8_base) come to the GPU.
+encoders are then released, and only then does the transformer (fp8 with fp8_base) come to the GPU; on a GPU with
+room for all of them the transformer loads there directly (load.py), so host memory never holds it.
 """
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ class FluxTrainer(Trainer):
             te_dtype = torch.float32  # T5 overflows in fp16
         return load_flux(self.paths.model, self.paths.parts, dtype=te_dtype,
                          transformer_storage=FP8 if cfg.fp8_base else self.autocast_dtype, device=self.device,
-                         transformer_device="cpu")
+                         transformer_device="auto")
 
     def place_models(self) -> None:
         """The AE and text encoders now; the transformer after the caches (see the module docstring)."""
