@@ -62,11 +62,13 @@ def is_current(path: Path | str, arch: str, seed: int = 0) -> bool:
         arch, str(seed), arch_digest(arch))
 
 
-def make_tiny_checkpoint(arch: str, out_path: Path | str, seed: int = 0) -> Path:
+def make_tiny_checkpoint(arch: str, out_path: Path | str, seed: int = 0, layout: str = "all-in-one") -> Path:
     """Writes a tiny `arch` checkpoint to out_path: A1111 single-file for sd15/sdxl, all-in-one for flux."""
-    if arch == "flux":
+    if arch == "flux":  # layout "parts": OUT holds the transformer; clip_l/t5xxl_fp16/ae.safetensors go beside it
         from .flux.tiny import write_tiny
-        return write_tiny(out_path, seed=seed)["transformer"]
+        return write_tiny(out_path, layout=layout, seed=seed)["transformer"]
+    if layout != "all-in-one":
+        raise ValueError(f"--layout {layout} is for --arch flux only")
     unet, vae, encoders = build_tiny_models(arch, seed)
     metadata = {"cloudlora.tiny": arch, "cloudlora.seed": str(seed), "cloudlora.arch_digest": arch_digest(arch)}
     # fp16 on disk, like real checkpoints: half the size (about 11 MB for SD1.5, 30 MB for SDXL).
@@ -85,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arch", required=True, choices=ARCHES)
     ap.add_argument("out")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--layout", choices=("all-in-one", "parts"), default="all-in-one")
     args = ap.parse_args(argv)
-    path = make_tiny_checkpoint(args.arch, args.out, seed=args.seed)
+    path = make_tiny_checkpoint(args.arch, args.out, seed=args.seed, layout=args.layout)
     print(json.dumps({"path": str(path), "arch": args.arch, "seed": args.seed, "bytes": path.stat().st_size}))
     return 0
 

@@ -31,6 +31,9 @@ def register(subparsers) -> None:
     p.add_argument("--arch", required=True, choices=ARCHES, help="model family to imitate")
     p.add_argument("out", metavar="OUT.safetensors", help="file to write")
     p.add_argument("--seed", type=int, default=0, help="random seed (the same seed gives the same file)")
+    p.add_argument("--layout", choices=("all-in-one", "parts"), default="all-in-one",
+                   help="flux only: all-in-one (one file, as Forge loads it) or parts (OUT holds the transformer in "
+                        "BFL's layout; clip_l.safetensors, t5xxl_fp16.safetensors and ae.safetensors go beside it)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=run)
 
@@ -79,12 +82,14 @@ def run(args) -> int:
     if out.suffix.lower() != ".safetensors":
         raise UserError(f"{out} must end in .safetensors (the tiny model is written as a safetensors file).",
                         fix=f"use e.g. {out.with_suffix('.safetensors')}")
+    if args.layout != "all-in-one" and args.arch != "flux":
+        raise UserError(f"--layout {args.layout} is for --arch flux only.", fix="leave --layout out")
     missing = missing_trainer_packages()
     if missing:
         return _delegate(args, out, missing)
     from cloudlora_backend.trainer.tiny import make_tiny_checkpoint
 
-    path = make_tiny_checkpoint(args.arch, out, seed=args.seed)
+    path = make_tiny_checkpoint(args.arch, out, seed=args.seed, layout=args.layout)
     _report({"path": str(path), "arch": args.arch, "seed": args.seed, "bytes": path.stat().st_size}, args.json)
     return 0
 
@@ -109,7 +114,7 @@ def _delegate(args, out: Path, missing: list[str]) -> int:
     # Straight to the trainer's module, through the bootstrap: the trainer environment needs no install of this
     # package (the managed venv has none).
     cmd = bootstrap.command(python, "-m", "cloudlora_backend.trainer.tiny", "--arch", args.arch, str(out.resolve()),
-                            "--seed", str(args.seed))
+                            "--seed", str(args.seed), "--layout", args.layout)
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         raise UserError(f"the trainer Python {python} failed to build the tiny model (exit {proc.returncode}).",

@@ -32,3 +32,42 @@ def tiny_sd15_path() -> Path:
 @pytest.fixture(scope="session")
 def tiny_sdxl_path() -> Path:
     return _tiny("sdxl")
+
+
+def _tiny_flux(layout: str, folder: str, name: str, fp8: bool = False) -> dict:
+    from cloudlora_backend.trainer.flux import keys as K
+    from cloudlora_backend.trainer.flux.tiny import is_current, write_tiny
+
+    path = TINY_CACHE / folder / name
+    if not is_current(path, layout, fp8=fp8) or (layout == "parts" and not all(
+            (path.parent / K.PART_FILES[p]).is_file() for p in K.PARTS[1:])):
+        return write_tiny(path, layout=layout, fp8=fp8)
+    if layout == "parts":
+        return {"transformer": path, **{p: path.parent / K.PART_FILES[p] for p in K.PARTS[1:]}}
+    return {p: path for p in K.PARTS}
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_path() -> Path:
+    """A tiny FLUX.1 all-in-one file (Forge / ComfyUI layout: transformer, CLIP-L, T5-XXL and AE in one)."""
+    return _tiny_flux("all-in-one", "flux", "tiny-flux.safetensors")["transformer"]
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_fp8_path() -> Path:
+    """The same, with the transformer's weights in float8_e4m3fn (like Forge's flux1-dev-fp8.safetensors)."""
+    return _tiny_flux("all-in-one", "flux-fp8", "tiny-flux-fp8.safetensors", fp8=True)["transformer"]
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_parts() -> dict:
+    """{transformer: BFL transformer-only file (like flux1-dev.safetensors), clip_l, t5xxl, ae: files beside it}."""
+    return _tiny_flux("parts", "flux-parts", "flux1-tiny.safetensors")
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_diffusers(tmp_path_factory) -> Path:
+    """The tiny FLUX.1 model as a diffusers FluxPipeline folder (same weights as the files above, in fp32)."""
+    from cloudlora_backend.trainer.flux.tiny import write_diffusers_folder
+
+    return write_diffusers_folder(tmp_path_factory.mktemp("flux-diffusers"))

@@ -114,10 +114,17 @@ def a1111_sd_version(metadata: Mapping[str, str]) -> str:
 
 
 def forge_sd_version(metadata: Mapping[str, str]) -> str:
+    """Forge's NetworkOnDisk.detect_version (extensions-builtin/sd_forge_lora/network.py, commit dfdcbab)."""
     arch = str(metadata.get("modelspec.architecture", ""))
-    if arch.startswith("stable-diffusion-xl-v1-base"):
+    if str(metadata.get("modelspec.implementation", "")) == "https://github.com/black-forest-labs/flux":
+        return "Flux"
+    if arch == "flux-1-dev/lora":
+        return "Flux"
+    if arch == "stable-diffusion-xl-v1-base/lora" or str(metadata.get("ss_base_model_version", "")).startswith("sdxl_"):
         return "SDXL"
-    if arch.startswith("stable-diffusion-v1"):
+    if str(metadata.get("ss_v2", "")) == "True":
+        return "SD2"
+    if arch == "stable-diffusion-v1/lora":
         return "SD1"
     return "Unknown"
 
