@@ -59,7 +59,7 @@ def create(body: CreateJob) -> dict:
 
     from .. import settings as settings_mod
     from ..jobs import service
-    from ..jobs.spec import JobSpec, read_manifest
+    from ..jobs.spec import FAMILIES, JobSpec, read_manifest
     from ..store import open_store
 
     try:
@@ -67,7 +67,7 @@ def create(body: CreateJob) -> dict:
         family = body.family
         if not family:
             fam = str(read_manifest(open_store(settings), "models", body.model).get("family") or "")
-            family = fam if fam in ("sd15", "sdxl") else "sd15"
+            family = fam if fam in FAMILIES else "sd15"
         text = body.config or kohya_config.default_toml(family)
         if body.set:
             try:

@@ -9,7 +9,7 @@ from cloudlora_backend.trainer import config as kohya_config
 from ..errors import UserError
 from .output import add_json_flag, print_json
 
-FAMILIES = ["sd15", "sdxl"]
+FAMILIES = ["sd15", "sdxl", "flux"]
 
 
 def register(subparsers) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from .. import settings as settings_mod
 from ..errors import UserError
 from ..jobs import instances
-from ..jobs.spec import DEFAULT_MAX_RUNTIME_S, DEFAULT_MAX_WAIT_S, JobSpec
+from ..jobs.spec import DEFAULT_MAX_RUNTIME_S, DEFAULT_MAX_WAIT_S, FAMILIES, JobSpec
 from .output import print_json
 
 
@@ -30,7 +30,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-runtime", type=int, default=DEFAULT_MAX_RUNTIME_S, metavar="SECONDS")
     p.add_argument("--max-wait", type=int, default=DEFAULT_MAX_WAIT_S, metavar="SECONDS",
                    help="spot: the longest wait for capacity, incl. the run (>= --max-runtime)")
-    p.add_argument("--family", choices=["sd15", "sdxl"], help="default: detected from the model")
+    p.add_argument("--family", choices=list(FAMILIES), help="default: detected from the model")
     p.add_argument("--name", help="the LoRA's name (default: the dataset's name)")
     p.add_argument("--container", choices=["cloudlora", "kohya-sample"], default="cloudlora",
                    help="SageMaker image contract: ours, or the SageMaker Kohya sample's")
@@ -108,7 +108,7 @@ def cmd_train(args) -> int:
     family = args.family
     if not family:
         fam = str(read_manifest(open_store(settings), "models", model).get("family") or "")
-        family = fam if fam in ("sd15", "sdxl") else "sd15"
+        family = fam if fam in FAMILIES else "sd15"
     backend = args.backend or settings.effective_backend
     spec = JobSpec(model=model, dataset=dataset, family=family, config=build_config(args, family),
                    lora_name=args.name or dataset, backend=backend,

@@ -72,6 +72,18 @@ def tiny_sdxl(trainer_python) -> Path:
     return build_tiny_model(trainer_python, "sdxl")
 
 
+@pytest.fixture(scope="session")
+def tiny_flux_parts(trainer_python) -> dict:
+    """A tiny FLUX.1 transformer-only file (BFL layout) with clip_l / t5xxl_fp16 / ae .safetensors beside it."""
+    out = TINY_CACHE / "flux-parts-cli" / "flux1-tiny.safetensors"
+    names = {"clip_l": "clip_l.safetensors", "t5xxl": "t5xxl_fp16.safetensors", "ae": "ae.safetensors"}
+    if not (out.exists() and all((out.parent / n).exists() for n in names.values())):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([trainer_python, "-m", "cloudlora", "make-tiny-model", "--arch", "flux", "--layout", "parts",
+                        str(out)], check=True)
+    return {"transformer": out, **{part: out.parent / n for part, n in names.items()}}
+
+
 @pytest.fixture
 def sample_dataset() -> Path:
     """The sample dataset the repo ships (generated images, see samples/README.md)."""
