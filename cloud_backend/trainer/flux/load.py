@@ -198,7 +198,9 @@ def _load_clip(path: Path, root: str, pkeys: Mapping[str, tuple], dtype, device)
     from accelerate import init_empty_weights
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    width_key = next(k for k in pkeys if k.endswith("embeddings.token_embedding.weight"))
+    width_key = next((k for k in pkeys if k.endswith("embeddings.token_embedding.weight")), None)
+    if width_key is None:
+        raise ModelLoadError(f"the CLIP-L text encoder in {path} has no token embedding: a damaged or pruned file?")
     arch = _arch_for_width("text_encoder", "hidden_size", pkeys[width_key][1])
     if arch is None:
         raise ModelLoadError(f"the CLIP-L text encoder in {path} is {pkeys[width_key][1]} wide: it is not CLIP-L.")
