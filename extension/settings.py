@@ -12,6 +12,8 @@ from typing import Callable, Mapping
 
 import platformdirs
 
+from . import private_files
+
 APP = "cloudlora"
 
 
@@ -79,7 +81,8 @@ def config_dir() -> Path:
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("CLOUDLORA_DATA_DIR") or platformdirs.user_data_dir(APP))
+    """The user's data folder (store, uploads, imports, hash cache, locks, ...), created private (0700)."""
+    return private_files.ensure_dir(Path(os.environ.get("CLOUDLORA_DATA_DIR") or platformdirs.user_data_dir(APP)))
 
 
 def settings_file() -> Path:
@@ -107,9 +110,9 @@ def save(updates: Mapping[str, str]) -> Path:
     data = read_file()
     data.update({k: str(v) for k, v in updates.items()})
     path = settings_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_files.ensure_dir(path.parent)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+    private_files.write_text(tmp, json.dumps(data, indent=2, sort_keys=True))
     tmp.replace(path)
     return path
 

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
+from .. import private_files
 from ..settings import data_dir
 
 CHUNK = 4 << 20
@@ -32,9 +33,9 @@ def _load() -> dict:
 
 def _save(data: dict) -> None:
     path = cache_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_files.ensure_dir(path.parent)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=0, sort_keys=True), encoding="utf-8")
+    private_files.write_text(tmp, json.dumps(data, indent=0, sort_keys=True))  # it lists the user's file paths
     tmp.replace(path)
 
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
+from .. import private_files
 from ..errors import UserError
 from ..settings import data_dir
 from . import hashcache
@@ -179,9 +180,9 @@ def _read_state(path: Path) -> dict | None:
 
 
 def _write_state(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_files.ensure_dir(path.parent)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
+    private_files.write_text(tmp, json.dumps(state, indent=2))
     tmp.replace(path)
 
 
@@ -372,7 +373,7 @@ def _s3_upload(store, key, path, size, sha256, meta, meter, cancel, threads, par
 
 def _local_upload(store, key, path, size, sha256, meta, meter, cancel) -> UploadResult:
     dest = store._path(key)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    private_files.ensure_dir(dest.parent)
     partial = dest.with_name(dest.name + ".partial")
     state_path = _state_path(store, key)
     ident = {**hashcache.identity(path), "sha256": sha256}
@@ -386,7 +387,7 @@ def _local_upload(store, key, path, size, sha256, meta, meter, cancel) -> Upload
             partial.unlink()
     meter.done = offset
     meter.emit()
-    with open(path, "rb") as src, open(partial, "ab" if offset else "wb") as out:
+    with open(path, "rb") as src, private_files.open_file(partial, "ab" if offset else "wb") as out:
         src.seek(offset)
         while chunk := src.read(LOCAL_CHUNK):
             _check_cancel(cancel)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..settings import Settings, data_dir
-from .. import bootstrap
+from .. import bootstrap, private_files
 from . import trainer_env
 
 STEP_RE = re.compile(r"step=(\d+)/(\d+)(?:\s+loss=([0-9.eE+-]+|nan|inf))?")
@@ -42,7 +42,7 @@ def job_dir(store, job_id: str) -> Path:
 
 
 def _link_or_copy(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    private_files.ensure_dir(dest.parent)
     if dest.is_symlink() or dest.exists():
         return
     try:
@@ -57,10 +57,10 @@ def prepare(jobdir: Path, store, *, model_key: str, dataset_name: str, config_te
 
     part_keys: FLUX.1's separate files {"clip_l" | "t5xxl" | "ae": store key}, each into input/data/<part>/."""
     for sub in ("input/config", "input/data/model", "input/data/config", "model", "output", "checkpoints", "runner"):
-        (jobdir / sub).mkdir(parents=True, exist_ok=True)
+        private_files.ensure_dir(jobdir / sub)
     hp = {k: str(v) for k, v in hyperparameters.items()}
-    (jobdir / "input/config/hyperparameters.json").write_text(json.dumps(hp, indent=2), encoding="utf-8")
-    (jobdir / "input/data/config/config.toml").write_text(config_text, encoding="utf-8")
+    private_files.write_text(jobdir / "input/config/hyperparameters.json", json.dumps(hp, indent=2))
+    private_files.write_text(jobdir / "input/data/config/config.toml", config_text)
     files = {model_key: jobdir / "input/data/model" / model_key.rsplit("/", 1)[-1]}
     files.update({key: jobdir / "input/data" / part / key.rsplit("/", 1)[-1] for part, key in (part_keys or {}).items()})
     dataset_dest = jobdir / "input/data/dataset"
@@ -89,12 +89,11 @@ def start(jobdir: Path, settings: Settings) -> int:
     # Through the bootstrap: in a bare clone (Install from URL) the WebUI's Python has no `cloudlora` package.
     cmd = bootstrap.command(sys.executable, "-m", "cloudlora.jobs.runner", str(jobdir), "--lock", str(lock_file()))
     cmd += ["--python", python] if python else ["--managed"]
-    run = jobdir / "runner"
-    run.mkdir(parents=True, exist_ok=True)
-    with open(run / "runner.out", "ab") as out:
+    run = private_files.ensure_dir(jobdir / "runner")
+    with private_files.open_file(run / "runner.out", "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, close_fds=True, cwd=str(jobdir))
-    (run / "runner.pid").write_text(str(proc.pid), encoding="utf-8")
+    private_files.write_text(run / "runner.pid", str(proc.pid))
     # Reap it when it ends (else it stays a zombie of this process); it does not stop with us.
     threading.Thread(target=proc.wait, name=f"cloudlora-reap-{proc.pid}", daemon=True).start()
     return proc.pid
@@ -260,7 +259,7 @@ def stop(jobdir: Path) -> str:
     run = jobdir / "runner"
     if (run / "exit.json").exists():
         return "already finished"
-    (run / "stop-requested").write_text(str(time.time()), encoding="utf-8")
+    private_files.write_text(run / "stop-requested", str(time.time()))
     trainer_pid = _read_int(run / "trainer.pid")
     if trainer_pid and _alive(trainer_pid, pidfile=run / "trainer.pid"):
         os.kill(trainer_pid, signal.SIGTERM)

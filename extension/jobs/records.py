@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterator
 
+from .. import private_files
 from ..settings import data_dir
 from .spec import JobSpec
 
@@ -125,10 +126,9 @@ def delete(store, job_id: str) -> int:
 @contextlib.contextmanager
 def lock(name: str, *, timeout: float = 120.0) -> Iterator[None]:
     """A machine-wide lock (fcntl) so two processes (the tab and the CLI) don't create or pull the same job twice."""
-    folder = data_dir() / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_files.ensure_dir(data_dir() / "locks")
     path = folder / f"{re.sub(r'[^A-Za-z0-9._-]', '_', name)}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = private_files.open_fd(path, os.O_RDWR)
     deadline = time.monotonic() + timeout
     try:
         while True:

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from cloudlora import bootstrap
+from cloudlora import bootstrap, private_files
 
 _stop = False
 _child: subprocess.Popen | None = None
@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--python", default="")
     ap.add_argument("--managed", action="store_true")
     args = ap.parse_args(argv)
+    # Everything this process and the trainer write (logs, samples, the LoRA, checkpoints) lands in the private
+    # job folder: keep it private too. The pulled copy in the Lora folder is written by the WebUI, with its umask.
+    os.umask(private_files.CHILD_UMASK)
     jobdir = Path(args.jobdir)
     run = jobdir / "runner"
     run.mkdir(parents=True, exist_ok=True)
@@ -69,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             python = trainer_env.ensure(log=lambda s: log.write(s + "\n"))
             (run / "preparing").unlink(missing_ok=True)
         say("waiting for the GPU (one local job at a time)")
-        Path(args.lock).parent.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(args.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        private_files.ensure_dir(Path(args.lock).parent)
+        lock_fd = private_files.open_fd(args.lock, os.O_RDWR)
         while True:
             if _stop or (run / "stop-requested").exists():
                 return finish(None, "stopped while queued")

@@ -7,6 +7,7 @@ Key layout (the same in both; documented in README "Store layout"):
 """
 from __future__ import annotations
 
+from .. import private_files
 from ..settings import Settings
 from .base import ObjectInfo, ObjectStore, ProgressFn
 from .local import LocalStore
@@ -18,7 +19,7 @@ def open_store(settings: Settings) -> ObjectStore:
         from .s3 import S3Store  # boto3 only when needed
 
         return S3Store.from_settings(settings)
-    return LocalStore(settings.effective_store_dir)
+    return LocalStore(private_files.ensure_dir(settings.effective_store_dir))  # the user's photos: 0700
 
 
 __all__ = ["ObjectInfo", "ObjectStore", "ProgressFn", "LocalStore", "open_store"]

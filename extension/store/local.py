@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from .. import private_files
 from .base import ObjectInfo, ProgressFn, check_key
 
 META = ".meta.json"
@@ -28,7 +29,7 @@ class LocalStore:
     def _write_meta(self, path: Path, metadata: Mapping[str, str] | None) -> None:
         meta = path.with_name(path.name + META)
         if metadata:
-            meta.write_text(json.dumps(dict(metadata)), encoding="utf-8")
+            private_files.write_text(meta, json.dumps(dict(metadata)))
         elif meta.exists():
             meta.unlink()
 
@@ -41,9 +42,9 @@ class LocalStore:
 
     def put_bytes(self, key: str, data: bytes, *, metadata=None) -> None:
         dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        private_files.ensure_dir(dest.parent)
         tmp = dest.with_name(dest.name + ".partial")
-        tmp.write_bytes(data)
+        private_files.write_bytes(tmp, data)
         tmp.replace(dest)
         self._write_meta(dest, metadata)
 
