@@ -30,6 +30,9 @@ class Settings:
     s3_endpoint_url: str = ""  # for S3-compatible stores (SeaweedFS, MinIO, R2)
     lora_dir: str = ""  # where pulled LoRAs go outside the WebUI
     trainer_python: str = ""  # interpreter for the local backend; "" = the managed venv
+    # Host names the REST routes answer to besides this machine's addresses (comma-separated; api/guard.py). Not a
+    # WebUI option on purpose: a setting that widens who may call the API must not be changeable through that API.
+    allowed_hosts: str = ""
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -65,6 +68,7 @@ ENV = {
     "s3_endpoint_url": ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"],
     "lora_dir": ["CLOUDLORA_LORA_DIR"],
     "trainer_python": ["CLOUDLORA_TRAINER_PYTHON"],
+    "allowed_hosts": ["CLOUDLORA_ALLOWED_HOSTS"],
 }
 
 # Set by the WebUI glue: returns the extension's options (key -> value) from shared.opts.

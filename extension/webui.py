@@ -125,13 +125,38 @@ def on_ui_settings() -> None:
 
 
 def on_app_started(demo, app) -> None:
+    """Mounts the REST routes the way A1111 mounts its own API: only with --api (or --nowebui), with --api-auth.
+
+    The tabs never need them: they call the same functions directly."""
     from modules import shared
 
     from . import api
 
-    mounted = api.mount(app, getattr(shared.cmd_opts, "api_auth", None))
     cap_graceful_shutdown(demo)
+    opts = shared.cmd_opts
+    if not (getattr(opts, "api", False) or getattr(opts, "nowebui", False)):
+        log.info("cloudlora: REST API not mounted: the WebUI runs without --api (the tabs do not need it)")
+        return
+    mounted = api.mount(app, getattr(opts, "api_auth", None), api_policy(opts))
     log.info("cloudlora: REST API at %s (areas: %s)", api.PREFIX, ", ".join(mounted) or "version only")
+
+
+def api_policy(cmd_opts):
+    """Who the REST routes answer besides this machine's addresses: the names the user gave the WebUI
+    (--server-name, the allowed_hosts setting), *.gradio.live under --share, and the explicit origins of
+    --cors-allow-origins (never "*")."""
+    from .api import guard
+
+    names = [getattr(cmd_opts, "server_name", None) or ""]
+    try:
+        names += settings.resolve().allowed_hosts.split(",")
+    except Exception:  # noqa: BLE001 - a broken settings file must not stop the WebUI; the doctor names it
+        log.warning("cloudlora: could not read the allowed_hosts setting", exc_info=True)
+    origins = {o.strip().lower().rstrip("/") for o in (getattr(cmd_opts, "cors_allow_origins", None) or "").split(",")}
+    return guard.Policy(
+        host_suffixes=(".gradio.live",) if getattr(cmd_opts, "share", False) else (),
+        origins=frozenset(o for o in origins if o and o not in ("*", "null")),
+    ).with_hosts(names)
 
 
 def cap_graceful_shutdown(demo, seconds: int = 3) -> None:

@@ -1,8 +1,9 @@
-"""The REST API: mounts every area's router under /cloudlora/v1, guarded by A1111's --api-auth.
+"""The REST API: mounts every area's router under /cloudlora/v1, guarded by A1111's --api-auth and api/guard.py.
 
 Each area lives in extension/api/<area>.py and exposes `router` (a fastapi.APIRouter whose paths are relative,
 e.g. "/jobs"). Routes added in on_app_started do not get A1111's own --api-auth check, so it is done here, for
-every route, in the same "user:pass,user2:pass2" format.
+every route, in the same "user:pass,user2:pass2" format. Before it, guard.py refuses what another web page could
+send (a foreign Host or Origin, a POST that is not JSON).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, status
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from .. import __version__
+from . import guard
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +74,16 @@ def _version_router() -> APIRouter:
     return router
 
 
-def mount(app: FastAPI, api_auth: str | None) -> list[str]:
+def mount(app: FastAPI, api_auth: str | None, policy: guard.Policy | None = None) -> list[str]:
     """Adds every route under /cloudlora/v1 to `app`; returns the names of the areas mounted.
 
+    `policy`: the names and origins accepted besides this machine's own (guard.py); None: none.
     An area whose module fails to import is logged and left out, so one broken area never takes the WebUI down.
     """
     if getattr(app.state, "cloudlora_mounted", None) is not None:  # e.g. a second on_app_started on one app
         return list(app.state.cloudlora_mounted)
-    guard = [Depends(auth_dependency(api_auth))]
-    app.include_router(_version_router(), prefix=PREFIX, dependencies=guard, tags=["cloudlora"])
+    guard_ = [Depends(guard.dependency(policy or guard.Policy())), Depends(auth_dependency(api_auth))]
+    app.include_router(_version_router(), prefix=PREFIX, dependencies=guard_, tags=["cloudlora"])
     mounted = []
     for name in ROUTER_MODULES:
         try:
@@ -93,7 +96,7 @@ def mount(app: FastAPI, api_auth: str | None) -> list[str]:
         except Exception:
             log.exception("cloudlora: REST area %r not mounted", name)
             continue
-        app.include_router(module.router, prefix=PREFIX, dependencies=guard, tags=[f"cloudlora {name}"])
+        app.include_router(module.router, prefix=PREFIX, dependencies=guard_, tags=[f"cloudlora {name}"])
         mounted.append(name)
     app.openapi_schema = None  # the schema may have been built already; rebuild it with our routes
     app.state.cloudlora_mounted = mounted

@@ -137,11 +137,15 @@ def stop(job_id: str) -> dict:
 
 @router.post("/jobs/{job_id}/pull", summary="Put the job's LoRA into the Lora folder (with sidecar and preview)")
 def pull(job_id: str, body: Optional[PullBody] = None) -> dict:
+    from .. import settings as settings_mod
     from ..jobs import service
+    from ..library.pull import requested_lora_dir
 
     body = body or PullBody()
     try:
-        return service.pull_job(job_id, lora_dir=body.lora_dir, file=body.file)
+        settings = settings_mod.resolve()
+        lora_dir = requested_lora_dir(settings, body.lora_dir) if body.lora_dir else None
+        return service.pull_job(job_id, settings, lora_dir=lora_dir, file=body.file)
     except UserError as err:
         raise _fail(err) from err
 

@@ -47,6 +47,27 @@ def lora_dir(settings, override: str | Path | None = None) -> Path:
     return settings.effective_lora_dir
 
 
+def configured_lora_dirs(settings) -> list[Path]:
+    """The Lora folders of this machine: the WebUI's (inside it) and the lora_dir setting (or its default)."""
+    h = host.current()
+    dirs = [Path(h.lora_dir())] if h.in_webui and h.lora_dir else []
+    return dirs + [settings.effective_lora_dir]
+
+
+def requested_lora_dir(settings, requested: str | Path) -> Path:
+    """A Lora folder named by a request (REST): a configured Lora folder or a folder inside one, else UserError.
+
+    A web client chooses this path, so it may not name any other folder of the machine (the CLI's --lora-dir,
+    typed by the user, may)."""
+    path = Path(os.path.abspath(Path(requested).expanduser()))  # ".." folded; links inside the folder are the user's
+    allowed = [Path(os.path.abspath(d)) for d in configured_lora_dirs(settings)]
+    if not Path(requested).expanduser().is_absolute() or not any(path == d or d in path.parents for d in allowed):
+        raise UserError(f"lora_dir '{requested}' is not one of the Lora folders of this machine.",
+                        "Leave lora_dir out (the Lora folder), or give a folder inside one of: "
+                        + ", ".join(str(d) for d in allowed) + ".")
+    return path
+
+
 def free_stem(folder: Path, stem: str) -> str:
     """stem, else stem-1, stem-2, ...: the first whose .safetensors, .json and .preview.png are all unused."""
     def taken(s: str) -> bool:

@@ -114,6 +114,7 @@ def test_forge_is_told_apart_by_its_modules_forge_package(fake_webui, monkeypatc
 def test_app_started_mounts_the_api_with_the_webui_api_auth(fake_webui, monkeypatch, api_client):
     from cloudlora import webui
 
+    monkeypatch.setattr(fake_webui.shared.cmd_opts, "api", True)
     monkeypatch.setattr(fake_webui.shared.cmd_opts, "api_auth", "alice:s3cret")
     webui.setup()
     app = FastAPI()

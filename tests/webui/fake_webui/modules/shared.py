@@ -4,7 +4,8 @@ import types
 from modules.options import OptionInfo, Options  # noqa: F401  (A1111 re-exports OptionInfo in shared)
 
 opts = Options()
-cmd_opts = types.SimpleNamespace(api_auth=None, lora_dir=None)
+cmd_opts = types.SimpleNamespace(api=False, nowebui=False, api_auth=None, lora_dir=None, server_name=None, share=False,
+                                 cors_allow_origins=None)
 
 
 class _Interrogator:

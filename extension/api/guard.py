@@ -1,0 +1,137 @@
+"""Who may call the REST routes: this machine's scripts and the app's own page, never another web page.
+
+A web page the user visits can send requests to 127.0.0.1 too. Three rules stop it:
+- **Host**: a request must name this server by a loopback name, an IP address or a name the user configured
+  (`allowed_hosts`, the WebUI's --server-name). A DNS-rebinding page reaches 127.0.0.1 under its own name.
+- **Origin**: a request a browser sends from another page (`Origin`, `Sec-Fetch-Site: cross-site|same-site`) is
+  refused unless that origin is one the user configured. Scripts (curl, requests) send neither.
+- **JSON**: a POST must say `Content-Type: application/json`. Browsers send other POSTs cross-site without asking
+  first (a "simple" request); a JSON one they must ask about, and nothing here says yes.
+`refusal()` is shared by the REST routes (a FastAPI dependency) and the standalone app's middleware (extension/ui/
+access.py), which adds its secret token on top.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from fastapi import HTTPException, Request
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What this server accepts besides its loopback names (lower-case names, no ports)."""
+
+    hosts: frozenset = frozenset()  # extra names (allowed_hosts, --server-name)
+    host_suffixes: tuple = ()  # e.g. (".gradio.live",) while the WebUI runs with --share
+    origins: frozenset = frozenset()  # extra origins, e.g. "https://my-frontend.example" (scheme://host[:port])
+    ip_hosts: bool = True  # any IP address as Host (it cannot be rebound); False: loopback only (standalone)
+
+    def with_hosts(self, names) -> "Policy":
+        extra = {n.strip().lower().strip("[]") for n in names if n and n.strip()}
+        return Policy(self.hosts | extra, self.host_suffixes, self.origins, self.ip_hosts)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    message: str
+    fix: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def detail(self) -> dict:
+        return {"message": self.message, "fix": self.fix}
+
+
+def split_host(value: str, scheme: str = "http") -> tuple[str, int | None]:
+    """'Example.com:7860' -> ('example.com', 7860); '[::1]:80' -> ('::1', 80); no port -> the scheme's default."""
+    value = (value or "").strip().lower()
+    port: int | None = DEFAULT_PORTS.get(scheme)
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        if rest.startswith(":") and rest[1:].isdigit():
+            port = int(rest[1:])
+        return host, port
+    if value.count(":") == 1:
+        host, _, p = value.partition(":")
+        if p.isdigit():
+            return host, int(p)
+        return host, port
+    return value, port
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def host_allowed(policy: Policy, host: str) -> bool:
+    if host in LOOPBACK_NAMES or host in policy.hosts:
+        return True
+    if _is_ip(host):
+        return policy.ip_hosts or ipaddress.ip_address(host).is_loopback
+    return any(host.endswith(s) for s in policy.host_suffixes)
+
+
+def _origin_parts(origin: str) -> tuple[str, str, int | None] | None:
+    m = re.fullmatch(r"(https?)://([^/?#]+)/?", origin.strip().lower())
+    if not m:
+        return None
+    host, port = split_host(m.group(2), m.group(1))
+    return m.group(1), host, port
+
+
+def same_origin(origin: str, host_header: str) -> bool:
+    """Is `origin` the page of the server this request was sent to (by its Host header)?"""
+    parts = _origin_parts(origin)
+    if parts is None or not host_header:  # "null" (a sandboxed frame, a file:// page) is never the same origin
+        return False
+    return (parts[1], parts[2]) == split_host(host_header, parts[0])
+
+
+def refusal(policy: Policy, method: str, headers: Mapping[str, str], scheme: str = "http") -> Refusal | None:
+    """Why this request must be refused, or None. `headers`: lower-case names."""
+    host_header = headers.get("host", "")
+    host, _port = split_host(host_header, scheme)
+    if host_header and not host_allowed(policy, host):
+        return Refusal(403, f"This server does not answer to the name '{host}' (only this machine's own addresses).",
+                       "Open it as http://127.0.0.1:PORT. A name of your own (a LAN name, a proxy) goes into "
+                       "CLOUDLORA_ALLOWED_HOSTS (comma-separated) or the allowed_hosts setting.")
+    origin = headers.get("origin")
+    site = headers.get("sec-fetch-site", "")
+    trusted = origin is not None and origin.strip().lower().rstrip("/") in policy.origins
+    if origin is not None and not trusted and not same_origin(origin, host_header):
+        return Refusal(403, f"Requests from another web page ({origin}) are refused.",
+                       "Call the API from a script or from this app's own page; a front-end of your own needs its "
+                       "origin in the WebUI's --cors-allow-origins.")
+    if site in ("cross-site", "same-site") and not trusted:
+        return Refusal(403, "Requests from another web page are refused.",
+                       "Call the API from a script or from this app's own page.")
+    if method.upper() == "POST":
+        ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if not (ctype == "application/json" or (ctype.startswith("application/") and ctype.endswith("+json"))):
+            return Refusal(415, f"A POST here must be JSON (Content-Type: application/json), not '{ctype or 'none'}'.",
+                           "Send the body as JSON, e.g. curl -H 'Content-Type: application/json' -d '{}' URL. "
+                           "(A web page cannot send JSON to another site without asking it first.)")
+    return None
+
+
+def dependency(policy: Policy):
+    """A FastAPI dependency that refuses requests the policy refuses (403 / 415 with the message and the fix)."""
+
+    def check(request: Request) -> None:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        found = refusal(policy, request.method, headers, request.url.scheme)
+        if found is not None:
+            raise HTTPException(status_code=found.status, detail=found.detail(), headers=dict(found.headers) or None)
+
+    return check
