@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -38,7 +39,7 @@ def main() -> int:
     env = {**os.environ, "CLOUDLORA_CONFIG_DIR": str(home / "config"), "CLOUDLORA_DATA_DIR": str(home / "data"),
            "CLOUDLORA_STORE": str(home / "store"), "AWS_CONFIG_FILE": str(home / "aws-config"),
            "AWS_SHARED_CREDENTIALS_FILE": str(home / "aws-credentials"), "AWS_EC2_METADATA_DISABLED": "true",
-           "GRADIO_ANALYTICS_ENABLED": "False"}
+           "GRADIO_ANALYTICS_ENABLED": "False", "CLOUDLORA_UI_TOKEN": secrets.token_urlsafe(16)}
     for var in ("AWS_PROFILE", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CLOUDLORA_BUCKET"):
         env.pop(var, None)
     cli = [sys.executable, "-m", "cloudlora"]
@@ -52,7 +53,8 @@ def main() -> int:
     try:
         for _ in range(240):
             try:
-                urllib.request.urlopen(base + "/cloudlora/v1/version", timeout=2)
+                urllib.request.urlopen(urllib.request.Request(
+                    base + "/cloudlora/v1/version", headers={"X-CloudLoRA-Token": env["CLOUDLORA_UI_TOKEN"]}), timeout=2)
                 break
             except OSError:
                 time.sleep(0.5)
@@ -65,7 +67,7 @@ def main() -> int:
             page.route("**/*", lambda r: r.continue_() if urlparse(r.request.url).hostname in ("127.0.0.1",
                                                                                                 "localhost")
                        else r.abort())
-            page.goto(base)
+            page.goto(f"{base}/?token={env['CLOUDLORA_UI_TOKEN']}")  # the address `cloudlora ui` prints
             for name, tab in (("assets-tab", "Cloud Asset Management"), ("train-tab", "Train Management")):
                 page.locator(".tab-nav button", has_text=tab).first.click()
                 page.wait_for_timeout(1500)

@@ -98,8 +98,10 @@ def same_origin(origin: str, host_header: str) -> bool:
     return (parts[1], parts[2]) == split_host(host_header, parts[0])
 
 
-def refusal(policy: Policy, method: str, headers: Mapping[str, str], scheme: str = "http") -> Refusal | None:
-    """Why this request must be refused, or None. `headers`: lower-case names."""
+def refusal(policy: Policy, method: str, headers: Mapping[str, str], scheme: str = "http", *,
+            require_json: bool = True) -> Refusal | None:
+    """Why this request must be refused, or None. `headers`: lower-case names. require_json=False leaves out the
+    JSON rule (gradio's own routes take forms and uploads; there the token cookie, SameSite=Lax, does that job)."""
     host_header = headers.get("host", "")
     host, _port = split_host(host_header, scheme)
     if host_header and not host_allowed(policy, host):
@@ -116,7 +118,7 @@ def refusal(policy: Policy, method: str, headers: Mapping[str, str], scheme: str
     if site in ("cross-site", "same-site") and not trusted:
         return Refusal(403, "Requests from another web page are refused.",
                        "Call the API from a script or from this app's own page.")
-    if method.upper() == "POST":
+    if require_json and method.upper() == "POST":
         ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if not (ctype == "application/json" or (ctype.startswith("application/") and ctype.endswith("+json"))):
             return Refusal(415, f"A POST here must be JSON (Content-Type: application/json), not '{ctype or 'none'}'.",

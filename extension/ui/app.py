@@ -59,19 +59,26 @@ def _queue(demo) -> None:
 def serve(port: int | None = None, api_auth: str | None = None, block: bool = True):
     """Starts the app on 127.0.0.1 (port None: gradio picks a free one from 7860) with the REST routes mounted.
 
-    With block=True it runs until Ctrl+C or SIGTERM, then stops background work; returns (demo, app, url).
+    With block=True it runs until Ctrl+C or SIGTERM, then stops background work; returns (demo, app, url), the url
+    with its secret token (ui/access.py: only the user reaches the app).
     """
     from .. import api, background
+    from . import access
 
+    gate = access.Access()
+    access.prepare_environment()
     demo = build_app()
     _queue(demo)
     app, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                              show_error=True, inbrowser=False, share=False)
-    api.mount(app, api_auth)
+                              show_error=True, inbrowser=False, share=False, **access.launch_kwargs(gate))
+    access.protect(app)
+    api.mount(app, api_auth, access.POLICY)
     from ..webui import cap_graceful_shutdown  # imports no `modules.*` at module level
 
     cap_graceful_shutdown(demo)
-    print(f"Cloud LoRA Trainer: {url.rstrip('/')}  (REST: {url.rstrip('/')}{api.PREFIX}/version)", flush=True)
+    url = gate.url(url)
+    print(f"Cloud LoRA Trainer: {url}\n  (REST: {api.PREFIX}/... with the header {access.HEADER_NAME}: {gate.token})",
+          flush=True)
     if not block:
         return demo, app, url
     stop = threading.Event()

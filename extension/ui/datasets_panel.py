@@ -3,6 +3,8 @@ optional prepared copy, auto-caption (inside A1111 only), upload with progress, 
 
 Only components and wiring: the work is cloudlora.assets (dataset_check, dataset_import, dataset_prepare, datasets),
 the same functions as the CLI and REST; long work runs as a background task that the handlers poll.
+The folders and files the handlers act on (the validated dataset root, its images) are gr.State: they live on the
+server, set by the server's own Validate/Prepare, and a client cannot send others (ui/access.py keeps strangers out).
 """
 from __future__ import annotations
 
@@ -115,11 +117,13 @@ def select_image(paths, root, evt: gr.SelectData):
         return paths[evt.index], "", err.message
 
 
-def save_caption(root, image, text):
+def save_caption(root, paths, image, text):
     from ..assets import dataset_prepare
 
     if not image:
         return "Click an image in the gallery first.", gr.update(), gr.update()
+    if not root or image not in (paths or []):  # only an image this server listed for the validated dataset
+        return "✗ Validate the dataset again, then pick the image.", gr.update(), gr.update()
     try:
         path = dataset_prepare.write_caption(root, image, text)
     except UserError as err:
@@ -132,11 +136,11 @@ def prepare(root, family):
     from ..assets import dataset_prepare, tasks
 
     if not root:
-        yield "Validate a dataset first.", gr.update()
+        yield "Validate a dataset first.", root
         return
     task = tasks.start("prepare", dataset_prepare.prepare, root, family)
     for out in follow(task, "Preparing a resized copy", lambda r: f"Prepared copy: {r}"):
-        yield out, gr.update()
+        yield out, root
     if task.exception() is None:
         yield f"✓ Prepared copy in `{task.result()}` (your originals are unchanged); it is now the dataset.", \
             str(task.result())
@@ -214,12 +218,12 @@ def render() -> None:
             repeats = gr.Number(value=10, precision=0, label="Repeats", elem_id="cloudlora_ds_repeats")
         validate_button = gr.Button("Validate", variant="primary", elem_id="cloudlora_ds_validate")
         report = gr.HTML(elem_id="cloudlora_ds_report")
-        root = gr.Textbox(visible=False, elem_id="cloudlora_ds_root")
-        paths = gr.State([])
+        root = gr.State("")  # the validated dataset folder, on the server
+        paths = gr.State([])  # its images, as the server listed them
         pictures = gr.Gallery(label="Dataset (click an image to edit its caption)", columns=6,
                               elem_id="cloudlora_ds_gallery")
         with gr.Row():
-            image = gr.Textbox(visible=False)
+            image = gr.State("")  # the picked image: one of `paths`
             caption = gr.Textbox(label="Caption", lines=2, elem_id="cloudlora_ds_caption")
             save_button = gr.Button("Save caption", elem_id="cloudlora_ds_save_caption")
         caption_status = gr.Markdown(elem_id="cloudlora_ds_caption_status")
@@ -237,7 +241,7 @@ def render() -> None:
         task_id = gr.Textbox(visible=False)
         relist, listed = store_list.render("ds", "dataset", LIST_HEADERS, dataset_rows, _delete_dataset,
                                            lambda n: f"Delete dataset **{n}** from the store?")
-    for c in (source, folder, zip_file, images, trigger, repeats, report, root, pictures, image, caption,
+    for c in (source, folder, zip_file, images, trigger, repeats, report, pictures, caption,
               caption_status, family, work_status, name, progress, task_id):
         c.do_not_save_to_config = True
 
@@ -249,7 +253,7 @@ def render() -> None:
     validate_button.click(validate, [source, folder, zip_file, images, trigger, repeats],
                           [report, pictures, root, paths, name])
     pictures.select(select_image, [paths, root], [image, caption, caption_status])
-    save_button.click(save_caption, [root, image, caption], [caption_status, report, pictures])
+    save_button.click(save_caption, [root, paths, image, caption], [caption_status, report, pictures])
     prepare_button.click(prepare, [root, family], [work_status, root]).then(revalidate, root,
                                                                             [report, pictures, paths])
     caption_button.click(autocaption, root, work_status).then(revalidate, root, [report, pictures, paths])
