@@ -12,7 +12,7 @@ from typing import Callable
 from .. import settings as settings_mod
 from ..errors import UserError
 from ..settings import Settings
-from . import build, bundle, stack
+from . import build, bundle, guardrails, stack
 from .session import aws_errors, boto_session, client, region_of
 
 Progress = Callable[[str], None]
@@ -54,6 +54,8 @@ def setup(settings: Settings, *, progress: Progress = print, poll_s: float = 5.0
         ident = make("sts").get_caller_identity()
     progress(f"account {ident['Account']} as {ident['Arn']}, region {region}")
     b = bundle.build_bundle(root)  # before the stack: a broken install fails here, before anything changes in AWS
+    with aws_errors(settings, service="iam", what="checking the roles' permissions boundary"):
+        guardrails.require_boundary(make("iam"), ident["Account"], progress)
 
     with aws_errors(settings, service="cloudformation", what="deploying the stack"):
         out = stack.deploy(make("cloudformation"), progress, template_body=template_body, poll_s=poll_s)
@@ -62,6 +64,7 @@ def setup(settings: Settings, *, progress: Progress = print, poll_s: float = 5.0
         raise UserError(f"The stack '{stack.STACK_NAME}' has no outputs {missing}.",
                         "Delete it (`cloudlora setup --delete`) and run `cloudlora setup` again.")
     bucket, role_arn, repo_uri = out["BucketName"], out["RoleArn"], out["RepositoryUri"]
+    guardrails.check_bucket_private(make("s3"), bucket, progress)
     # Saved before the image build, so the store works even if the build fails.
     settings_mod.save({"region": region, "bucket": bucket, "role_arn": role_arn})
     progress(f"saved: bucket {bucket}, role {role_arn}, region {region}")

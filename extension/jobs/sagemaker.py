@@ -157,6 +157,12 @@ def build_request(spec: JobSpec, *, bucket: str, role_arn: str, model_key: str, 
     }
     if hyperparameters:
         request["HyperParameters"] = hyperparameters
+    if spec.container != "kohya-sample":
+        # Our trainer needs no network: the model, dataset and config come through the channels, the image holds the
+        # tokenizers (HF_HUB_OFFLINE=1), and SageMaker itself moves outputs, checkpoints, TensorBoard events and logs.
+        # Isolated, a job that a malicious input file subverted has no network and no AWS credentials. The Kohya
+        # sample container fetches tokenizers from the Hugging Face hub at start, so it keeps the network.
+        request["EnableNetworkIsolation"] = True
     if spec.spot:
         request["EnableManagedSpotTraining"] = True
         request["StoppingCondition"]["MaxWaitTimeInSeconds"] = int(spec.max_wait_s)
