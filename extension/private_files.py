@@ -29,6 +29,8 @@ def ensure_dir(path: Path | str) -> Path:
             p.mkdir(mode=DIR_MODE)
         except FileExistsError:  # created meanwhile (another thread), or a file in the way: open() will say so
             pass
+        except OSError:  # not allowed here (a read-only home): the writer that needs the folder says so
+            return path
     tighten(path, DIR_MODE)
     return path
 
