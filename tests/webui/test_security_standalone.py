@@ -115,9 +115,12 @@ def test_the_websocket_of_gradios_queue_needs_the_token_and_the_apps_own_origin(
         with pytest.raises(InvalidStatus) as err:
             ws_client.connect(url, additional_headers=headers, open_timeout=10).close()
         assert err.value.response.status_code == 403
-    ok = ws_client.connect(url, additional_headers={"Cookie": f"cloudlora-token-{app.port}={app.token}",
-                                                    "Origin": f"http://127.0.0.1:{app.port}"}, open_timeout=10)
-    ok.close()
+    import gradio
+
+    if int(gradio.__version__.split(".")[0]) < 4:  # 4.x queues over HTTP (server-sent events), not a websocket
+        ok = ws_client.connect(url, additional_headers={"Cookie": f"cloudlora-token-{app.port}={app.token}",
+                                                        "Origin": f"http://127.0.0.1:{app.port}"}, open_timeout=10)
+        ok.close()
 
 
 @pytest.mark.parametrize("host", ["evil.example", f"evil.example:{7860}", "rebind.attacker.example:80",
