@@ -144,8 +144,9 @@ def _uris(request):
 def test_the_sagemaker_role_reads_the_jobs_inputs_and_writes_only_its_outputs(template, boundary, container):
     from cloudlora.jobs import sagemaker
 
+    parts = {p: f"models/flux/{p}.safetensors" for p in ("clip_l", "t5xxl", "ae")} if container == "cloudlora" else None
     request = sagemaker.build_request(_spec(container), bucket=BUCKET, role_arn="r",
-                                      model_key="models/tiny/tiny.safetensors", dataset_name="demo")
+                                      model_key="models/tiny/tiny.safetensors", dataset_name="demo", part_keys=parts)
     policies = [role(template, "SageMakerRole"), boundary]
     reads, writes = _uris(request)
     obj = f"arn:aws:s3:::{BUCKET}/"
