@@ -34,6 +34,27 @@ env_webui() {
   echo "$want" > "$v/.stamp"
 }
 
+# The test tools of .venv/host (tests/host): what the suite itself imports, nothing of this project's dependencies.
+HOST_TEST_TOOLS='pytest>=7.4,<9 playwright>=1.40,<2'
+
+env_host() {  # .venv/host: a WebUI venv as A1111 1.10.1 leaves it, WITHOUT this project (tests/host installs it as A1111 does)
+  local v="$VENVS/host" want
+  want="$(cat "$ROOT/tools/a1111-pins.txt"; echo "torch==2.13.0 $HOST_TEST_TOOLS")"
+  want="$(echo "$want" | sha256sum | cut -c1-16)"
+  if _stamp_ok "$v" "$want"; then return; fi
+  echo "== setting up $v (A1111 1.10.1 pins + torch 2.13.0, no Cloud LoRA Trainer)"
+  rm -rf "$v"  # from scratch: what the extension's install.py adds must not survive a rebuild
+  # Python 3.11: the only local torch wheel is cp311 (A1111 1.10.1 supports 3.10 and 3.11).
+  "$(_python_for 3.11)" -m venv "$v"
+  _pip "$v/bin/python" -m pip install -q --upgrade "pip>=23" "setuptools>=64,<70" wheel
+  # shellcheck disable=SC2086  # HOST_TEST_TOOLS is a list of requirements
+  _pip "$v/bin/python" -m pip install -q -r "$ROOT/tools/a1111-pins.txt" "torch==2.13.0" $HOST_TEST_TOOLS
+  _pip "$v/bin/python" -m pip check >/dev/null || { "$v/bin/python" -m pip check; return 1; }
+  # What "before the extension was installed" means: tests/host puts the venv back to this list before each run.
+  "$v/bin/python" -m pip freeze --all > "$v/pristine-freeze.txt"
+  echo "$want" > "$v/.stamp"
+}
+
 _trainer_venv() {  # _trainer_venv DIR STAMP-INPUT REQUIREMENTS-FILE: torch 2.13.0 + those requirements, exactly
   local v="$1" want="$2" reqs="$3"
   if _stamp_ok "$v" "$want"; then return; fi

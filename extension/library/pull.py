@@ -11,6 +11,7 @@ import os
 import shutil
 import struct
 import tarfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +21,15 @@ from ..errors import UserError
 
 SD_VERSION = {"sd15": "SD1", "sd2": "SD2", "sdxl": "SDXL", "flux": "Flux"}  # Forge's SdVersion names
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
+
+# How many LoRA files this process has put into a Lora folder: the WebUI page refreshes its Lora cards when it grows
+# (ui/lora_cards.py).
+_pulls = 0
+_pulls_lock = threading.Lock()
+
+
+def pulls_so_far() -> int:
+    return _pulls
 
 
 @dataclass
@@ -192,6 +202,9 @@ def install(src: Path, dest_dir: Path, lora_name: str, *, sidecar_data: dict, pr
         prev_path = dest_dir / f"{stem}.preview.png"
         _copy_as_png(preview, prev_path)
         prev = str(prev_path)
+    global _pulls
+    with _pulls_lock:
+        _pulls += 1
     refreshed = refresh()
     msg = f"Pulled into {dest}"
     if renamed:

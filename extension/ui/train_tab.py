@@ -14,7 +14,7 @@ from .. import host
 from .. import settings as settings_mod
 from ..errors import UserError
 from ..jobs import flux, instances
-from . import train_jobs
+from . import lora_cards, train_jobs
 
 FM_LABELS = {"SD 1.5": "sd15", "SDXL": "sdxl", "FLUX.1": "flux"}
 CONTAINER_LABELS = {"Cloud LoRA trainer image": "cloudlora", "Kohya sample container": "kohya-sample"}
@@ -314,6 +314,7 @@ def build() -> gr.Blocks:
 
         gr.Markdown("### Trainings List")
         ticker = gr.Textbox(value=lambda: str(time.time()), every=REFRESH_S, visible=False)
+        lora_cards.follow_pulls(ticker)  # the WebUI's Lora cards show each pulled LoRA at once
         jobs_table = gr.Dataframe(headers=train_jobs.LIST_HEADERS, value=train_jobs.list_rows, interactive=False,
                                   wrap=True,
                                   elem_id="cloudlora_jobs")
