@@ -39,7 +39,10 @@ def install_extension(webui: Path) -> Path:
     dest = webui / "extensions" / EXTENSION
     dest.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(dest)], check=True)
-    changed = [p for p in _git("ls-files", "-z", "--modified", "--others", "--exclude-standard").split("\0") if p]
+    assert _git("rev-parse", "HEAD", cwd=dest) == _git("rev-parse", "HEAD"), "the clone is not at this checkout's HEAD"
+    # Staged or not (diff against HEAD, deletions included), and new files that git does not ignore.
+    changed = _git("diff", "-z", "--name-only", "HEAD", "--").split("\0")
+    changed = [p for p in changed + _git("ls-files", "-z", "--others", "--exclude-standard").split("\0") if p]
     for rel in changed:
         src, target = ROOT / rel, dest / rel
         if src.is_file():
