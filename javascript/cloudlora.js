@@ -22,7 +22,8 @@ function cloudloraUseInTxt2img(text) {
     return text;
 }
 
-// Makes a new LoRA file show in the Lora cards of txt2img and img2img, by clicking their hidden refresh buttons.
+// Makes a new LoRA file show in the Lora cards of txt2img and img2img, by clicking their hidden refresh buttons
+// (A1111 keeps the cards as HTML built once). The Train tab calls it after each pull (extension/ui/lora_cards.py).
 function cloudloraRefreshLoras() {
     var clicked = 0;
     ["#txt2img_lora_extra_refresh_internal", "#img2img_lora_extra_refresh_internal"].forEach(function(sel) {

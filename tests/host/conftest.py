@@ -52,7 +52,8 @@ def webui(tmp_path_factory):
     finally:
         host.stop()
         a1111.kill_runners(home / "data", [home / "data" / "store"])
-        shutil.copy(host.log, ROOT / "artifacts" / "host-webui.log") if (ROOT / "artifacts").is_dir() else None
+        (ROOT / "artifacts").mkdir(exist_ok=True)
+        shutil.copy(host.log, ROOT / "artifacts" / "host-webui.log")  # the WebUI's own output, for a failed run
 
 
 @pytest.fixture(scope="session")

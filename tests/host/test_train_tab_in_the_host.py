@@ -44,9 +44,10 @@ def test_create_training_job_local_in_the_tab_lands_the_lora_and_its_cards_show_
                                                                                        screenshot):
     host, page = webui.host, browser_page
     page.goto(host.url)
-    # The cards are built at page load (empty Lora folder) and then cached, as in A1111 1.10.1.
-    expect(_md(page, "txt2img_lora_cards_html")).to_contain_text("Nothing here", timeout=60_000)
-    expect(_md(page, "img2img_lora_cards_html")).to_contain_text("Nothing here")
+    # The cards are built at the first page load and then cached, as in A1111 1.10.1.
+    for tab in ("txt2img", "img2img"):
+        expect(_md(page, f"{tab}_lora_cards_html")).not_to_contain_text("Loading...", timeout=60_000)
+        expect(_card(page, tab, "tab_lora")).to_have_count(0)
 
     _tab(page, "Train Management").click()
     page.locator("#cloudlora_create_job").wait_for(state="visible")
