@@ -17,7 +17,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -238,7 +237,3 @@ def host_env(home: Path) -> dict:
                AWS_EC2_METADATA_DISABLED="true", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1",
                PATH=os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if ".venv" not in p))
     return env
-
-
-def python_of_this_venv() -> str:
-    return sys.executable

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ class Started:
 
 @pytest.fixture(scope="session")
 def webui(tmp_path_factory):
-    python = a1111.python_of_this_venv()
+    python = sys.executable  # .venv/host's: the WebUI runs in the venv these tests run in
     a1111.reset_venv(python)
     base = tmp_path_factory.mktemp("a1111")
     webui_dir = a1111.new_webui(base)

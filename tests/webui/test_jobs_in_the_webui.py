@@ -38,3 +38,19 @@ def test_a_pulled_lora_goes_to_the_webuis_lora_folder_and_the_lora_list_is_refre
 def test_use_in_txt2img_is_not_shown_outside_the_webui():
     assert not host.current().in_webui
     assert not _use_button_visible()
+
+
+def _pull_counter_wiring() -> list:
+    """The js run when the Train tab's hidden pull counter changes (tests/host checks it in a browser)."""
+    from cloudlora.ui import train_tab
+
+    config = train_tab.build().get_config_file()
+    ids = [c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "cloudlora_pulls"]
+    return [d.get("js") for d in config["dependencies"] for t in d["targets"]
+            if (t[0] if isinstance(t, (list, tuple)) else t) in ids]
+
+
+def test_inside_the_webui_each_pull_refreshes_the_lora_cards_and_standalone_nothing_polls_for_them(monkeypatch):
+    assert _pull_counter_wiring() == []
+    monkeypatch.setattr(host, "_current", host.Host(name="a1111"))
+    assert _pull_counter_wiring() == ["cloudloraRefreshLoras"]

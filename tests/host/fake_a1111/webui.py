@@ -39,6 +39,8 @@ def webui():
         app_kwargs={"docs_url": "/docs", "redoc_url": "/redoc"})
     # A1111 drops gradio's open CORS policy.
     app.user_middleware = [x for x in app.user_middleware if x.cls.__name__ != "CORSMiddleware"]
+    app.middleware_stack = None  # rebuilt without it, as A1111's setup_middleware does
+    app.build_middleware_stack()
     if cmd_opts.api:
         api.create_api(app)
     script_callbacks.app_started_callback(shared.demo, app)
