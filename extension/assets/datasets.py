@@ -3,7 +3,9 @@
 Layout: datasets/<name>/<N_trigger>/<files> (plus the Kohya sample's config or JumpStart's dataset_info.json) and
 datasets/<name>/manifest.json {name, family "", sha256 (of the sorted file list and hashes), size, file_count,
 created, triggers, images, images_per_epoch, kind}. The manifest is written LAST, so a half-uploaded dataset never
-lists as complete; a re-run sends only the files that are missing or changed.
+lists as complete; a re-run sends only the files that are missing or changed. Uploading under an existing name
+replaces that dataset, but never while another upload of other content to that name runs: the name is claimed
+atomically first (claims.py), so two uploads never mix their files.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 from cloudlora_backend.trainer import layout as L
 
 from ..errors import UserError
-from . import transfer
+from . import claims, transfer
 from .dataset_check import Report, check_dataset
 from .models import check_name, now_iso, safe_name
 
@@ -84,14 +86,34 @@ def upload_dataset(store, path: Path | str, name: str | None = None,
         hashes.append((rel, _sha256(p)))
         hasher.add(p.stat().st_size, item=rel, file_done=True)
     digest = dataset_sha256(hashes)
-    try:
-        old = json.loads(store.get_bytes(manifest_key(name)))
-    except FileNotFoundError:
-        old = None
+    old = _manifest_or_none(store, name)
     if old and old.get("sha256") == digest:
         transfer.Meter(progress, "done", total, done=total, files_total=len(files)).emit()
         return {**old, "bytes_sent": 0, "files_sent": 0, "files_skipped": len(files), "deduplicated": True}
-    if old:
+    claim = claims.claim(store, "datasets", name, digest)  # atomic: no other content is sent to this name now
+    try:
+        return _upload_claimed(store, report, name, files, hashes, digest, total, progress, cancel, threads)
+    finally:
+        claim.release()
+
+
+def _manifest_or_none(store, name: str) -> dict | None:
+    try:
+        data = json.loads(store.get_bytes(manifest_key(name)))
+        return data if isinstance(data, dict) else {}
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return {}
+
+
+def _upload_claimed(store, report: Report, name: str, files, hashes, digest: str, total: int, progress, cancel,
+                    threads: int) -> dict:
+    old = _manifest_or_none(store, name)  # again, now that the name is ours: another upload may have finished
+    if old and old.get("sha256") == digest:
+        transfer.Meter(progress, "done", total, done=total, files_total=len(files)).emit()
+        return {**old, "bytes_sent": 0, "files_sent": 0, "files_skipped": len(files), "deduplicated": True}
+    if old is not None:
         store.delete(manifest_key(name))  # being replaced: not complete until the new manifest lands
 
     meter = transfer.Meter(progress, "uploading", total, files_total=len(files))
@@ -112,7 +134,8 @@ def upload_dataset(store, path: Path | str, name: str | None = None,
         return res
 
     results = transfer.run_parallel(lambda item: send(*item), files, threads, stop, "cloudlora-dataset")
-    wanted = {f"datasets/{name}/{rel}" for rel, _p in files} | {manifest_key(name)}
+    wanted = {f"datasets/{name}/{rel}" for rel, _p in files}
+    wanted |= {manifest_key(name), claims.claim_key("datasets", name)}
     for obj in list(store.list(f"datasets/{name}/")):  # files of an older version that are gone now
         if obj.key not in wanted:
             store.delete(obj.key)

@@ -2,8 +2,9 @@
 
 Layout: models/<name>/<checkpoint file> byte for byte (SageMaker streams it into the job) and
 models/<name>/manifest.json {name, family, sha256, size, file_count, created, file}. The manifest is written last,
-so a half-uploaded checkpoint never lists. The family comes from the safetensors header alone; a .ckpt is a pickle,
-which the WebUI side never unpickles, so its family must be given.
+so a half-uploaded checkpoint never lists. The name is claimed atomically before anything is sent (claims.py), so
+two uploads of different checkpoints under one name cannot both succeed. The family comes from the safetensors
+header alone; a .ckpt is a pickle, which the WebUI side never unpickles, so its family must be given.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from cloudlora_backend.trainer.family import NotSafetensorsError, detect_family, read_safetensors_header
 
 from ..errors import UserError
-from . import flux_parts, hashcache, transfer
+from . import claims, flux_parts, hashcache, transfer
 
 FAMILIES = ("sd15", "sd2", "sdxl", "flux")
 FAMILY_LABELS = {"sd15": "SD 1.5", "sd2": "SD 2.x", "sdxl": "SDXL", "flux": "FLUX.1", "unknown": "unknown"}
@@ -41,7 +42,7 @@ def name_from_path(path: Path | str) -> str:
 
 
 def check_name(name: str, what: str = "model") -> str:
-    if not NAME_RE.match(name or "") or ".." in name:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".." in name:
         raise UserError(f"'{name}' is not a valid {what} name.",
                         "Use letters, digits, '.', '_' and '-' (up to 100 characters), starting with a letter "
                         "or digit.")
@@ -125,41 +126,59 @@ def upload_model(store, path: Path | str, name: str | None = None, family: str |
     size = path.stat().st_size
     hasher = transfer.Meter(progress, "hashing", size, item=path.name)
     sha256 = hashcache.sha256_file(path, progress=lambda d, t: hasher.add(d - hasher.done), cancel=cancel)
-    models = list_models(store)
-    for m in models:
+    for m in list_models(store):
         if m.get("sha256") == sha256:  # the same bytes are already in the store
             transfer.Meter(progress, "done", size, done=size, item=path.name).emit()
             return {**m, "bytes_sent": 0, "deduplicated": True}
-    if any(m.get("name") == name for m in models):
-        raise UserError(f"A different model named '{name}' is already in the store.",
-                        f"Give another name (--name), or remove it first: cloudlora model rm {name}")
-    key = f"models/{name}/{path.name}"
-    result = transfer.upload_file(store, key, path, metadata={"family": family}, sha256=sha256,
-                                  progress=progress, cancel=cancel)
-    manifest = {"name": name, "family": family, "sha256": sha256, "size": size, "file_count": 1,
-                "created": now_iso(), "file": key, "kind": "model", "source": path.name}
-    sent = result.bytes_sent
-    if part_files:  # after the checkpoint, each through the same resumable, checked transfer
-        manifest["parts"] = {}
-        for part, file in part_files.items():
-            part_sha = hashcache.sha256_file(file, cancel=cancel)
-            part_key = flux_parts.key_for(name, part, file)
-            r = transfer.upload_file(store, part_key, file, metadata={"family": family, "part": part},
-                                     sha256=part_sha, progress=progress, cancel=cancel)
-            sent += r.bytes_sent
-            manifest["parts"][part] = {"file": part_key, "sha256": part_sha, "size": file.stat().st_size,
-                                       "source": file.name}
-        manifest["size"] = size + sum(p["size"] for p in manifest["parts"].values())
-        manifest["file_count"] = 1 + len(part_files)
-    store.put_bytes(manifest_key(name), json.dumps(manifest, indent=2).encode())  # last: now it lists
+    claim = claims.claim(store, "models", name, sha256)  # atomic: one of two racing uploads gets the name
+    try:
+        existing = _manifest_or_none(store, name)  # looked at after the claim: no upload can finish meanwhile
+        if existing is not None and existing.get("sha256") != sha256:
+            raise UserError(f"A different model named '{name}' is already in the store.",
+                            f"Give another name (--name), or remove it first: cloudlora model rm {name}")
+        key = f"models/{name}/{path.name}"
+        result = transfer.upload_file(store, key, path, metadata={"family": family}, sha256=sha256,
+                                      progress=progress, cancel=cancel)
+        manifest = {"name": name, "family": family, "sha256": sha256, "size": size, "file_count": 1,
+                    "created": now_iso(), "file": key, "kind": "model", "source": path.name}
+        sent = result.bytes_sent
+        if part_files:  # after the checkpoint, each through the same resumable, checked transfer
+            manifest["parts"] = {}
+            for part, file in part_files.items():
+                part_sha = hashcache.sha256_file(file, cancel=cancel)
+                part_key = flux_parts.key_for(name, part, file)
+                r = transfer.upload_file(store, part_key, file, metadata={"family": family, "part": part},
+                                         sha256=part_sha, progress=progress, cancel=cancel)
+                sent += r.bytes_sent
+                manifest["parts"][part] = {"file": part_key, "sha256": part_sha, "size": file.stat().st_size,
+                                           "source": file.name}
+            manifest["size"] = size + sum(p["size"] for p in manifest["parts"].values())
+            manifest["file_count"] = 1 + len(part_files)
+        store.put_bytes(manifest_key(name), json.dumps(manifest, indent=2).encode())  # last: now it lists
+    finally:
+        claim.release()  # the manifest guards the name now (or nothing was written)
     return {**manifest, "bytes_sent": sent, "deduplicated": result.skipped and not sent}
 
 
-def delete_model(store, name: str) -> int:
-    """Removes the model (manifest first, so it stops listing at once); returns the number of objects removed."""
-    get_model(store, name)
+def _manifest_or_none(store, name: str) -> dict | None:
+    try:
+        data = json.loads(store.get_bytes(manifest_key(name)))
+        return data if isinstance(data, dict) else {}
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return {}
+
+
+def delete_model(store, name: str, *, force: bool = False) -> int:
+    """Removes the model (manifest first, so it stops listing at once); returns the number of objects removed.
+    `force` also clears a half-uploaded one (parts of a file and its name claim, no manifest)."""
+    check_name(name)
+    if not force:
+        get_model(store, name)
+    had_manifest = store.head(manifest_key(name)) is not None
     store.delete(manifest_key(name))
-    return 1 + store.delete_prefix(f"models/{name}/")
+    return int(had_manifest) + store.delete_prefix(f"models/{name}/")
 
 
 def download_model(store, name: str, dest_dir: Path | str,

@@ -9,6 +9,8 @@ future, cancel()).
 - Local store: a chunked copy into `<dest>.partial` that a re-run continues from where it stopped.
 - The full-file SHA-256 goes into the object's metadata (S3's multipart checksum is one of the parts, not of the
   file) and is checked with head() after the upload; an object already there with the same hash is not sent again.
+- Two uploads to the same object from this machine (two tabs, the tab and the CLI) never share that resume state: the
+  second waits for the first (a machine-wide lock per object), then finds the object there and sends nothing.
 """
 from __future__ import annotations
 
@@ -167,9 +169,12 @@ def uploads_dir() -> Path:
     return data_dir() / "uploads"
 
 
+def _object_ident(store, key: str) -> str:
+    return hashlib.sha256(f"{store.kind}|{getattr(store, 'endpoint', '')}|{store.uri(key)}".encode()).hexdigest()
+
+
 def _state_path(store, key: str) -> Path:
-    ident = hashlib.sha256(f"{store.kind}|{getattr(store, 'endpoint', '')}|{store.uri(key)}".encode()).hexdigest()
-    return uploads_dir() / f"{ident[:24]}.json"
+    return uploads_dir() / f"{_object_ident(store, key)[:24]}.json"
 
 
 def _read_state(path: Path) -> dict | None:
@@ -180,10 +185,10 @@ def _read_state(path: Path) -> dict | None:
 
 
 def _write_state(path: Path, state: dict) -> None:
+    from .. import atomic
+
     private_files.ensure_dir(path.parent)
-    tmp = path.with_suffix(".tmp")
-    private_files.write_text(tmp, json.dumps(state, indent=2))
-    tmp.replace(path)
+    atomic.write_text(path, json.dumps(state, indent=2))  # private (0600), and never half-written
 
 
 def _check_cancel(cancel: threading.Event | None) -> None:
@@ -225,6 +230,21 @@ def upload_file(store, key: str, path: Path | str, *, metadata: Mapping[str, str
     if sha256 is None:
         hasher = Meter(progress, "hashing", size, item=path.name)
         sha256 = hashcache.sha256_file(path, progress=lambda d, t: hasher.add(d - hasher.done), cancel=cancel)
+    from .. import locks
+
+    waited = []
+
+    def on_wait() -> None:  # another upload of this object runs: say so, and look at what it left when it ends
+        waited.append(True)
+        Meter(progress, "waiting for another upload of this file", size, item=path.name).emit()
+
+    with locks.hold(f"upload-{_object_ident(store, key)[:32]}", timeout=None, cancel=cancel, on_wait=on_wait):
+        return _upload_locked(store, key, path, size, sha256, metadata, progress, cancel, threads, part_size,
+                              skip_if_same=skip_if_same or bool(waited))
+
+
+def _upload_locked(store, key, path, size, sha256, metadata, progress, cancel, threads, part_size, *,
+                   skip_if_same: bool) -> UploadResult:
     meta = {**dict(metadata or {}), "sha256": sha256}
     if skip_if_same:
         info = store.head(key)

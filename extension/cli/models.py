@@ -8,6 +8,7 @@ import threading
 from .. import settings as settings_mod
 from ..assets import models
 from ..assets.transfer import Cancelled, Progress, format_bytes
+from ..errors import UserError
 from .output import add_json_flag, confirm, print_json, print_record, print_table
 
 
@@ -140,11 +141,20 @@ def run_download(args: argparse.Namespace) -> int:
 
 def run_rm(args: argparse.Namespace) -> int:
     store = open_store()
-    manifest = models.get_model(store, args.name)
-    if not confirm(f"Delete model '{args.name}' ({format_bytes(int(manifest.get('size', 0)))}) from "
-                   f"{store.uri('models/')}?", args.yes):
+    try:
+        manifest = models.get_model(store, args.name)
+        what = f"model '{args.name}' ({format_bytes(int(manifest.get('size', 0)))})"
+        partial = False
+    except UserError:
+        # An interrupted upload leaves its name claim (and, locally, the file so far) but no manifest.
+        leftovers = sum(1 for _ in store.list(f"models/{models.check_name(args.name)}/"))
+        if not leftovers:
+            raise
+        what = f"the half-uploaded model '{args.name}' ({leftovers} object(s), no manifest)"
+        partial = True
+    if not confirm(f"Delete {what} from {store.uri('models/')}?", args.yes):
         return 1
-    n = models.delete_model(store, args.name)
+    n = models.delete_model(store, args.name, force=partial)
     if args.json:
         print_json({"deleted": args.name, "objects": n})
     else:

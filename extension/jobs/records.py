@@ -6,19 +6,13 @@ twice (a double click, a retried REST call) finds the first job instead of makin
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
-import os
 import re
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Iterator
 
-from .. import private_files
-from ..settings import data_dir
 from .spec import JobSpec
 
 TERMINAL = ("Completed", "Failed", "Stopped")
@@ -123,22 +117,8 @@ def delete(store, job_id: str) -> int:
     return store.delete_prefix(f"jobs/{job_id}/")
 
 
-@contextlib.contextmanager
-def lock(name: str, *, timeout: float = 120.0) -> Iterator[None]:
+def lock(name: str, *, timeout: float = 120.0):
     """A machine-wide lock (fcntl) so two processes (the tab and the CLI) don't create or pull the same job twice."""
-    folder = private_files.ensure_dir(data_dir() / "locks")
-    path = folder / f"{re.sub(r'[^A-Za-z0-9._-]', '_', name)}.lock"
-    fd = private_files.open_fd(path, os.O_RDWR)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"waited {timeout:.0f} s for {path}") from None
-                time.sleep(0.05)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
+    from .. import locks
+
+    return locks.hold(name, timeout=timeout)

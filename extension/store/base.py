@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Protocol
 
+from ..errors import UserError
+
 # progress(bytes_done_total, bytes_total)
 ProgressFn = Callable[[int, int], None]
 
@@ -27,7 +29,10 @@ class ObjectStore(Protocol):
     def put_file(self, key: str, path: Path, *, metadata: Mapping[str, str] | None = None,
                  progress: ProgressFn | None = None) -> None: ...
 
-    def put_bytes(self, key: str, data: bytes, *, metadata: Mapping[str, str] | None = None) -> None: ...
+    def put_bytes(self, key: str, data: bytes, *, metadata: Mapping[str, str] | None = None,
+                  if_absent: bool = False) -> None:
+        """Writes the object atomically (a reader sees the old bytes or the new ones). With if_absent, only when
+        nothing is at `key` yet, else AlreadyExists: of two racing writers exactly one succeeds (a name claim)."""
 
     def get_bytes(self, key: str) -> bytes: ...
 
@@ -42,8 +47,17 @@ class ObjectStore(Protocol):
     def delete_prefix(self, prefix: str) -> int: ...
 
 
+class AlreadyExists(FileExistsError):
+    """put_bytes(..., if_absent=True) found an object at the key already."""
+
+
+class InvalidKey(UserError, ValueError):
+    """A key that would leave its prefix ('..', an absolute path): a user-fixable 400, never a traceback."""
+
+
 def check_key(key: str) -> str:
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts[:-1]) or parts[-1] in (".", ".."):
-        raise ValueError(f"invalid store key: {key!r}")
+        raise InvalidKey(f"{key!r} is not a valid store key (no '..', '.', empty or absolute parts).",
+                         "Use the name shown by the listing (`cloudlora jobs`, `model list`, `dataset list`).")
     return key

@@ -6,12 +6,13 @@ default checksums work with SeaweedFS. Large uploads go through cloudlora.assets
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Iterator, Mapping
 
 from ..errors import UserError
 from ..settings import Settings
-from .base import ObjectInfo, ProgressFn, check_key
+from .base import AlreadyExists, ObjectInfo, ProgressFn, check_key
 
 POOL = 16  # HTTP connections: at least the upload threads
 
@@ -21,6 +22,14 @@ def make_client(settings: Settings):
     from ..aws import session
 
     return session.client(settings, "s3", max_pool_connections=POOL)
+
+
+_conditional = threading.local()  # set while this thread sends a conditional PUT
+
+
+def _if_none_match_header(request, **_) -> None:
+    if getattr(_conditional, "on", False):
+        request.headers["If-None-Match"] = "*"
 
 
 def _is_missing(err) -> bool:
@@ -65,8 +74,49 @@ class S3Store:
         cb = (lambda p: progress(p.done, p.total)) if progress else None
         upload_file(self, check_key(key), Path(path), metadata=metadata, progress=cb, skip_if_same=False)
 
-    def put_bytes(self, key: str, data: bytes, *, metadata: Mapping[str, str] | None = None) -> None:
-        self.put_object(key, data, metadata)
+    def put_bytes(self, key: str, data: bytes, *, metadata: Mapping[str, str] | None = None,
+                  if_absent: bool = False) -> None:
+        if not if_absent:
+            self.put_object(key, data, metadata)
+            return
+        self._put_if_absent(key, data, metadata)
+
+    def _put_if_absent(self, key: str, data: bytes, metadata: Mapping[str, str] | None) -> None:
+        """A conditional PUT (If-None-Match: *): S3 and SeaweedFS let exactly one of racing writers create the key.
+
+        412 PreconditionFailed: the key exists. 409 ConditionalRequestConflict: another conditional write of the key
+        is in flight (S3 asks to retry), after which the retry tells who won.
+        """
+        import time
+
+        import botocore.exceptions as bx
+
+        kwargs = {"Bucket": self.bucket, "Key": check_key(key), "Body": data, "Metadata": dict(metadata or {})}
+        if "IfNoneMatch" in self.client.meta.service_model.operation_model("PutObject").input_shape.members:
+            kwargs["IfNoneMatch"] = "*"
+        else:  # a botocore older than 1.35: the header goes in through a hook, for this thread's call only
+            self.client.meta.events.register_first("before-sign.s3.PutObject", _if_none_match_header,
+                                                    unique_id="cloudlora-if-none-match")
+        _conditional.on = True
+        try:
+            for attempt in range(6):
+                try:
+                    self.client.put_object(**kwargs)
+                    return
+                except bx.ClientError as err:
+                    code = str(err.response.get("Error", {}).get("Code", ""))
+                    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                    if code == "PreconditionFailed" or status == 412:
+                        raise AlreadyExists(f"already in the store: {key}") from None
+                    if (code == "ConditionalRequestConflict" or status == 409) and attempt < 5:
+                        time.sleep(0.1 * 2 ** attempt)
+                        continue
+                    from ..aws.session import translate
+
+                    raise (translate(err, settings=self.settings, service="s3", what=f"writing {self.uri(key)}")
+                           or err) from err
+        finally:
+            _conditional.on = False
 
     def get_bytes(self, key: str) -> bytes:
         import botocore.exceptions as bx
