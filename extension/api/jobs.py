@@ -1,7 +1,8 @@
 """REST routes for training jobs (under /cloudlora/v1): the same functions as the Train tab and `cloudlora train|jobs`.
 
 POST /jobs creates (idempotent by client_token), GET /jobs lists, GET /jobs/{id} shows, POST /jobs/{id}/stop,
-POST /jobs/{id}/pull, DELETE /jobs/{id} deletes the record, GET /jobs/{id}/logs, POST /jobs/estimate.
+POST /jobs/{id}/resume, POST /jobs/{id}/pull, DELETE /jobs/{id} deletes the record, GET /jobs/{id}/logs,
+POST /jobs/estimate.
 A user-fixable problem answers 400 with {"detail": {"message", "fix"}}; an unknown job 404.
 """
 from __future__ import annotations
@@ -131,6 +132,16 @@ def stop(job_id: str) -> dict:
 
     try:
         return service.stop_job(job_id)
+    except UserError as err:
+        raise _fail(err) from err
+
+
+@router.post("/jobs/{job_id}/resume", summary="Resume a Stopped or Failed job from its last checkpoint")
+def resume(job_id: str) -> dict:
+    from ..jobs import service
+
+    try:
+        return service.resume_job(job_id)
     except UserError as err:
         raise _fail(err) from err
 

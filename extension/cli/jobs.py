@@ -1,6 +1,7 @@
-"""`cloudlora jobs`, `job show|rm`, `logs`, `stop`, `pull`: follow and finish training jobs."""
+"""`cloudlora jobs`, `job show|rm`, `logs`, `stop`, `resume`, `pull`: follow and finish training jobs."""
 from __future__ import annotations
 
+import sys
 
 from .. import settings as settings_mod
 from .output import add_json_flag, confirm, print_json, print_table
@@ -32,6 +33,12 @@ def register(subparsers) -> None:
     stop.add_argument("id")
     add_json_flag(stop)
     stop.set_defaults(func=cmd_stop)
+
+    resume = subparsers.add_parser("resume", help="resume a stopped or failed job from its last checkpoint")
+    resume.add_argument("id")
+    resume.add_argument("--wait", action="store_true", help="follow the job; pull the LoRA when it completes")
+    add_json_flag(resume)
+    resume.set_defaults(func=cmd_resume)
 
     pull = subparsers.add_parser("pull", help="put a completed job's LoRA into the Lora folder")
     pull.add_argument("id")
@@ -120,6 +127,24 @@ def cmd_stop(args) -> int:
         print_json(out)
     else:
         print(f"{out['id']}: {out['message']}")
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from ..jobs import service
+
+    settings = settings_mod.resolve()
+    out = service.resume_job(args.id, settings)
+    if args.wait:
+        from .train import wait_and_report
+
+        print(f"{out['id']}: {out['message']}", file=sys.stderr)
+        return wait_and_report(out["id"], settings, as_json=args.json)
+    if args.json:
+        print_json(out)
+    else:
+        print(f"{out['id']}: {out['message']}")
+        print(f"Follow it: cloudlora logs {out['id']} --follow", file=sys.stderr)
     return 0
 
 

@@ -25,6 +25,11 @@ class Explanation:
 # (cause, pattern, message, fix). The first match wins, so specific patterns go first.
 # {instance} is filled from the caller, {error} with the error's last line ("ValueError: ...").
 _RULES: list[tuple[str, str, str, str]] = [
+    ("interrupted",
+     r"`cloudlora resume [^`]+`",
+     "The job was interrupted before it finished (it did not fail by itself).",
+     "Resume it (the Resume button, `cloudlora resume ID`): it continues from its last checkpoint and ends with the "
+     "same LoRA as an uninterrupted run."),
     # Exit 4: the trainer's own catch-all (cloud_backend/trainer/__main__.py). Its words come first: they may
     # mention a config or a dataset without being about either.
     ("bug",

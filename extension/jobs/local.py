@@ -6,15 +6,16 @@ Job folder (like /opt/ml):
     input/data/dataset/                 the dataset root, linked or downloaded
     input/data/config/config.toml
     model/ output/ checkpoints/         what the trainer writes
-    runner/                             runner.pid, trainer.pid, started, exit.json, stop-requested, train.log
+    runner/                             runner.pid, trainer.pid, started, waiting, exit.json, stop-requested,
+                                        train.log, runner.out
 With a local store the folder is the store's jobs/<id>/ (beside job.json); with an S3 store it is under the data
-dir. Status is read from those files only, so a restarted WebUI (or another process) sees the same thing.
+dir. Status is read from those files only (local_status.py), so a restarted WebUI (or another process) sees the
+same thing. A stopped or interrupted job resumes in the same folder: the trainer continues from checkpoints/.
 """
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -23,12 +24,13 @@ import threading
 import time
 from pathlib import Path
 
+from .. import atomic, bootstrap, private_files
 from ..errors import UserError
 from ..settings import Settings, data_dir
-from .. import bootstrap, private_files
 from . import trainer_env
-
-STEP_RE = re.compile(r"step=(\d+)/(\d+)(?:\s+loss=([0-9.eE+-]+|nan|inf))?")
+# Status lives in local_status.py; these names are used through this module too.
+from .local_status import (STEP_RE, _alive, _read_int, failure_text, has_checkpoint, last_step,  # noqa: F401
+                           pid_alive, read_tail, status)
 
 
 def lock_file() -> Path:
@@ -93,182 +95,54 @@ def start(jobdir: Path, settings: Settings) -> int:
     with private_files.open_file(run / "runner.out", "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, close_fds=True, cwd=str(jobdir))
-    private_files.write_text(run / "runner.pid", str(proc.pid))
+    atomic.write_text(run / "runner.pid", str(proc.pid))
     # Reap it when it ends (else it stays a zombie of this process); it does not stop with us.
     threading.Thread(target=proc.wait, name=f"cloudlora-reap-{proc.pid}", daemon=True).start()
     return proc.pid
 
 
-def _boot_time() -> float:
-    try:
-        for line in Path("/proc/stat").read_text().splitlines():
-            if line.startswith("btime "):
-                return float(line.split()[1])
-    except OSError:
-        pass
-    return 0.0
-
-
-def _alive(pid: int, must_contain: str = "", pidfile: Path | None = None) -> bool:
-    """Is `pid` still the process we started? A zombie is not; a pid reused by a later process is not.
-
-    With a pid file, "ours" means the process started no later than the file was written (a reused pid starts
-    after); the command line is not used then, because right after the fork it is still the parent's.
-    """
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat_path = Path(f"/proc/{pid}/stat")
-    if not stat_path.exists():
-        return True  # no /proc (macOS): trust kill(0)
-    try:
-        fields = stat_path.read_text().rsplit(")", 1)[-1].split()
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    if fields[0] == "Z":  # a zombie our own process has not reaped yet
-        return False
-    if pidfile is not None:
-        try:
-            written = pidfile.stat().st_mtime
-            started = _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            return True
-        return started <= written + 2.0
-    if must_contain and raw and must_contain.encode() not in raw:
-        return False  # the pid was reused by another program
-    return True
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _read_float(path: Path) -> float:
-    try:
-        return float(path.read_text().strip())
-    except (OSError, ValueError):
-        return 0.0
-
-
-def read_tail(path: Path, max_bytes: int = 64 << 10) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-def last_step(log_text: str) -> tuple[int, int, float | None]:
-    matches = list(STEP_RE.finditer(log_text))
-    if not matches:
-        return 0, 0, None
-    m = matches[-1]
-    loss = float(m.group(3)) if m.group(3) else None
-    return int(m.group(1)), int(m.group(2)), loss
-
-
-def status(jobdir: Path) -> dict:
-    """{"status", "secondary_status", "step", "total_steps", "started", "ended", "failure", "exit_code"}."""
-    run = jobdir / "runner"
-    out = {"status": "Created", "secondary_status": "", "step": 0, "total_steps": 0, "started": 0.0,
-           "ended": 0.0, "failure": "", "exit_code": None}
-    tail = read_tail(run / "train.log")
-    out["step"], out["total_steps"], _ = last_step(tail)
-    out["started"] = _read_float(run / "started")
-    stop_requested = (run / "stop-requested").exists()
-    exit_file = run / "exit.json"
-    if exit_file.exists():
-        try:
-            info = json.loads(exit_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            info = {"code": -1}
-        out["ended"] = float(info.get("ended") or 0)
-        out["exit_code"] = info.get("code")
-        if info.get("code") == 0:
-            out["status"] = "Completed"
-        elif info.get("stopped") or stop_requested:
-            out["status"] = "Stopped"
-            out["secondary_status"] = "Stopped by user (checkpoint kept)" if out["step"] else "Stopped by user"
-        else:
-            out["status"] = "Failed"
-            out["failure"] = failure_text(jobdir, tail, info)
-        return out
-    runner_pid = _read_int(run / "runner.pid")
-    if runner_pid is None:
-        return out
-    if not _alive(runner_pid, pidfile=run / "runner.pid"):
-        if exit_file.exists():  # it finished between the two looks
-            return status(jobdir)
-        out["status"] = "Failed"
-        crash = _runner_crash(run)
-        if crash:  # it died on its own before it could record anything (an import error, say): show its words
-            out["secondary_status"] = "Runner failed"
-            out["failure"] = (f"The local runner stopped before it could start the trainer:\n{crash}\n"
-                              "This is a bug in Cloud LoRA Trainer or a broken install; the full output is in "
-                              f"{run / 'runner.out'}.")
-            return out
-        out["secondary_status"] = "Orphaned"
-        out["failure"] = (f"The local runner (pid {runner_pid}) is gone without recording an exit status: the machine "
-                          "restarted or the process was killed. Create the job again.")
-        return out
-    trainer_pid = _read_int(run / "trainer.pid")
-    if stop_requested:
-        out["status"] = "Stopping"
-    elif (run / "preparing").exists():
-        out["status"], out["secondary_status"] = "Starting", "Setting up the trainer environment"
-    elif trainer_pid is None:
-        out["status"], out["secondary_status"] = "Queued", "Waiting for the GPU (another local job is running)"
-    elif out["step"] == 0:
-        out["status"], out["secondary_status"] = "Starting", "Loading the model and caching latents"
-    else:
-        out["status"], out["secondary_status"] = "Training", f"step {out['step']}/{out['total_steps']}"
-    return out
-
-
-def _runner_crash(run: Path) -> str:
-    """The last lines of the runner's own output (runner.out), which only a crash of the runner itself writes."""
-    lines = [ln for ln in read_tail(run / "runner.out", 16 << 10).splitlines() if ln.strip()]
-    return "\n".join(lines[-6:])
-
-
-def failure_text(jobdir: Path, tail: str, info: dict) -> str:
-    failure = jobdir / "output" / "failure"
-    if failure.exists():
-        try:
-            return failure.read_text(encoding="utf-8", errors="replace").strip()[:4000]
-        except OSError:
-            pass
-    lines = [ln for ln in tail.splitlines() if ln.strip()]
-    detail = "\n".join(lines[-15:])
-    code = info.get("code")
-    return f"The trainer exited with code {code}." + (f"\n{detail}" if detail else "")
-
-
 def stop(jobdir: Path) -> str:
-    """SIGTERM to the trainer (it checkpoints) or, while queued, to the runner. Returns what was done."""
+    """SIGTERM to the trainer (it checkpoints), even one whose runner was killed; while queued, to the runner."""
     run = jobdir / "runner"
     if (run / "exit.json").exists():
         return "already finished"
-    private_files.write_text(run / "stop-requested", str(time.time()))
-    trainer_pid = _read_int(run / "trainer.pid")
-    if trainer_pid and _alive(trainer_pid, pidfile=run / "trainer.pid"):
+    atomic.write_text(run / "stop-requested", str(time.time()))
+    trainer_pid = pid_alive(run, "trainer.pid")
+    if trainer_pid:
         os.kill(trainer_pid, signal.SIGTERM)
         return "stopping the trainer (it saves a checkpoint first)"
-    runner_pid = _read_int(run / "runner.pid")
-    if runner_pid and _alive(runner_pid, pidfile=run / "runner.pid"):
+    runner_pid = pid_alive(run, "runner.pid")
+    if runner_pid:
         os.kill(runner_pid, signal.SIGTERM)
         return "removed from the queue"
     return "not running"
+
+
+# The files of one run of the runner; a resume clears them (train.log goes on, runner.out is kept as .prev).
+RUN_FILES = ("exit.json", "stop-requested", "trainer.pid", "runner.pid", "started", "waiting", "preparing")
+
+
+def resume(jobdir: Path, settings: Settings, *, prepare_inputs=None) -> str:
+    """Starts a Stopped or Failed job again in its folder; the trainer continues from checkpoints/ (or step 0)."""
+    run = jobdir / "runner"
+    st = status(jobdir)
+    if st["status"] not in ("Stopped", "Failed"):
+        raise UserError(f"The local job {jobdir.name} is {st['status']}: only a Stopped or Failed job can be resumed.",
+                        "Wait for it to end, or stop it first.")
+    if prepare_inputs is not None and not any((jobdir / "input" / "data" / "model").glob("*")):
+        prepare_inputs()  # its inputs were removed (an S3 store's job folder lives in the data dir)
+    for name in RUN_FILES:
+        (run / name).unlink(missing_ok=True)
+    if (run / "runner.out").exists():
+        os.replace(run / "runner.out", run / "runner.out.prev")
+    (jobdir / "output" / "failure").unlink(missing_ok=True)
+    checkpoint = has_checkpoint(jobdir)
+    with private_files.open_file(run / "train.log", "a", encoding="utf-8") as log:
+        log.write(f"[cloudlora] resumed at {time.strftime('%Y-%m-%d %H:%M:%S')}: "
+                  + ("continuing from the last checkpoint\n" if checkpoint else "no checkpoint, starting again\n"))
+    start(jobdir, settings)
+    return ("resumed: the trainer continues from its last checkpoint" if checkpoint
+            else "resumed: no checkpoint was saved, so it starts again from step 0")
 
 
 def log_path(jobdir: Path) -> Path:

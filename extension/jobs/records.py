@@ -1,8 +1,11 @@
 """Job records in the store (jobs/<id>/job.json): with SageMaker, the source of truth that survives restarts.
 
 A record holds the spec, what the backend needs to find the job again (SageMaker name, local folder), the last
-status seen (for fast listing) and what was pulled. Ids come from the client token, so submitting the same form
-twice (a double click, a retried REST call) finds the first job instead of making a second one.
+status seen (for fast listing) and what was pulled.
+
+The client token alone identifies a create request: tokens/<sha256 of the token>.json (claimed create-only, like a
+name) names the job it made and the settings it was made with. The same token again finds that job (a double click,
+a retried REST call); the same token with other settings is an error, never a second job nor a silent old one.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..errors import UserError
 from .spec import JobSpec
 
 TERMINAL = ("Completed", "Failed", "Stopped")
@@ -41,6 +45,9 @@ class JobRecord:
     pulled: list = field(default_factory=list)  # [{"file": path, "renamed": bool, "at": time}]
     auto_pull: bool = True
     updated: float = 0.0
+    resumes: int = 0  # how often it was resumed; SageMaker: sagemaker_name is then <id>-r<resumes>
+    earlier_billable_s: int = 0  # SageMaker: the billable/training time of the runs before the last resume
+    earlier_training_s: int = 0
 
     @property
     def id(self) -> str:
@@ -64,8 +71,56 @@ def job_id_for(lora_name: str, client_token: str) -> str:
     return f"cl-{slug}-{digest}"
 
 
+JOB_ID_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+def check_job_id(job_id: str) -> str:
+    """A job id as this extension makes them (a SageMaker job name); anything else is a 400, never a path."""
+    if not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id):
+        raise UserError(f"{job_id!r} is not a training job id (letters, digits and '-', up to 63 characters).",
+                        "List the jobs with `cloudlora jobs` (or refresh the Trainings List) and use an id from there.")
+    return job_id
+
+
 def key(job_id: str, name: str = "job.json") -> str:
-    return f"jobs/{job_id}/{name}"
+    return f"jobs/{check_job_id(job_id)}/{name}"
+
+
+# --- the client token -----------------------------------------------------------------------------------------------
+
+REQUEST_FIELDS = ("model", "dataset", "family", "lora_name", "backend", "instance_type", "spot", "max_wait_s",
+                  "max_runtime_s", "container", "image_uri", "warm_pool_s")
+
+
+class TokenReused(UserError):
+    """A client token sent again with other settings than the job it made."""
+
+    def __init__(self, job_id: str, differences: list[str]):
+        self.job_id = job_id
+        super().__init__(
+            f"This client token already made job {job_id}, with other settings ({'; '.join(differences)}). A token "
+            "names one request, so no second job was created.",
+            f"Send a new client token (or none) to create another job; send the same settings to get {job_id} back.")
+
+
+def token_key(client_token: str) -> str:
+    return f"tokens/{hashlib.sha256(client_token.encode()).hexdigest()[:40]}.json"
+
+
+def request_fields(spec: JobSpec) -> dict:
+    """What a create request asked for (the normalised spec without its id, time and token); the config by hash."""
+    data = {name: getattr(spec, name) for name in REQUEST_FIELDS}
+    data["config_sha256"] = hashlib.sha256((spec.config or "").encode()).hexdigest()
+    return data
+
+
+def differences(old: dict, new: dict) -> list[str]:
+    out = []
+    for name in sorted(set(old) | set(new)):
+        if old.get(name) != new.get(name):
+            out.append("the config differs" if name == "config_sha256" else f"{name} {old.get(name)!r} → "
+                       f"{new.get(name)!r}")
+    return out
 
 
 def save(store, record: JobRecord) -> None:

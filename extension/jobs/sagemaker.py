@@ -91,9 +91,10 @@ def kohya_sample_config(config_text: str, model_file: str) -> str:
 
 
 def build_request(spec: JobSpec, *, bucket: str, role_arn: str, model_key: str, dataset_name: str,
-                  part_keys: dict[str, str] | None = None) -> dict:
+                  part_keys: dict[str, str] | None = None, training_job_name: str = "") -> dict:
     """The create_training_job request (pure: no AWS calls). part_keys: FLUX.1's clip_l / t5xxl / ae files, each
-    streamed as its own channel."""
+    streamed as its own channel. `training_job_name` names a resumed run of the job: a new SageMaker job with the
+    same config, outputs and checkpoint location (so it starts from the checkpoint)."""
     job = spec.job_id
     base = f"jobs/{job}"
     model_channel = {
@@ -131,7 +132,7 @@ def build_request(spec: JobSpec, *, bucket: str, role_arn: str, model_key: str, 
         hyperparameters = {"output_name": spec.lora_name, "family": spec.family, "config": "config.toml",
                            "job_id": job}
     request = {
-        "TrainingJobName": job,
+        "TrainingJobName": training_job_name or job,
         "AlgorithmSpecification": {
             "TrainingImage": spec.image_uri,
             "TrainingInputMode": "File",
@@ -144,7 +145,7 @@ def build_request(spec: JobSpec, *, bucket: str, role_arn: str, model_key: str, 
         "ResourceConfig": {"InstanceType": spec.instance_type, "InstanceCount": 1, "VolumeSizeInGB": 50},
         "StoppingCondition": {"MaxRuntimeInSeconds": int(spec.max_runtime_s)},
         # Under scratch/: the stack's lifecycle rule expires it (S3 rules match prefixes only).
-        "CheckpointConfig": {"S3Uri": prefix_uri(bucket, f"{SCRATCH_PREFIX}{job}/checkpoints/"),
+        "CheckpointConfig": {"S3Uri": prefix_uri(bucket, checkpoint_prefix(job)),
                              "LocalPath": "/opt/ml/checkpoints"},
         "TensorBoardOutputConfig": {"S3OutputPath": prefix_uri(bucket, f"{base}/tensorboard/"),
                                     "LocalPath": "/opt/ml/output/tensorboard"},
@@ -268,6 +269,33 @@ def create(settings: Settings, spec: JobSpec, *, model_key: str, dataset_name: s
             raise UserError(f"{exp.message} (AWS said: {raw})", exp.fix) from err
         raise
     return request
+
+
+def resume_name(job_id: str, attempt: int) -> str:
+    """The SageMaker name of the job's attempt-th resumed run: <id>-r<attempt> (job names are never reused)."""
+    return f"{job_id}-r{attempt}"
+
+
+def checkpoint_prefix(job_id: str) -> str:
+    return f"{SCRATCH_PREFIX}{job_id}/checkpoints/"
+
+
+def resume(settings: Settings, spec: JobSpec, *, attempt: int, model_key: str, store,
+           part_keys: dict[str, str] | None = None) -> str:
+    """Starts a new SageMaker job that continues a stopped or failed one: the same inputs and config, and the old
+    job's checkpoint prefix as its CheckpointConfig, which SageMaker copies to /opt/ml/checkpoints before the
+    trainer starts (the trainer then continues from checkpoints/state.pt). Returns the new job's name."""
+    if spec.container == "kohya-sample":
+        raise UserError("A job in the SageMaker Kohya sample container cannot be resumed: that container does not "
+                        "read checkpoints.", "Create the job again (the cloudlora container resumes).")
+    name = resume_name(spec.job_id, attempt)
+    request = build_request(spec, bucket=settings.bucket, role_arn=settings.role_arn, model_key=model_key,
+                            dataset_name=spec.dataset, part_keys=part_keys, training_job_name=name)
+    validate_request(request)
+    store.put_bytes(config_key(spec.job_id, spec), spec.config.encode("utf-8"))  # the channel reads it again
+    with _aws_errors(settings, f"resuming training job {spec.job_id} as {name}"):
+        _client(settings).create_training_job(**request)
+    return name
 
 
 def _copy_dataset(settings: Settings, bucket: str, src_prefix: str, dest_prefix: str) -> None:

@@ -1,12 +1,13 @@
 """The one set of job actions that the tab, the CLI and the REST routes call.
 
-create_job, list_jobs, get_job, stop_job, delete_record, pull_job, follow_logs (+ job_outputs, estimate_job,
-default_config). Each takes plain values and returns plain dicts, so every caller shows the same thing.
+create_job, list_jobs, get_job, stop_job, resume_job, delete_record, pull_job, follow_logs (+ job_outputs,
+estimate_job, default_config). Each takes plain values and returns plain dicts, so every caller shows the same thing.
 Status always comes from the backend (local files or SageMaker) and is cached in the job record for listing;
 a refresh that sees a Completed job that was not pulled yet pulls it (auto-pull).
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -17,6 +18,7 @@ from typing import Callable, Iterator
 from .. import settings as settings_mod
 from ..errors import UserError
 from ..settings import Settings, data_dir
+from ..store.base import AlreadyExists
 from . import estimate as estimate_mod
 from . import events, failures, local, outputs, records
 from .records import TERMINAL, JobRecord
@@ -55,65 +57,129 @@ def default_config(family: str) -> str:
 
 def create_job(spec: JobSpec | dict, settings: Settings | None = None, *,
                progress: Callable[[str], None] | None = None) -> dict:
-    """Validates and submits a job. The same client token returns the same job (created=False)."""
+    """Validates and submits a job. The client token alone identifies the request: the same token returns the same
+    job (created=False); the same token with other settings raises records.TokenReused."""
     settings = _settings(settings)
     spec = JobSpec.from_dict(spec) if isinstance(spec, dict) else spec
     spec = normalise(spec, settings)
     store = _store(settings)
     say = progress or (lambda s: None)
-    job_id = records.job_id_for(spec.lora_name or "lora", spec.client_token)
-    with _create_lock, records.lock(f"create-{job_id}"):
-        existing = records.load(store, job_id)
+    asked = records.request_fields(spec)
+    token_key = records.token_key(spec.client_token)
+    with _create_lock, records.lock(f"create-{token_key.rsplit('/', 1)[-1]}"):
+        existing = _job_of_token(store, spec, asked)
         if existing is not None:
             return {**summary(existing), "created": False, "warnings": []}
-        say("Checking the model, dataset and config")
-        checked = validate(spec, settings, store)
-        model, dataset = checked["model"], checked["dataset"]
-        spec.job_id = job_id
-        spec.created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        est = estimate_mod.estimate(spec.config, family=spec.family, images_per_epoch=_images_per_epoch(dataset),
-                                    instance_type=spec.instance_type, backend=spec.backend, spot=spec.spot)
-        model_key = str(model.get("file") or "")
-        if not model_key.startswith("models/"):
-            model_key = f"models/{spec.model}/{model_key}" if model_key else ""
-        if not model_key:
-            raise UserError(f"The manifest of model '{spec.model}' names no checkpoint file.",
-                            f"Upload the model again (`cloudlora model upload PATH --name {spec.model}`).")
-        part_keys = {p: v["file"] for p, v in (model.get("parts") or {}).items()}  # FLUX.1's clip_l/t5xxl/ae
-        rec = JobRecord(spec=spec, status="Created", total_steps=est.steps, model_file=model_key,
-                        triggers=list(dataset.get("triggers") or []),
-                        images_per_epoch=_images_per_epoch(dataset))
-        if spec.backend == "local":
-            jobdir = local.job_dir(store, job_id)
-            rec.local_dir = str(jobdir)
-            records.save(store, rec)
-            say("Preparing the job folder")
-            try:
-                local.prepare(jobdir, store, model_key=model_key, dataset_name=spec.dataset, config_text=spec.config,
-                              hyperparameters={"output_name": spec.lora_name, "family": spec.family,
-                                               "config": "config.toml", "job_id": job_id}, part_keys=part_keys)
-                local.start(jobdir, settings)
-            except BaseException:
-                records.delete(store, job_id)
-                local.delete(jobdir)
-                raise
-            rec.status = "Queued"
-        else:
-            from . import sagemaker
+        job_id = records.job_id_for(spec.lora_name or "lora", spec.client_token)
+        entry = json.dumps({"job_id": job_id, "request": asked, "created": time.time()}).encode()
+        try:  # create-only: of two machines sending one token at once, one creates the job
+            store.put_bytes(token_key, entry, if_absent=True)
+        except AlreadyExists:
+            existing = _job_of_token(store, spec, asked)
+            if existing is not None:
+                return {**summary(existing), "created": False, "warnings": []}
+            raise UserError("The job of this client token is being created right now.",
+                            "Ask again in a moment: the same token then finds it.") from None
+        try:
+            return _submit(spec, settings, store, job_id, say)
+        except BaseException:
+            store.delete(token_key)  # nothing was created: the token may be used again (e.g. after a fix)
+            raise
 
-            rec.sagemaker_name = job_id
-            records.save(store, rec)  # first: a job SageMaker runs always has its record
-            say("Submitting to SageMaker")
-            try:
-                sagemaker.create(settings, spec, model_key=model_key, dataset_name=spec.dataset, store=store,
-                                 part_keys=part_keys)
-            except BaseException:
-                records.delete(store, job_id)  # refused: nothing was started, so nothing is kept
-                raise
-            rec.status = "Starting"
+
+def _job_of_token(store, spec: JobSpec, asked: dict) -> JobRecord | None:
+    """The job this client token made, if any; TokenReused when it was made with other settings."""
+    key = records.token_key(spec.client_token)
+    try:
+        entry = json.loads(store.get_bytes(key))
+    except FileNotFoundError:
+        entry = None
+    except ValueError:
+        entry = {}
+    if entry is None:  # a job made before the token index existed: its id came from the token (and the name)
+        rec = records.load(store, records.job_id_for(spec.lora_name or "lora", spec.client_token))
+        if rec is None or rec.spec.client_token != spec.client_token:
+            return None
+        old = records.request_fields(rec.spec)
+    else:
+        rec = records.load(store, str(entry.get("job_id") or "")) if isinstance(entry, dict) and \
+            entry.get("job_id") else None
+        if rec is None:
+            created = entry.get("created") if isinstance(entry, dict) else None
+            if isinstance(created, (int, float)) and time.time() - created < 600:
+                raise UserError("The job of this client token is being created right now.",
+                                "Ask again in a moment: the same token then finds it.")
+            store.delete(key)  # its job was deleted, or its creation died long ago
+            return None
+        old = entry.get("request") or records.request_fields(rec.spec)
+    if old != asked:
+        raise records.TokenReused(rec.id, records.differences(old, asked))
+    return rec
+
+
+def _submit(spec: JobSpec, settings: Settings, store, job_id: str, say: Callable[[str], None]) -> dict:
+    say("Checking the model, dataset and config")
+    checked = validate(spec, settings, store)
+    model, dataset = checked["model"], checked["dataset"]
+    spec.job_id = job_id
+    spec.created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    est = estimate_mod.estimate(spec.config, family=spec.family, images_per_epoch=_images_per_epoch(dataset),
+                                instance_type=spec.instance_type, backend=spec.backend, spot=spec.spot)
+    model_key = str(model.get("file") or "")
+    if not model_key.startswith("models/"):
+        model_key = f"models/{spec.model}/{model_key}" if model_key else ""
+    if not model_key:
+        raise UserError(f"The manifest of model '{spec.model}' names no checkpoint file.",
+                        f"Upload the model again (`cloudlora model upload PATH --name {spec.model}`).")
+    part_keys = _part_keys(model)
+    rec = JobRecord(spec=spec, status="Created", total_steps=est.steps, model_file=model_key,
+                    triggers=list(dataset.get("triggers") or []),
+                    images_per_epoch=_images_per_epoch(dataset))
+    if spec.backend == "local":
+        jobdir = local.job_dir(store, job_id)
+        rec.local_dir = str(jobdir)
         records.save(store, rec)
-        say(f"Created {job_id}")
-        return {**summary(rec), "created": True, "warnings": checked["warnings"], "estimate": est.as_dict()}
+        say("Preparing the job folder")
+        try:
+            local.prepare(jobdir, store, model_key=model_key, dataset_name=spec.dataset, config_text=spec.config,
+                          hyperparameters={"output_name": spec.lora_name, "family": spec.family,
+                                           "config": "config.toml", "job_id": job_id}, part_keys=part_keys)
+            local.start(jobdir, settings)
+        except BaseException:
+            records.delete(store, job_id)
+            local.delete(jobdir)
+            raise
+        rec.status = "Starting"
+    else:
+        from . import sagemaker
+
+        rec.sagemaker_name = job_id
+        records.save(store, rec)  # first: a job SageMaker runs always has its record
+        say("Submitting to SageMaker")
+        try:
+            sagemaker.create(settings, spec, model_key=model_key, dataset_name=spec.dataset, store=store,
+                             part_keys=part_keys)
+        except BaseException:
+            records.delete(store, job_id)  # refused: nothing was started, so nothing is kept
+            raise
+        rec.status = "Starting"
+    records.save(store, rec)
+    say(f"Created {job_id}")
+    return {**summary(rec), "created": True, "warnings": checked["warnings"], "estimate": est.as_dict()}
+
+
+def _part_keys(model: dict) -> dict[str, str]:
+    """FLUX.1's separate clip_l / t5xxl / ae files of a model manifest, by part."""
+    return {p: v["file"] for p, v in (model.get("parts") or {}).items()}
+
+
+def _model_or_empty(store, name: str) -> dict:
+    from .spec import read_manifest
+
+    try:
+        return read_manifest(store, "models", name)
+    except UserError:
+        return {}
 
 
 def _images_per_epoch(dataset: dict) -> int:
@@ -212,10 +278,20 @@ def summary(rec: JobRecord) -> dict:
     if spec.backend == "sagemaker":
         from . import sagemaker
 
-        c = sagemaker.cost(spec.instance_type, rec.billable_s, rec.training_s, spec.spot)
+        c = sagemaker.cost(spec.instance_type, rec.billable_s + rec.earlier_billable_s,
+                           rec.training_s + rec.earlier_training_s, spec.spot)
         out["cost_usd"], out["spot_savings"] = c["cost_usd"], c["spot_savings"]
     out["cost"] = cost_text(out)
+    out["resumable"] = resumable(rec)
+    out["resumes"] = rec.resumes
     return out
+
+
+def resumable(rec: JobRecord) -> bool:
+    """A Stopped or Failed job whose backend can start it again from its checkpoint."""
+    if rec.status not in ("Stopped", "Failed") or rec.spec.container == "kohya-sample":
+        return False
+    return rec.spec.backend == "sagemaker" or bool(rec.local_dir and Path(rec.local_dir).is_dir())
 
 
 def cost_text(job: dict) -> str:
@@ -303,6 +379,58 @@ def stop_job(job_id: str, settings: Settings | None = None) -> dict:
     return {**summary(rec), "message": message}
 
 
+def resume_job(job_id: str, settings: Settings | None = None) -> dict:
+    """Starts a Stopped or Failed job again from its last checkpoint (the tab's Resume, `cloudlora resume`, REST).
+
+    It continues at the step after the checkpoint and ends with the same LoRA as an uninterrupted run. Locally the
+    runner starts again in the job's folder; on SageMaker a new job <id>-r<N> starts from the old checkpoint prefix.
+    """
+    settings = _settings(settings)
+    store = _store(settings)
+    with records.lock(f"resume-{records.check_job_id(job_id)}"):  # a double click resumes once
+        rec = _refresh(_get_record(store, job_id), settings, store)
+        if rec.status not in ("Stopped", "Failed"):
+            raise UserError(f"The job '{job_id}' is {rec.status}: only a Stopped or Failed job can be resumed.",
+                            "Wait for it to end (or stop it); a Completed job's LoRA is pulled, not resumed.")
+        if not resumable(rec):
+            raise UserError(f"The job '{job_id}' cannot be resumed"
+                            + (": the SageMaker Kohya sample container does not read checkpoints."
+                               if rec.spec.container == "kohya-sample" else f": its folder {rec.local_dir} is gone."),
+                            "Create the job again.")
+        if rec.spec.backend == "local":
+            jobdir = Path(rec.local_dir)
+
+            def inputs() -> None:
+                local.prepare(jobdir, store, model_key=rec.model_file, dataset_name=rec.spec.dataset,
+                              config_text=rec.spec.config,
+                              hyperparameters={"output_name": rec.spec.lora_name, "family": rec.spec.family,
+                                               "config": "config.toml", "job_id": rec.id},
+                              part_keys=_part_keys(_model_or_empty(store, rec.spec.model)))
+
+            message = local.resume(jobdir, settings, prepare_inputs=inputs)
+        else:
+            from . import sagemaker
+
+            attempt = rec.resumes + 1
+            name = sagemaker.resume(settings, rec.spec, attempt=attempt, model_key=rec.model_file, store=store,
+                                    part_keys=_part_keys(_model_or_empty(store, rec.spec.model)))
+            rec.earlier_billable_s += rec.billable_s
+            rec.earlier_training_s += rec.training_s
+            rec.billable_s = rec.training_s = 0
+            rec.sagemaker_name = name
+            prefix = sagemaker.checkpoint_prefix(rec.id)
+            has_checkpoint = any(True for _ in store.list(prefix))
+            message = (f"resumed as SageMaker job {name}: it continues from the checkpoint in "
+                       f"{store.uri(prefix)}" if has_checkpoint
+                       else f"resumed as SageMaker job {name}: no checkpoint was saved, so it starts from step 0")
+            _log_cache.pop(rec.id, None)
+        rec.resumes += 1
+        rec.status, rec.secondary_status, rec.failure, rec.ended = "Starting", "Resuming", "", 0.0
+        records.save(store, rec)
+        rec = _refresh(rec, settings, store)
+        return {**summary(rec), "message": message}
+
+
 def delete_record(job_id: str, settings: Settings | None = None) -> dict:
     """Deletes the job's record and its files in the store (not a LoRA already pulled into models/Lora)."""
     settings = _settings(settings)
@@ -311,6 +439,7 @@ def delete_record(job_id: str, settings: Settings | None = None) -> dict:
     if rec.status not in TERMINAL:
         raise UserError(f"The job '{job_id}' is still {rec.status}.", "Stop it first, then delete its record.")
     n = records.delete(store, job_id)
+    _forget_token(store, rec)
     if rec.spec.backend == "local":
         local.delete(Path(rec.local_dir))
     import shutil
@@ -318,6 +447,19 @@ def delete_record(job_id: str, settings: Settings | None = None) -> dict:
     shutil.rmtree(data_dir() / "jobs" / job_id, ignore_errors=True)
     _log_cache.pop(job_id, None)
     return {"id": job_id, "deleted": True, "objects": n}
+
+
+def _forget_token(store, rec: JobRecord) -> None:
+    """Drops the token index entry of a deleted job (only if it still names that job)."""
+    if not rec.spec.client_token:
+        return
+    key = records.token_key(rec.spec.client_token)
+    try:
+        entry = json.loads(store.get_bytes(key))
+    except (FileNotFoundError, ValueError):
+        return
+    if isinstance(entry, dict) and entry.get("job_id") == rec.id:
+        store.delete(key)
 
 
 def job_outputs(job_id: str, settings: Settings | None = None) -> list[str]:

@@ -47,7 +47,8 @@ def on_select(rows, evt: gr.SelectData):
 
 
 def job_details(job_id, picked=None):
-    """(status md, log, loss plot, samples, explanation md, use-in-txt2img text, Stop/Delete/Pull/TensorBoard shown)."""
+    """(status md, log, loss plot, samples, explanation md, use-in-txt2img text, Stop/Delete/Pull/TensorBoard shown,
+    the LoRA file picker, Resume shown)."""
     import pandas as pd
 
     from ..jobs import service
@@ -56,13 +57,13 @@ def job_details(job_id, picked=None):
     if not job_id:
         return ("Select a job in the list.", "", gr.update(value=empty_plot), [], "", "",
                 gr.update(visible=False), gr.update(visible=False), gr.update(visible=False), gr.update(visible=False),
-                gr.update(visible=False, choices=[], value=None))
+                gr.update(visible=False, choices=[], value=None), gr.update(visible=False))
     try:
         j = service.get_job(job_id, _settings(), log_lines=80)
     except Exception as err:
         return (f"❌ {html.escape(str(err))}", "", gr.update(value=empty_plot), [], "", "",
                 gr.update(visible=False), gr.update(visible=False), gr.update(visible=False), gr.update(visible=False),
-                gr.update(visible=False, choices=[], value=None))
+                gr.update(visible=False, choices=[], value=None), gr.update(visible=False))
     parts = [f"**{html.escape(j['id'])}** — **{j['status']}**"]
     if j["secondary_status"]:
         parts.append(html.escape(j["secondary_status"]))
@@ -98,7 +99,8 @@ def job_details(job_id, picked=None):
     return (status, "\n".join(j["log_tail"]), gr.update(value=plot), samples, explanation, use_text.strip(),
             gr.update(visible=running), gr.update(visible=not running),
             gr.update(visible=j["status"] == "Completed" or bool(outputs)), gr.update(visible=True),
-            gr.update(visible=bool(outputs), choices=outputs, value=picked if picked in outputs else final))
+            gr.update(visible=bool(outputs), choices=outputs, value=picked if picked in outputs else final),
+            gr.update(visible=bool(j.get("resumable"))))
 
 
 def _gallery(paths: list[str]):
@@ -121,6 +123,12 @@ def stop_job(job_id):
     from ..jobs import service
 
     return _action(lambda: service.stop_job(job_id, _settings())["message"], job_id)
+
+
+def resume_job(job_id):
+    from ..jobs import service
+
+    return _action(lambda: service.resume_job(job_id, _settings())["message"].capitalize() + ".", job_id)
 
 
 def delete_job(job_id):

@@ -243,8 +243,14 @@ def create_job(instance_label, fm_label, model, dataset, lora_name, config_text,
                    max_wait_s=int(float(max_wait_h or 48) * 3600), max_runtime_s=int(float(max_runtime_h or 24) * 3600),
                    container=CONTAINER_LABELS.get(container_label, "cloudlora"), image_uri=(image_uri or "").strip(),
                    client_token=token)
+    from ..jobs.records import TokenReused
+    from ..jobs.spec import new_client_token
+
     try:
         job = service.create_job(spec, _settings())
+    except TokenReused as err:  # this form already made a job (its answer was lost): the next click makes a new one
+        return (f"❌ This form already created job `{html.escape(err.job_id)}` with other settings. Press Create "
+                "again to create another job."), new_client_token(), gr.update(value=err.job_id)
     except UserError as err:
         msg = f"❌ {html.escape(err.message)}".replace("\n", "<br>")
         if err.fix:
@@ -255,8 +261,6 @@ def create_job(instance_label, fm_label, model, dataset, lora_name, config_text,
     verb = "Created" if job.get("created", True) else "Already created"
     warn = "".join(f"<br>⚠️ {html.escape(w)}" for w in job.get("warnings") or [])
     # A new token only after success: a second click of the same form finds the same job.
-    from ..jobs.spec import new_client_token
-
     return f"✅ {verb} job `{job['id']}` ({job['status']}).{warn}", new_client_token(), gr.update(value=job["id"])
 
 
@@ -325,6 +329,7 @@ def build() -> gr.Blocks:
         explanation = gr.Markdown(elem_id="cloudlora_job_explanation")
         with gr.Row():
             stop_btn = gr.Button("Stop", visible=False, elem_id="cloudlora_stop")
+            resume_btn = gr.Button("Resume", visible=False, size="sm", elem_id="cloudlora_resume")
             delete_btn = gr.Button("Delete record", visible=False, elem_id="cloudlora_delete")
             output_pick = gr.Dropdown(label="LoRA file", choices=[], visible=False, elem_id="cloudlora_output_file")
             pull_btn = gr.Button("Pull LoRA", visible=False, elem_id="cloudlora_pull")
@@ -370,7 +375,7 @@ def build() -> gr.Blocks:
 
         # Trainings list and the selected job, refreshed with every tick.
         detail_outputs = [job_status, log_box, loss_plot, samples, explanation, use_text, stop_btn, delete_btn, pull_btn,
-                          tb_btn, output_pick]
+                          tb_btn, output_pick, resume_btn]
         detail_inputs = [selected, output_pick]
         ticker.change(train_jobs.list_rows, None, [jobs_table])
         ticker.change(train_jobs.job_details, detail_inputs, detail_outputs)
@@ -379,6 +384,9 @@ def build() -> gr.Blocks:
         selected.change(train_jobs.job_details, [selected], detail_outputs)
         stop_btn.click(train_jobs.stop_job, [selected], [action_msg]) \
             .then(train_jobs.job_details, detail_inputs, detail_outputs)
+        resume_btn.click(train_jobs.resume_job, [selected], [action_msg]) \
+            .then(train_jobs.job_details, detail_inputs, detail_outputs) \
+            .then(train_jobs.list_rows, None, [jobs_table])
         delete_btn.click(train_jobs.delete_job, [selected], [action_msg]) \
             .then(train_jobs.list_rows, None, [jobs_table])
         pull_btn.click(train_jobs.pull_job, [selected, output_pick], [action_msg]) \

@@ -97,7 +97,7 @@ def test_a_job_whose_runner_was_killed_is_reported_as_an_orphan(job_env, fake_tr
     job = service.create_job(_spec(job_env))
     _wait_for(job["id"], ("Training",))
     run = job_env.store_dir / "jobs" / job["id"] / "runner"
-    for name in ("runner.pid", "trainer.pid"):
+    for name in ("trainer.pid", "runner.pid"):  # the trainer first: it gets no chance to checkpoint
         os.kill(int((run / name).read_text()), signal.SIGKILL)
     failed = _wait_for(job["id"], ("Failed",), timeout=20)
     assert failed["secondary_status"] == "Orphaned"

@@ -2,9 +2,11 @@
 
 Called as `<python> fake_trainer.py -m cloudlora_backend.trainer --root DIR` (through a wrapper script set as
 CLOUDLORA_TRAINER_PYTHON). It follows the container contract: prints `step=i/N loss=L lr=R` lines, writes
-TensorBoard events, checkpoints on SIGTERM (exit 143), writes output/failure and exits 3 when told to fail, and
-writes model/<output_name>.safetensors on success. Behaviour from the environment:
-FAKE_STEPS (default 5), FAKE_DELAY seconds per step (default 0.2), FAKE_FAIL (a failure text).
+TensorBoard events, checkpoints on SIGTERM (exit 143) and continues from that checkpoint when run again, writes
+output/failure and exits 3 when told to fail, and writes model/<output_name>.safetensors on success. Behaviour from
+the environment: FAKE_STEPS (default 5), FAKE_DELAY seconds per step (default 0.2), FAKE_FAIL (a failure text),
+FAKE_CRASH_ON_STOP (a SIGTERM makes it crash, exit 4, instead of checkpointing), FAKE_OUTLIVE_RUNNER (it drops the
+parent-death signal, like a trainer on a system without one, so it outlives a killed runner).
 """
 import json
 import os
@@ -22,10 +24,23 @@ name = hp["output_name"]
 steps = int(os.environ.get("FAKE_STEPS", "5"))
 delay = float(os.environ.get("FAKE_DELAY", "0.2"))
 fail = os.environ.get("FAKE_FAIL", "")
-step = 0
+crash_on_stop = os.environ.get("FAKE_CRASH_ON_STOP", "")
+if os.environ.get("FAKE_OUTLIVE_RUNNER"):
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG 0: no signal when the runner dies
+checkpoint = root / "checkpoints" / "state.txt"
+step = int(checkpoint.read_text()) if checkpoint.exists() else 0
+if step:
+    print(f"resumed from checkpoint at step {step}", flush=True)
 
 
 def on_term(*_):
+    if crash_on_stop:
+        (root / "output").mkdir(exist_ok=True)
+        (root / "output" / "failure").write_text(f"The trainer failed unexpectedly: {crash_on_stop}")
+        print(f"Traceback: {crash_on_stop}", flush=True)
+        os._exit(4)
     (root / "checkpoints").mkdir(exist_ok=True)
     (root / "checkpoints" / "state.txt").write_text(str(step))
     print(f"stopped at step {step}: checkpoint saved", flush=True)
@@ -38,7 +53,7 @@ assert (root / "input/data/dataset").exists(), "no dataset channel"
 tb = root / "output" / "tensorboard"
 tb.mkdir(parents=True, exist_ok=True)
 events = open(tb / "events.out.tfevents.1.fake", "ab")
-for step in range(1, steps + 1):
+for step in range(step + 1, steps + 1):
     time.sleep(delay)
     loss = 1.0 / step
     print(f"step={step}/{steps} loss={loss:.4f} lr=0.0001 it/s=5.0", flush=True)
