@@ -64,7 +64,7 @@ def read_caption(path: Path | None) -> str:
     if path is None or not path.is_file():
         return ""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # an editor's BOM is not part of the caption
     except UnicodeDecodeError as err:
         raise DatasetError(f"Caption {path} is not UTF-8 text ({err}); save it as UTF-8.") from err
     for line in text.splitlines():

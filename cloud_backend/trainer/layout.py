@@ -17,6 +17,7 @@ CAPTION_EXTS = (".txt", ".caption")
 # Skipped silently wherever they appear.
 SYSTEM_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "__macosx", ".git", ".ipynb_checkpoints"}
 SUBSET_RE = re.compile(r"^(\d+)_(.+)$")
+MAX_REPEATS = 10_000  # far above any real dataset's; a bigger number is a typo (and an epoch that never ends)
 
 
 class LayoutError(ValueError):
@@ -75,6 +76,9 @@ def parse_subset_name(name: str) -> tuple[int, str]:
     repeats = int(m.group(1))
     if repeats < 1:
         raise LayoutError(f"Folder '{name}': the repeat count must be a positive integer, not {m.group(1)}.")
+    if repeats > MAX_REPEATS:
+        raise LayoutError(f"Folder '{name}': {m.group(1)} repeats is more than {MAX_REPEATS}; use a repeat count "
+                          "from 1 to 10000 (usually 5 to 100).")
     trigger = m.group(2).strip()
     if not trigger:
         raise LayoutError(f"Folder '{name}': the trigger word after '_' is empty.")

@@ -40,12 +40,14 @@ def _folder(path: str) -> Path:
 def list_datasets() -> dict:
     from ..assets import datasets
 
+    broken: list = []
     try:
         store = open_store()
-        items = datasets.list_datasets(store)
+        items = datasets.list_datasets(store, broken)
     except UserError as err:
         raise http_error(err) from err
-    return {"store": store.uri(""), "datasets": items, "total_bytes": sum(int(d.get("size", 0)) for d in items)}
+    return {"store": store.uri(""), "datasets": items, "total_bytes": sum(int(d.get("size", 0)) for d in items),
+            "broken": broken}
 
 
 @router.get("/datasets/{name}", summary="One dataset's manifest")
@@ -60,10 +62,12 @@ def show_dataset(name: str) -> dict:
 
 @router.post("/datasets/check", summary="Validate a dataset folder or .zip: errors, warnings, summary, items")
 def check(body: DatasetPath) -> dict:
+    from ..assets import dataset_import
     from ..assets.dataset_check import check_dataset
 
     try:
-        return check_dataset(_folder(body.path)).to_dict()
+        with dataset_import.extracted_for_check(body.path) as folder:  # a zip's extraction goes again afterwards
+            return check_dataset(folder).to_dict()
     except UserError as err:
         raise http_error(err) from err
 

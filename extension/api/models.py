@@ -54,12 +54,14 @@ def task_status(task_id: str, cancel: bool = False) -> dict:
 def list_models() -> dict:
     from ..assets import models
 
+    broken: list = []
     try:
         store = open_store()
-        items = models.list_models(store)
+        items = models.list_models(store, broken)
     except UserError as err:
         raise http_error(err) from err
-    return {"store": store.uri(""), "models": items, "total_bytes": sum(int(m.get("size", 0)) for m in items)}
+    return {"store": store.uri(""), "models": items, "total_bytes": sum(int(m.get("size", 0)) for m in items),
+            "broken": broken}
 
 
 @router.get("/models/{name}", summary="One checkpoint's manifest")

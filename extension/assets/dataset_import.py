@@ -2,10 +2,13 @@
 
 Both build a NEW folder under data_dir()/imports/; the user's files are copied, never moved or changed.
 A zip is checked entry by entry BEFORE anything is written (zip-slip, absolute paths, symlinks, too many files,
-too large, suspicious compression ratios), and the bytes actually written are counted again while extracting.
+too large, suspicious compression ratios of one entry and of the whole archive), and the bytes actually written are
+counted again while extracting. Imports that were never uploaded are removed after a day (clean_imports, run by
+every new import); an uploaded one is marked so, and a `dataset check` of a zip removes what it extracted.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -14,6 +17,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Iterator
 
 from cloudlora_backend.trainer import layout as L
 
@@ -26,8 +30,14 @@ from .models import safe_name
 class ZipLimits:
     max_total_bytes: int = 8 << 30  # uncompressed
     max_files: int = 20_000
-    max_ratio: float = 200.0  # uncompressed / compressed, for entries over 1 MiB
+    max_ratio: float = 200.0  # uncompressed / compressed, for entries over 1 MiB and for the whole archive
     max_file_bytes: int = 1 << 30
+    ratio_floor_bytes: int = 16 << 20  # archives extracting to less than this are never refused for their ratio
+
+
+UPLOADED_MARKER = ".cloudlora-uploaded"  # in imports/<folder>: uploaded to the store, kept for later uploads
+KEEP_UNUSED_S = 24 * 3600  # imports never uploaded are removed after this long
+KEEP_EXTRACTING_S = 3600  # a half-finished extraction (its process was killed) after this long
 
 
 DONE_MARKER = ".cloudlora-extracted"  # hidden: skipped by the check and never uploaded
@@ -106,6 +116,13 @@ def import_zip(zip_path: Path | str, limits: ZipLimits = ZipLimits(), dest: Path
             members.append((info, rel))
         if not members:
             raise UserError(f"{zip_path.name} contains no files.", "Zip the dataset folder with its images.")
+        archive = max(1, zip_path.stat().st_size)
+        if total > limits.ratio_floor_bytes and total > limits.max_ratio * archive:
+            # Many entries just under the per-entry floor can still fill the disk: the archive as a whole counts.
+            raise UserError(f"{zip_path.name} ({archive >> 10} KiB) would extract to {total >> 20} MiB, "
+                            f"{total // archive}:1, far more than images compress; refused as a possible zip bomb "
+                            "and nothing was extracted.", "Check the zip; create it again from the real files.")
+        clean_imports()
         # The same zip extracts to the same folder once: imports/<stem>-<sha8>, complete when the marker is there.
         from .hashcache import sha256_file
 
@@ -140,6 +157,72 @@ def import_zip(zip_path: Path | str, limits: ZipLimits = ZipLimits(), dest: Path
     final.parent.mkdir(parents=True, exist_ok=True)
     target.replace(final)
     return dataset_root_in(final)
+
+
+def import_folder_of(path: Path | str) -> Path | None:
+    """The imports/<folder> that `path` lies in, or None when it is not an import."""
+    base = imports_dir().resolve()
+    try:
+        rel = Path(path).resolve().relative_to(base)
+    except ValueError:
+        return None
+    return base / rel.parts[0] if rel.parts else None
+
+
+def mark_uploaded(path: Path | str) -> None:
+    """Marks the import that holds `path` as uploaded: clean_imports keeps it (a later upload reuses it)."""
+    folder = import_folder_of(path)
+    if folder is not None and folder.is_dir():
+        (folder / UPLOADED_MARKER).write_text("", encoding="utf-8")
+
+
+@contextlib.contextmanager
+def extracted_for_check(path: Path | str) -> Iterator[Path]:
+    """A folder, or a zip extracted for the length of a check: an extraction made for it is removed afterwards
+    (one that was there already, e.g. uploaded before, stays)."""
+    p = Path(path).expanduser()
+    if not (p.is_file() and p.suffix.lower() == ".zip"):
+        yield p
+        return
+    before = set(imports_dir().iterdir()) if imports_dir().is_dir() else set()
+    root = import_zip(p)
+    folder = import_folder_of(root)
+    try:
+        yield root
+    finally:
+        if folder is not None and folder not in before and not (folder / UPLOADED_MARKER).exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def touch(path: Path | str) -> None:
+    """Marks the import that holds `path` as in use now (clean_imports counts a day from here)."""
+    folder = import_folder_of(path)
+    if folder is not None:
+        try:
+            os.utime(folder)
+        except OSError:
+            pass
+
+
+def clean_imports(now: float | None = None) -> list[Path]:
+    """Removes imports never uploaded for a day (and half-finished extractions after an hour); returns them."""
+    base = imports_dir()
+    if not base.is_dir():
+        return []
+    now = time.time() if now is None else now
+    removed = []
+    for folder in base.iterdir():
+        if not folder.is_dir() or folder.is_symlink() or (folder / UPLOADED_MARKER).exists():
+            continue
+        try:
+            age = now - folder.stat().st_mtime
+        except OSError:
+            continue
+        keep = KEEP_EXTRACTING_S if folder.name.startswith("extracting-") else KEEP_UNUSED_S
+        if age > keep:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def dataset_root_in(folder: Path) -> Path:
@@ -185,6 +268,7 @@ def from_images(images: list[Path | str], trigger: str, repeats: int | str = 10,
         if not p.is_file() or p.suffix.lower() not in L.IMAGE_EXTS:
             raise UserError(f"{p.name} is not an image this dataset can use.",
                             f"Use {', '.join(L.IMAGE_EXTS)} files.")
+    clean_imports()
     root = new_folder(name or trigger)
     subset = root / f"{repeats}_{trigger}"
     subset.mkdir()
@@ -198,7 +282,7 @@ def from_images(images: list[Path | str], trigger: str, repeats: int | str = 10,
         text = (captions or {}).get(p.name)
         if text is None:
             beside = next((p.with_suffix(ext) for ext in L.CAPTION_EXTS if p.with_suffix(ext).is_file()), None)
-            text = beside.read_text(encoding="utf-8", errors="replace") if beside else None
+            text = beside.read_text(encoding="utf-8-sig", errors="replace") if beside else None
         if text is not None:
             (subset / f"{stem}.txt").write_text(text.strip() + "\n", encoding="utf-8")
     return root

@@ -42,7 +42,11 @@ def caption_path(root: Path | str, image: Path | str) -> Path:
             if candidate.is_symlink():
                 raise UserError(f"{candidate.name} is a symlink; it is not edited.", "Replace it with a real file.")
             return candidate
-    return image.with_suffix(".txt")
+    default = image.with_suffix(".txt")
+    if default.exists() or default.is_symlink():  # there, but not a regular file (a FIFO would block forever)
+        raise UserError(f"{default.name} is not a regular file; it is never read or written.",
+                        "Remove it, or replace it with a text file.")
+    return default
 
 
 def read_caption(root: Path | str, image: Path | str) -> str:
@@ -50,7 +54,7 @@ def read_caption(root: Path | str, image: Path | str) -> str:
     if not path.exists():
         return ""
     try:
-        return path.read_bytes().decode("utf-8").strip()
+        return path.read_bytes().decode("utf-8-sig").strip()
     except UnicodeDecodeError as err:
         raise UserError(f"{path.name} is not UTF-8 text.", "Save it again as UTF-8, or overwrite it here.") from err
 

@@ -73,8 +73,11 @@ def upload_dataset(store, path: Path | str, name: str | None = None,
                    progress: transfer.ProgressCallback | None = None,
                    cancel: threading.Event | None = None, threads: int = THREADS) -> dict:
     """Validates, then uploads the dataset; returns its manifest plus bytes_sent, files_sent, files_skipped."""
+    from . import dataset_import
+
     report = check_or_raise(path)
     root = Path(report.root)
+    dataset_import.touch(root)  # an import being uploaded is in use: never cleaned away meanwhile
     name = check_name(name or safe_name(root.name, "dataset"), "dataset")
     files = dataset_files(report)
     total = sum(p.stat().st_size for _rel, p in files)
@@ -92,9 +95,11 @@ def upload_dataset(store, path: Path | str, name: str | None = None,
         return {**old, "bytes_sent": 0, "files_sent": 0, "files_skipped": len(files), "deduplicated": True}
     claim = claims.claim(store, "datasets", name, digest)  # atomic: no other content is sent to this name now
     try:
-        return _upload_claimed(store, report, name, files, hashes, digest, total, progress, cancel, threads)
+        result = _upload_claimed(store, report, name, files, hashes, digest, total, progress, cancel, threads)
     finally:
         claim.release()
+    dataset_import.mark_uploaded(root)  # an import that reached the store is kept (clean_imports skips it)
+    return result
 
 
 def _manifest_or_none(store, name: str) -> dict | None:
@@ -154,17 +159,12 @@ def _upload_claimed(store, report: Report, name: str, files, hashes, digest: str
             "files_skipped": len(results) - len(sent), "deduplicated": False}
 
 
-def list_datasets(store) -> list[dict]:
-    """Every complete dataset (one with a manifest), sorted by name."""
-    out = []
-    for obj in store.list("datasets/"):
-        parts = obj.key.split("/")
-        if len(parts) == 3 and parts[2] == "manifest.json":
-            try:
-                out.append(json.loads(store.get_bytes(obj.key)))
-            except (FileNotFoundError, ValueError):
-                continue
-    return sorted(out, key=lambda m: m.get("name", ""))
+def list_datasets(store, broken: list | None = None) -> list[dict]:
+    """Every complete dataset (one with a manifest), sorted by name; broken manifests are skipped (and appended
+    to `broken`), never allowed to break the listing."""
+    from .manifests import read_all
+
+    return read_all(store, "datasets", broken)
 
 
 def get_dataset(store, name: str) -> dict:
@@ -173,6 +173,9 @@ def get_dataset(store, name: str) -> dict:
     except FileNotFoundError:
         raise UserError(f"No dataset named '{name}' in the store ({store.uri('datasets/')}).",
                         "See `cloudlora dataset list`, or upload it with `cloudlora dataset upload PATH`.") from None
+    except ValueError as err:
+        raise UserError(f"The manifest of dataset '{name}' in the store is damaged ({err}).",
+                        f"Upload the dataset again, or remove it: cloudlora dataset rm {name} --yes") from None
 
 
 def delete_dataset(store, name: str, *, force: bool = False) -> int:

@@ -89,17 +89,12 @@ def family_of(path: Path | str, family: str | None = None) -> str:
     return detected
 
 
-def list_models(store) -> list[dict]:
-    """Every complete checkpoint (one with a manifest), sorted by name."""
-    out = []
-    for obj in store.list("models/"):
-        parts = obj.key.split("/")
-        if len(parts) == 3 and parts[2] == "manifest.json":
-            try:
-                out.append(json.loads(store.get_bytes(obj.key)))
-            except (FileNotFoundError, ValueError):
-                continue  # deleted meanwhile, or damaged: not listed
-    return sorted(out, key=lambda m: m.get("name", ""))
+def list_models(store, broken: list | None = None) -> list[dict]:
+    """Every complete checkpoint (one with a manifest), sorted by name; broken manifests are skipped (and appended
+    to `broken`), never allowed to break the listing."""
+    from .manifests import read_all
+
+    return read_all(store, "models", broken)
 
 
 def get_model(store, name: str) -> dict:
@@ -108,6 +103,9 @@ def get_model(store, name: str) -> dict:
     except FileNotFoundError:
         raise UserError(f"No model named '{name}' in the store ({store.uri('models/')}).",
                         "See `cloudlora model list`, or upload it with `cloudlora model upload PATH`.") from None
+    except ValueError as err:
+        raise UserError(f"The manifest of model '{name}' in the store is damaged ({err}).",
+                        f"Upload the model again, or remove it: cloudlora model rm {name} --yes") from None
 
 
 def upload_model(store, path: Path | str, name: str | None = None, family: str | None = None,

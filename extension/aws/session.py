@@ -150,6 +150,14 @@ def translate(err: BaseException, *, settings: Settings | None = None, service: 
     if isinstance(err, bx.ClientError):
         code = error_code(err)
         message = err.response.get("Error", {}).get("Message", "") or code
+        endpoint = _compatible_endpoint(settings, service)
+        if endpoint and (code in _INVALID_KEY_CODES or code in _DENIED_CODES):
+            # Not AWS: no IAM console, no user-policy.json. A HEAD answers a bare 403 for a wrong key too.
+            return UserError(f"The S3-compatible server at {endpoint} refused the request{doing} ({code}): the "
+                             "access key or secret is wrong for that server, or that key may not use this bucket.",
+                             "Check the access key and secret (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or the "
+                             f"profile '{profile}') against that server's own users, and the bucket's access rules "
+                             "there.")
         if code in _INVALID_KEY_CODES:
             return UserError(f"AWS rejected the access key of profile '{profile}' ({code}): the key id or secret is "
                              "wrong, or the key was deleted.",
@@ -167,6 +175,14 @@ def translate(err: BaseException, *, settings: Settings | None = None, service: 
         return UserError(f"AWS error{doing}: {code}: {message}",
                          "See the message above; `cloudlora doctor` checks the whole AWS configuration.")
     return None
+
+
+def _compatible_endpoint(settings: Settings | None, service: str | None) -> str:
+    """The S3 endpoint URL when the store is an S3-compatible server (SeaweedFS, MinIO, R2), not AWS; else ""."""
+    url = (settings.s3_endpoint_url if settings else "") or ""
+    if service != "s3" or not url or re.search(r"\.amazonaws\.com(\.cn)?(:\d+)?/?$", url.split("?")[0]):
+        return ""
+    return url
 
 
 @contextlib.contextmanager

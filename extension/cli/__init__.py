@@ -1,4 +1,5 @@
-"""`cloudlora`: every action of the tabs as a command. Exit 0 ok, 1 user-fixable problem, 2 usage.
+"""`cloudlora`: every action of the tabs as a command. Exit 0 ok, 1 user-fixable problem, 2 usage (141 when the
+reader of the output went away, e.g. `cloudlora jobs | head -1`: quietly, like any Unix tool).
 
 Each command group lives in its own module here and exposes `register(subparsers)`; the parser adds
 `func` (called with the parsed args, returns an exit code or None).
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .. import __version__
@@ -42,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         code = args.func(args)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then handled below
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141
     except UserError as err:
         print(f"error: {err.message}", file=sys.stderr)
         if err.fix:
@@ -51,6 +57,15 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
+
+
+def _quiet_stdout() -> None:
+    """The reader closed the pipe: send what is left to /dev/null, so the exit flush raises nothing either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

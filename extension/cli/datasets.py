@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..assets import dataset_import, datasets
 from ..assets.dataset_check import check_dataset
+from ..assets.manifests import broken_text
 from ..assets.models import check_name
 from ..assets.transfer import Cancelled, format_bytes
 from ..errors import UserError
@@ -53,7 +54,8 @@ def _folder(path: str) -> Path:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    report = check_dataset(_folder(args.path))
+    with dataset_import.extracted_for_check(args.path) as folder:  # a zip's extraction goes again afterwards
+        report = check_dataset(folder)
     if args.json:
         data = report.to_dict()
         data.pop("items")
@@ -86,11 +88,14 @@ def run_upload(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     store = open_store()
-    items = datasets.list_datasets(store)
+    broken: list = []
+    items = datasets.list_datasets(store, broken)
     total = sum(int(d.get("size", 0)) for d in items)
     if args.json:
-        print_json({"store": store.uri(""), "datasets": items, "total_bytes": total})
+        print_json({"store": store.uri(""), "datasets": items, "total_bytes": total, "broken": broken})
         return 0
+    if broken:
+        print(f"warning: {broken_text(broken, 'dataset')}", file=sys.stderr)
     if not items:
         print(f"No datasets in {store.uri('datasets/')}. Upload one: cloudlora dataset upload PATH")
         return 0

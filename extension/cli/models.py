@@ -7,6 +7,7 @@ import threading
 
 from .. import settings as settings_mod
 from ..assets import models
+from ..assets.manifests import broken_text
 from ..assets.transfer import Cancelled, Progress, format_bytes
 from ..errors import UserError
 from .output import add_json_flag, confirm, print_json, print_record, print_table
@@ -109,11 +110,14 @@ def run_upload(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     store = open_store()
-    items = models.list_models(store)
+    broken: list = []
+    items = models.list_models(store, broken)
     total = sum(int(m.get("size", 0)) for m in items)
     if args.json:
-        print_json({"store": store.uri(""), "models": items, "total_bytes": total})
+        print_json({"store": store.uri(""), "models": items, "total_bytes": total, "broken": broken})
         return 0
+    if broken:
+        print(f"warning: {broken_text(broken, 'model')}", file=sys.stderr)
     if not items:
         print(f"No models in {store.uri('models/')}. Upload one: cloudlora model upload PATH")
         return 0

@@ -44,21 +44,37 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def _upload_if_path(kind: str, value: str, settings) -> str:
-    """A local path is uploaded with the assets functions and replaced by its store name.
+def _resolve(kind: str, value: str, store) -> tuple[str, object]:
+    """("name", store name) or ("path", local path to upload), deciding nothing by surprise.
 
-    A value with a '/' (or starting with '.' or '~') is a path; a bare word is a store name, unless no such name is
-    in the store and a file or folder of that name exists here."""
-    from ..store import open_store
+    A value with a '/' (or starting with '.' or '~') is a path. A bare word is a store name; only when the store has
+    nothing under that name and a file or folder of that name exists here is it a path. A store copy that is
+    half-uploaded (files, no manifest) is an error naming both choices, never a silent upload of ./NAME."""
+    from ..jobs.spec import read_manifest
 
-    store = open_store(settings)
     is_path = "/" in value or value.startswith((".", "~"))
     if not is_path:
-        if store.head(f"{kind}s/{value}/manifest.json") is not None or not Path(value).exists():
-            return value
+        if store.head(f"{kind}s/{value}/manifest.json") is not None:
+            return "name", value
+        half = next(iter(store.list(f"{kind}s/{value}/")), None) is not None
+        here = Path(value).exists()
+        if half:
+            raise UserError(
+                f"The {kind} '{value}' in the store is half-uploaded (its files are there, its manifest is not)"
+                + (f", and ./{value} exists here too: which one did you mean?" if here else "."),
+                (f"To upload ./{value}, pass it as a path: --{kind} ./{value}. " if here else "")
+                + f"To finish the store's copy, upload it again: cloudlora {kind} upload PATH --name {value}; "
+                f"or clear it: cloudlora {kind} rm {value} --yes")
+        if not here:
+            read_manifest(store, f"{kind}s", value)  # raises: not in the store, with the fix
+        return "path", Path(value)
     path = Path(value).expanduser()
     if not path.exists():
         raise UserError(f"{path} does not exist.", f"Pass a {kind} name from the store or an existing path.")
+    return "path", path
+
+
+def _upload(kind: str, path: Path, store) -> str:
     print(f"Uploading {kind} {path} to the store ...", file=sys.stderr)
     if kind == "model":
         from ..assets import models
@@ -68,9 +84,20 @@ def _upload_if_path(kind: str, value: str, settings) -> str:
         from ..assets import datasets
 
         manifest = datasets.upload_dataset(store, path, name=None)
-    name = manifest["name"] if isinstance(manifest, dict) else getattr(manifest, "name")
-    print(f"  -> {kind} '{name}'", file=sys.stderr)
-    return name
+    print(f"  -> {kind} '{manifest['name']}'", file=sys.stderr)
+    return manifest["name"]
+
+
+def resolve_inputs(model: str, dataset: str, settings) -> tuple[str, str]:
+    """The store names of the model and dataset, uploading local paths only once both are known to be usable:
+    a model that is not in the store is an error before any dataset is sent."""
+    from ..store import open_store
+
+    store = open_store(settings)
+    (mkind, mvalue), (dkind, dvalue) = _resolve("model", model, store), _resolve("dataset", dataset, store)
+    model = _upload("model", mvalue, store) if mkind == "path" else mvalue
+    dataset = _upload("dataset", dvalue, store) if dkind == "path" else dvalue
+    return model, dataset
 
 
 def build_config(args, family: str) -> str:
@@ -103,8 +130,7 @@ def cmd_train(args) -> int:
     from ..store import open_store
 
     settings = settings_mod.resolve({"backend": args.backend, "instance_type": args.instance_type})
-    model = _upload_if_path("model", args.model, settings)
-    dataset = _upload_if_path("dataset", args.dataset, settings)
+    model, dataset = resolve_inputs(args.model, args.dataset, settings)
     family = args.family
     if not family:
         fam = str(read_manifest(open_store(settings), "models", model).get("family") or "")

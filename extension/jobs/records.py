@@ -155,15 +155,28 @@ def list_ids(store) -> list[str]:
 
 
 def list_records(store) -> list[JobRecord]:
+    """Every readable job record, newest first. A broken one (bad JSON, missing fields, numbers no JSON encoder can
+    hold) is skipped and logged: one record must never hide the others or stop the Trainings List from loading."""
+    import logging
+
+    from ..assets.manifests import json_problem
+
     out = []
     for job_id in list_ids(store):
         try:
-            rec = load(store, job_id)
-        except (ValueError, KeyError, TypeError):
-            continue  # a damaged record must not hide the others
-        if rec is not None:
-            out.append(rec)
-    out.sort(key=lambda r: r.spec.created, reverse=True)
+            raw = store.get_bytes(key(job_id))
+            problem = json_problem(json.loads(raw))
+            rec = None if problem else JobRecord.from_json(raw)
+        except FileNotFoundError:
+            continue
+        except (ValueError, KeyError, TypeError, AttributeError, UserError) as err:  # UserError: a bad id
+            problem = str(err) or type(err).__name__
+        if problem:
+            logging.getLogger(__name__).warning("cloudlora: skipped the broken job record %s: %s",
+                                                store.uri(key(job_id)), problem)
+            continue
+        out.append(rec)
+    out.sort(key=lambda r: str(r.spec.created), reverse=True)
     return out
 
 

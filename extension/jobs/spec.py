@@ -132,7 +132,7 @@ def validate(spec: JobSpec, settings: Settings, store) -> dict:
     """Every check before submitting. Returns {"model": manifest, "dataset": manifest, "warnings": [...]}."""
     if not spec.lora_name:
         raise UserError("No LoRA name given.", "Type a name for the LoRA, e.g. 'mydog_v1'.")
-    if not LORA_NAME_RE.match(spec.lora_name) or spec.lora_name.endswith((".", " ")):
+    if not LORA_NAME_RE.fullmatch(spec.lora_name) or spec.lora_name.endswith((".", " ")):
         raise UserError(f"The LoRA name '{spec.lora_name}' cannot be a file name in models/Lora.",
                         "Use letters, digits, '-', '_', '.' or spaces (max 100), starting with a letter or digit.")
     if spec.backend not in BACKENDS:
@@ -171,7 +171,7 @@ def validate(spec: JobSpec, settings: Settings, store) -> dict:
 
 
 def _validate_sagemaker(spec: JobSpec, settings: Settings, store) -> None:
-    if not INSTANCE_RE.match(spec.instance_type or ""):
+    if not INSTANCE_RE.fullmatch(spec.instance_type or ""):
         raise UserError(f"'{spec.instance_type}' is not a SageMaker instance type.",
                         "Pick one from the list, e.g. ml.g5.2xlarge.")
     if getattr(store, "kind", "") != "s3" or not settings.bucket:

@@ -89,15 +89,19 @@ def model_rows() -> tuple[list[list], str]:
     from ..assets import models
     from ..assets.transfer import format_bytes
 
+    from ..assets.manifests import broken_text
+
+    broken: list = []
     try:
         store = open_store()
-        items = models.list_models(store)
+        items = models.list_models(store, broken)
     except Exception as err:  # noqa: BLE001 - shown in the panel, never a stack trace
         return [], f"Could not list the store: {getattr(err, 'message', err)}"
     rows = [[m["name"], m.get("family", ""), format_bytes(int(m.get("size", 0))), m.get("sha256", "")[:16],
              m.get("created", "")] for m in items]
     total = sum(int(m.get("size", 0)) for m in items)
-    return rows, f"{len(items)} model(s), {format_bytes(total)} in `{store.uri('models/')}`"
+    note = f"\n\n⚠️ {broken_text(broken, 'model')}" if broken else ""
+    return rows, f"{len(items)} model(s), {format_bytes(total)} in `{store.uri('models/')}`{note}"
 
 
 def upload(choice, path, family, name, clip_l="", t5xxl="", ae="", progress=gr.Progress()):

@@ -34,13 +34,13 @@ def resolve_source(source, folder, zip_file, images, trigger, repeats) -> Path:
         if not zip_file:
             raise UserError("No zip file was given.", "Drop a .zip of the dataset folder.")
         z = _path_of(zip_file)
-        if z not in _zip_roots:
+        if z not in _zip_roots or not Path(_zip_roots[z]).is_dir():  # (an unused import is cleaned after a day)
             _zip_roots[z] = str(dataset_import.import_zip(z))
         return Path(_zip_roots[z])
     if source == SOURCES[2]:
         files = [_path_of(f) for f in (images or [])]
         key = repr((files, trigger, repeats))  # the same drop validated twice builds one folder
-        if key not in _built:
+        if key not in _built or not Path(_built[key]).is_dir():
             _built[key] = str(dataset_import.from_images(files, trigger, repeats or 0))
         return Path(_built[key])
     if not (folder or "").strip():
@@ -184,15 +184,19 @@ def dataset_rows() -> tuple[list[list], str]:
     from ..assets import datasets
     from ..assets.transfer import format_bytes
 
+    from ..assets.manifests import broken_text
+
+    broken: list = []
     try:
         store = open_store()
-        items = datasets.list_datasets(store)
+        items = datasets.list_datasets(store, broken)
     except Exception as err:  # noqa: BLE001
         return [], f"Could not list the store: {getattr(err, 'message', err)}"
     rows = [[d["name"], d.get("images", ""), d.get("images_per_epoch", ""), ", ".join(d.get("triggers", [])),
              format_bytes(int(d.get("size", 0))), d.get("created", "")] for d in items]
     total = sum(int(d.get("size", 0)) for d in items)
-    return rows, f"{len(items)} dataset(s), {format_bytes(total)} in `{store.uri('datasets/')}`"
+    note = f"\n\n⚠️ {broken_text(broken, 'dataset')}" if broken else ""
+    return rows, f"{len(items)} dataset(s), {format_bytes(total)} in `{store.uri('datasets/')}`{note}"
 
 
 def _delete_dataset(name: str) -> int:

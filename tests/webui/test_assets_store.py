@@ -156,11 +156,16 @@ def test_wrong_s3_keys_give_a_user_error_with_the_fix(s3_settings, monkeypatch, 
 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
     store = open_store(settings_mod.resolve())
-    with pytest.raises(UserError) as err:
-        models.list_models(store)
-    assert "rejected the access key" in err.value.message and err.value.fix
-    with pytest.raises(UserError):
-        store.get_bytes("models/x/manifest.json")
+    # Every call says the same: the keys are wrong for that server. Never the IAM console or user-policy.json, which
+    # are AWS's (a HEAD gets a bare 403, which used to read as a missing IAM permission).
+    for call in (lambda: models.list_models(store), lambda: store.get_bytes("models/x/manifest.json"),
+                 lambda: store.head("models/x/manifest.json"), lambda: store.put_bytes("models/x/a", b"a")):
+        with pytest.raises(UserError) as err:
+            call()
+        assert f"S3-compatible server at {store.endpoint} refused" in err.value.message
+        assert "access key or secret is wrong" in err.value.message
+        assert "AWS_SECRET_ACCESS_KEY" in err.value.fix and "user-policy" not in err.value.fix
+        assert "IAM console" not in err.value.fix
 
 
 def test_with_checksums_turned_off_a_resumed_multipart_upload_still_completes(s3_server, s3_settings, monkeypatch,
