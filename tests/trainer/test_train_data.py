@@ -27,6 +27,24 @@ def test_captions_come_from_txt_or_caption_files_else_the_trigger_word(tmp_path)
     assert td.tag_frequency == {"3_zwx": {"zwx": 4, "red ball": 1, "blue ball": 1}}
 
 
+def test_a_caption_saved_with_a_utf8_bom_starts_with_its_trigger_word(tmp_path):
+    folder = tmp_path / "ds" / "3_zwx"
+    draw_image(folder / "a.png", (64, 64))
+    (folder / "a.txt").write_bytes("\ufeffzwx, red ball\n".encode())  # Notepad's "UTF-8 with BOM"
+    td = data.build(tmp_path / "ds", config.parse(SMALL, "sd15"))
+    assert [ex.caption for ex in td.examples] == ["zwx, red ball"]
+
+
+def test_a_repeat_count_beyond_ten_thousand_is_a_layout_error(tmp_path):
+    import pytest
+
+    from cloudlora_backend.trainer import layout
+
+    draw_image(tmp_path / "ds" / "999999999999999999999999999999_x" / "a.png", (64, 64))
+    with pytest.raises(layout.LayoutError, match="more than 10000"):
+        layout.scan(tmp_path / "ds")
+
+
 def test_keep_tokens_stay_first_while_the_rest_shuffles_and_dropout_empties_the_caption():
     cfg = config.parse(SMALL + "shuffle_caption = true\nkeep_tokens = 1\n", "sd15")
     rng = random.Random(0)
