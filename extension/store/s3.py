@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -15,13 +16,51 @@ from ..settings import Settings
 from .base import AlreadyExists, ObjectInfo, ProgressFn, check_key
 
 POOL = 16  # HTTP connections: at least the upload threads
+CLIENT_TTL_S = 600.0
+_clients: dict[str, tuple[float, object]] = {}
+_clients_lock = threading.Lock()
+# What a client is made from besides the settings; a change of any of them makes a new one.
+_CLIENT_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION",
+               "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_CA_BUNDLE",
+               "AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION")
+
+
+def _client_key(settings: Settings) -> str:
+    import hashlib
+
+    files = []
+    for var, default in (("AWS_CONFIG_FILE", "~/.aws/config"), ("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials")):
+        path = os.path.expanduser(os.environ.get(var) or default)
+        try:
+            st = os.stat(path)
+            files.append((path, st.st_mtime_ns, st.st_size))
+        except OSError:
+            files.append((path, 0, -1))
+    raw = repr((settings.aws_profile, settings.region, settings.s3_endpoint_url,
+                tuple(os.environ.get(v, "") for v in _CLIENT_ENV), tuple(files)))
+    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 def make_client(settings: Settings):
-    """An S3 client from the settings (profile, region, endpoint URL, retries), via the shared AWS session module."""
+    """An S3 client from the settings (profile, region, endpoint URL, retries), via the shared AWS session module.
+
+    Made once and shared (boto3 clients are thread-safe): making one loads botocore's service model, 0.2-0.5 s of CPU,
+    which every REST request and every tab refresh used to pay. A change of the profile, keys, region, endpoint or
+    the AWS config files makes a new one; so does age (CLIENT_TTL_S)."""
     from ..aws import session
 
-    return session.client(settings, "s3", max_pool_connections=POOL)
+    key = _client_key(settings)
+    now = time.monotonic()
+    with _clients_lock:
+        hit = _clients.get(key)
+        if hit is not None and now - hit[0] < CLIENT_TTL_S:
+            return hit[1]
+    client = session.client(settings, "s3", max_pool_connections=POOL)
+    with _clients_lock:
+        for k in [k for k, (t, _c) in _clients.items() if now - t >= CLIENT_TTL_S]:
+            del _clients[k]
+        _clients[key] = (now, client)
+    return client
 
 
 _conditional = threading.local()  # set while this thread sends a conditional PUT
@@ -87,8 +126,6 @@ class S3Store:
         412 PreconditionFailed: the key exists. 409 ConditionalRequestConflict: another conditional write of the key
         is in flight (S3 asks to retry), after which the retry tells who won.
         """
-        import time
-
         import botocore.exceptions as bx
 
         kwargs = {"Bucket": self.bucket, "Key": check_key(key), "Body": data, "Metadata": dict(metadata or {})}
