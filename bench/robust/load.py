@@ -3,8 +3,11 @@ on SeaweedFS (S3 on loopback) or a local folder. Counts every answer: 5xx, torn 
 transport failures, and the latency of each route. tests/webui/test_load.py runs it in CI; run alone it measures
 1, 4, 8 and 16 clients in one run (1 client is the baseline of the ratios in BENCHMARKS.md "Load"):
 
-    .venv/webui/bin/python bench/robust/load.py [--seconds 15] [--clients 1,4,8,16] [--stores s3,local]
-        [--out bench/robust/results.json]
+    .venv/webui/bin/python bench/robust/load.py [--seconds 15] [--clients 1,4,8,16]
+        [--stores s3,s3-uncached,local] [--out bench/robust/results.json]
+
+"s3-uncached" is the S3 store making a new boto3 client for every request, as before the shared client
+(cloudlora.store.s3.make_client), for the ratio of that change in the same run.
 
 The job is run by tests/webui/jobs_support/fake_trainer.py (the trainer's container contract, seconds per job), so
 the figures are the extension's, not the GPU's.
@@ -233,7 +236,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--clients", default="1,4,8,16")
-    ap.add_argument("--stores", default="s3,local")
+    ap.add_argument("--stores", default="s3,s3-uncached,local")
     ap.add_argument("--out", default=str(ROOT / "bench" / "robust" / "results.json"))
     args = ap.parse_args()
     from tests.webui.fixtures.s3 import _start, _wait_ready, stop_server
@@ -267,10 +270,13 @@ def one_run(folder: Path, server, store_kind: str, clients: int, seconds: float)
     """A fresh user (settings, data dir, store) with a model, a dataset and a running job; then the clients."""
     from tests.webui.test_assets_datasets import good_dataset
 
+    from cloudlora.store import s3 as s3_store
+
     folder.mkdir(parents=True)
+    s3_store.CLIENT_TTL_S = 0.0 if store_kind == "s3-uncached" else 600.0
     env = {"CLOUDLORA_CONFIG_DIR": str(folder / "config"), "CLOUDLORA_DATA_DIR": str(folder / "data"),
            "CLOUDLORA_BACKEND": "local", "CLOUDLORA_TRAINER_PYTHON": fake_trainer_python(folder, 400, 0.1)}
-    if store_kind == "s3":
+    if store_kind.startswith("s3"):
         bucket = server.new_bucket("load")
         env.update(server.env(), CLOUDLORA_BUCKET=bucket)
     else:
