@@ -155,3 +155,36 @@ def test_two_uploads_of_the_same_checkpoint_at_once_both_succeed_and_the_second_
     back = models.download_model(store, "same", tmp_path / "back")
     assert hashlib.sha256(back.read_bytes()).hexdigest() == results[0]["sha256"]
     assert store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []) == []
+
+
+def test_two_uploads_of_different_datasets_under_one_name_never_mix_their_files(store, tmp_path):
+    from cloudlora.assets import datasets
+    from tests.webui.test_assets_datasets import good_dataset
+
+    a = good_dataset(tmp_path / "a", n=3, trigger="cat")
+    b = good_dataset(tmp_path / "b", n=2, trigger="dog")
+    results: dict[str, object] = {}
+
+    def slow_start(p):
+        if p.phase == "uploading" and p.done == 0:
+            time.sleep(1.0)
+
+    def upload(path) -> None:
+        try:
+            results[path.name] = datasets.upload_dataset(store, path, name="pets", progress=slow_start)
+        except UserError as err:
+            results[path.name] = err
+
+    threads = [threading.Thread(target=upload, args=(p,)) for p in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    won = [n for n, r in results.items() if isinstance(r, dict)]
+    assert len(won) == 1, results
+    assert "Another upload under the dataset name 'pets'" in next(
+        r for r in results.values() if isinstance(r, UserError)).message
+    trigger = {"a": "cat", "b": "dog"}[won[0]]
+    keys = sorted(o.key for o in store.list("datasets/pets/"))
+    assert all(k == "datasets/pets/manifest.json" or f"/10_{trigger}/" in k for k in keys), keys
+    assert datasets.get_dataset(store, "pets")["triggers"] == [trigger]
