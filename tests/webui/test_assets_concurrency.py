@@ -165,8 +165,9 @@ def test_two_uploads_of_different_datasets_under_one_name_never_mix_their_files(
     b = good_dataset(tmp_path / "b", n=2, trigger="dog")
     results: dict[str, object] = {}
 
-    def slow_start(p):
-        if p.phase == "uploading" and p.done == 0:
+    def slow_start(p, paused=[]):  # noqa: B006 - one pause per upload, while it holds the name
+        if p.phase == "uploading" and threading.get_ident() not in paused:
+            paused.append(threading.get_ident())
             time.sleep(1.0)
 
     def upload(path) -> None:
