@@ -87,9 +87,8 @@ def _checkpoints(refresh: bool = False) -> dict[str, str]:
 
 def model_rows() -> tuple[list[list], str]:
     from ..assets import models
-    from ..assets.transfer import format_bytes
-
     from ..assets.manifests import broken_text
+    from ..assets.transfer import format_bytes
 
     broken: list = []
     try:

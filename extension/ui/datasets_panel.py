@@ -182,9 +182,8 @@ def upload(root, name, progress=gr.Progress()):
 
 def dataset_rows() -> tuple[list[list], str]:
     from ..assets import datasets
-    from ..assets.transfer import format_bytes
-
     from ..assets.manifests import broken_text
+    from ..assets.transfer import format_bytes
 
     broken: list = []
     try:
