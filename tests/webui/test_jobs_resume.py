@@ -105,7 +105,7 @@ def test_a_stopped_sagemaker_job_resumes_over_rest_as_a_new_job_from_the_old_che
     shown = service.get_job(job["id"], sagemaker_user, auto_pull=False)
     assert shown["status"] == "Stopped" and shown["resumable"] is True
 
-    r = api_client(_app()).post(f"/cloudlora/v1/jobs/{job['id']}/resume")
+    r = api_client(_app()).post(f"/cloudlora/v1/jobs/{job['id']}/resume", json={})
     assert r.status_code == 200, r.text
     assert f"resumed as SageMaker job {job['id']}-r1" in r.json()["message"]
     assert "continues from the checkpoint" in r.json()["message"]
@@ -120,5 +120,6 @@ def test_a_stopped_sagemaker_job_resumes_over_rest_as_a_new_job_from_the_old_che
     after = service.get_job(job["id"], sagemaker_user, auto_pull=False)
     assert after["resumes"] == 1 and after["status"] == "Completed"
     assert after["cost_usd"] >= 900 / 3600 * 1.52 - 1e-6
-    again_refused = api_client(_app()).post(f"/cloudlora/v1/jobs/{job['id']}/resume")
-    assert again_refused.status_code == 400 and "only a Stopped or Failed job" in again_refused.json()["detail"]["message"]
+    again_refused = api_client(_app()).post(f"/cloudlora/v1/jobs/{job['id']}/resume", json={})
+    assert again_refused.status_code == 400
+    assert "only a Stopped or Failed job" in again_refused.json()["detail"]["message"]

@@ -200,6 +200,6 @@ def test_a_reused_token_and_a_bad_job_id_are_400s_over_rest_never_500s(job_env, 
     assert reused.status_code == 400 and "already made job" in reused.json()["detail"]["message"]
     for bad in ("%2e%2e", "a%0A", "x%20y"):  # '..', a trailing newline, a space: not job ids
         for method, path in (("GET", ""), ("POST", "/stop"), ("POST", "/resume"), ("POST", "/pull"), ("DELETE", "")):
-            r = client.request(method, f"/cloudlora/v1/jobs/{bad}{path}")
+            r = client.request(method, f"/cloudlora/v1/jobs/{bad}{path}", **({"json": {}} if method == "POST" else {}))
             assert r.status_code == 400, (method, bad, path, r.status_code, r.text[:300])
             assert "is not a training job id" in r.json()["detail"]["message"]
