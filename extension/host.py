@@ -17,6 +17,9 @@ class Host:
     list_checkpoints: Callable[[bool], list[tuple[str, str]]] | None = None  # (refresh) -> [(title, filename)]
     refresh_loras: Callable[[], None] | None = None  # makes a new LoRA show in the Lora tab
     interrogate: Callable[[Any], str] | None = None  # PIL image -> caption (the WebUI's interrogator)
+    # The WebUI's own txt2img with the checkpoint the user has loaded: (Txt2Img) -> PIL image (jobs/epoch_grid.py).
+    txt2img: Callable[[Any], Any] | None = None
+    loaded_model: Callable[[], dict] | None = None  # {"title": str, "family": "sd15" | "sdxl" | "sd2" | ""}
 
     @property
     def in_webui(self) -> bool:

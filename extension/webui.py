@@ -91,6 +91,47 @@ def interrogate(image) -> str:
     return interrogator.interrogate(image.convert("RGB"))
 
 
+def loaded_model() -> dict:
+    """The checkpoint the WebUI has loaded: its title and family (A1111/Forge set is_sdxl / is_sd2 / is_sd1)."""
+    from modules import shared
+
+    model = getattr(shared, "sd_model", None)
+    if model is None:
+        return {"title": "", "family": ""}
+    info = getattr(model, "sd_checkpoint_info", None)
+    family = ("sdxl" if getattr(model, "is_sdxl", False) else "sd2" if getattr(model, "is_sd2", False)
+              else "flux" if getattr(model, "is_flux", False) or "flux" in type(model).__name__.lower()
+              else "sd15" if getattr(model, "is_sd1", False) else "")  # "": unknown, so nothing is refused
+    return {"title": getattr(info, "title", "") or "", "family": family}
+
+
+def txt2img(job):
+    """One image from the WebUI's own txt2img (`modules.processing`, as A1111's /sdapi/v1/txt2img runs it): the
+    loaded checkpoint, the prompt's <lora:...> tags applied by the built-in Lora extension, nothing saved to the
+    outputs folder. Holds the WebUI's queue lock, so it waits for (and never overlaps) the user's generations.
+
+    job: a jobs.epoch_grid.Txt2Img (prompt, negative, width, height, steps, cfg_scale, seed, sampler)."""
+    from modules import processing, shared
+    from modules.call_queue import queue_lock
+
+    with queue_lock:
+        p = processing.StableDiffusionProcessingTxt2Img(
+            sd_model=shared.sd_model, prompt=job.prompt, negative_prompt=job.negative, width=job.width,
+            height=job.height, steps=job.steps, cfg_scale=job.cfg_scale, seed=job.seed, sampler_name=job.sampler,
+            batch_size=1, n_iter=1, do_not_save_samples=True, do_not_save_grid=True)
+        try:
+            shared.state.begin(job="cloudlora_epoch_grid")
+            processed = processing.process_images(p)
+        finally:
+            shared.state.end()
+            close = getattr(p, "close", None)
+            if close:
+                close()
+    if not processed.images:
+        raise RuntimeError("the WebUI's txt2img returned no image")
+    return processed.images[0]
+
+
 def setup() -> None:
     """Installs the host and the options provider; called by the entry script on every (re)load."""
     host.install(host.Host(
@@ -99,6 +140,8 @@ def setup() -> None:
         list_checkpoints=list_checkpoints,
         refresh_loras=refresh_loras,
         interrogate=interrogate,
+        txt2img=txt2img,
+        loaded_model=loaded_model,
     ))
     settings.set_webui_options_provider(webui_options)
 

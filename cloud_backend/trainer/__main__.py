@@ -12,6 +12,7 @@ Inputs under ROOT (default /opt/ml; the local backend points it at a job folder)
     input/data/vae/       a separate VAE file or folder (optional)
     input/data/clip_l/ t5xxl/ ae/   FLUX.1's CLIP-L, T5-XXL and autoencoder files, when the model file holds only
                                     the transformer (flux1-dev.safetensors); an all-in-one file needs none
+    input/data/network/   a Kohya LoRA to continue from (optional; network_weights names it when there are several)
 Outputs:
     model/<output_name>.safetensors (+ .json A1111 sidecar, .preview.png, samples/*.png, -NNNNNN epoch files)
     output/tensorboard/   TensorBoard events        output/failure    a plain-words reason when it fails
@@ -168,6 +169,8 @@ def prepare(root: Path):
     (root / "output").mkdir(parents=True, exist_ok=True)
     (root / "output" / "effective-config.toml").write_text(effective, encoding="utf-8")
     reg = data / "reg"
+    from .network_setup import find_weights
+    network_weights = find_weights(cfg.network_weights, data / "network")
     paths = RunPaths(
         model=model, dataset=dataset, model_dir=root / "model", tensorboard=root / "output" / "tensorboard",
         checkpoints=root / "checkpoints", cache=root / "cache", vae=find_optional(data / "vae"),
@@ -175,6 +178,7 @@ def prepare(root: Path):
         parts={p: f for p in FLUX_PART_CHANNELS if (f := find_optional(data / p)) is not None},
         # The local backend links the store's datasets/<name>; SageMaker copies it into a folder named "dataset".
         dataset_name=hp.get("dataset_name", "") or (dataset.resolve().name if dataset.is_symlink() else ""),
+        network_weights=network_weights, model_sha256=hp.get("model_sha256", ""),
     )
     return cfg, paths
 
@@ -185,7 +189,9 @@ def input_errors() -> tuple:
     from .models import ModelLoadError
     from .optim import OptimizerError
     from .sampling import PromptError
-    return InputError, ConfigError, DatasetError, ModelLoadError, OptimizerError, PromptError, FloatingPointError
+    from .lora import LoraFileError
+    return (InputError, ConfigError, DatasetError, ModelLoadError, OptimizerError, PromptError, FloatingPointError,
+            LoraFileError)
 
 
 def write_failure(root: Path, message: str) -> None:

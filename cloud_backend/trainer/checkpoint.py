@@ -12,7 +12,8 @@ STATE_FILE = "state.pt"
 
 
 def save(folder: Path, *, step: int, params: dict[str, torch.Tensor], optimizer, scheduler, scaler,
-         fingerprint: dict, epoch_losses: list[float]) -> Path:
+         fingerprint: dict, epoch_losses: list[float], extra: dict | None = None) -> Path:
+    """extra: small plain values a resumed run needs back (session id, validation history)."""
     folder.mkdir(parents=True, exist_ok=True)
     state = {
         "step": step,
@@ -25,6 +26,7 @@ def save(folder: Path, *, step: int, params: dict[str, torch.Tensor], optimizer,
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "rng_python": list(random.getstate()[1]),
         "epoch_losses": list(epoch_losses),
+        "extra": dict(extra or {}),
     }
     tmp = folder / (STATE_FILE + ".tmp")
     torch.save(state, tmp)

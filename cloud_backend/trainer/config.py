@@ -21,6 +21,7 @@ import tomlkit
 from tomlkit.exceptions import ParseError
 
 from .config_schema import BY_NAME, FAMILIES, GUI_ONLY_KEYS, OPTIONS, WHY, defaults_for
+from . import config_features
 from .config_values import show, toml_literal, normalise_value
 from .flux import options as flux_options
 
@@ -106,6 +107,17 @@ class _TrainConfigMethods:
     def sample_prompt_text(self) -> str:
         v = self.sample_prompts
         return "\n".join(v) if isinstance(v, list) else (v or "")
+
+    @property
+    def network(self):
+        """The NetworkSpec (LoRA / LoCon / DoRA) of network_module + network_args (checked when parsed)."""
+        from .network_spec import parse as parse_network
+
+        return parse_network(self.network_module, self.network_args)
+
+    @property
+    def effective_validation_seed(self) -> int:
+        return self.seed if self.validation_seed is None else int(self.validation_seed)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -211,6 +223,7 @@ def _cross_checks(vals: dict, given: set, family: str | None, errors: list, warn
         warnings.append(f"max_train_epochs = {vals['max_train_epochs']} wins over max_train_steps (as in sd-scripts)")
     if vals["log_with"] != "tensorboard":
         warnings.append(f"log_with = \"{vals['log_with']}\": only TensorBoard events are written (no wandb)")
+    config_features.cross_checks(vals, given, family, errors, warnings)
     if family == "sdxl" and "clip_skip" in given and vals["clip_skip"] != 1:
         warnings.append("clip_skip is ignored for SDXL (it always uses the penultimate text-encoder layer)")
     flux_options.cross_checks(vals, given, family, errors, warnings)
@@ -228,7 +241,10 @@ def _analyse(text: str, family: str | None):
     for key, value in raw.items():
         o = BY_NAME.get(key)
         if o is None:
-            if key in GUI_ONLY_KEYS:
+            if key in config_features.NETWORK_ARG_KEYS:
+                warnings.append(f"{key} is a Kohya GUI setting that sd-scripts reads only inside network_args; it "
+                                f"is ignored here: write network_args = [\"{key}={_plain(value)}\"]")
+            elif key in GUI_ONLY_KEYS:
                 warnings.append(f"{key} is a Kohya GUI setting that sd-scripts never reads; it is ignored")
             else:
                 errors.append(f"unknown key '{key}'{_nearest(key)}")

@@ -113,6 +113,41 @@ def detect_family(header_or_keys: Mapping) -> str:
     return "unknown"
 
 
+def detect_prediction(header: Mapping) -> tuple[bool, bool]:
+    """(v-prediction, zero terminal SNR) as a checkpoint declares them: the empty `v_pred` / `ztsnr` tensors that
+    NoobAI-style SDXL v-prediction checkpoints carry (read by A1111 1.10, Forge and ComfyUI's model_detection), or
+    ModelSpec metadata `modelspec.prediction_type = "v"`. Neither present: (False, False)."""
+    meta = header.get("__metadata__") or {}
+    v_pred = "v_pred" in header or str(meta.get("modelspec.prediction_type", "")).lower() in ("v", "v_prediction")
+    return v_pred, "ztsnr" in header
+
+
+def detect_lora(header: Mapping) -> tuple[str | None, str]:
+    """(family or None, kind) of a LoRA file from its header alone. kind: "kohya" (lora_down/lora_up: LoRA, LoCon,
+    DoRA), "loha", "lokr", "diffusers" (PEFT lora_A/lora_B names) or "unknown". The family comes from sd-scripts'
+    key names (SDXL uses lora_te1_/lora_te2_ and the LDM block names), else ss_base_model_version."""
+    keys = [k for k in header if k != "__metadata__"]
+    parts = {k.partition(".")[2] for k in keys}
+    if any(p.startswith("hada_") for p in parts):
+        kind = "loha"
+    elif any(p.startswith("lokr_") for p in parts):
+        kind = "lokr"
+    elif "lora_down.weight" in parts and "lora_up.weight" in parts:
+        kind = "kohya"
+    elif any("lora_A" in k or "lora.down" in k for k in keys):
+        kind = "diffusers"
+    else:
+        kind = "unknown"
+    if any(k.startswith(("lora_te1_", "lora_te2_", "lora_unet_input_blocks_", "lora_unet_middle_block_",
+                         "lora_unet_output_blocks_")) for k in keys):
+        return "sdxl", kind
+    if any(k.startswith(("lora_te_", "lora_unet_down_blocks_", "lora_unet_mid_block_", "lora_unet_up_blocks_"))
+           for k in keys):
+        return "sd15", kind
+    version = str((header.get("__metadata__") or {}).get("ss_base_model_version", ""))
+    return ("sdxl" if version.startswith("sdxl") else "sd15" if version.startswith("sd_v1") else None), kind
+
+
 def detect_diffusers_folder(folder: Path | str) -> str:
     """A diffusers-format model folder: from model_index.json and unet/config.json (no weights read)."""
     folder = Path(folder)

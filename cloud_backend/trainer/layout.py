@@ -18,6 +18,20 @@ CAPTION_EXTS = (".txt", ".caption")
 SYSTEM_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "__macosx", ".git", ".ipynb_checkpoints"}
 SUBSET_RE = re.compile(r"^(\d+)_(.+)$")
 MAX_REPEATS = 10_000  # far above any real dataset's; a bigger number is a typo (and an epoch that never ends)
+# Folders of mask images inside a <repeats>_<trigger> folder (masked loss: conditioning_data_dir = "mask"; masks.py):
+# uploaded with the dataset and not reported as stray folders.
+MASK_FOLDERS = ("mask", "masks")
+
+
+def mask_images(image: Path) -> list[Path]:
+    """The mask images of a training image: same stem, in a MASK_FOLDERS folder beside it."""
+    out = []
+    for folder in MASK_FOLDERS:
+        for ext in IMAGE_EXTS:
+            candidate = image.parent / folder / f"{image.stem}{ext}"
+            if candidate.is_file():
+                out.append(candidate)
+    return out
 
 
 class LayoutError(ValueError):

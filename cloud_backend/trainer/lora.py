@@ -1,101 +1,177 @@
-"""LoRA on Kohya's exact module set (through peft), and the Kohya-format writer that A1111 1.10 and Forge load.
+"""LoRA / LoCon / DoRA on sd-scripts' exact module set (through peft), and the one place that knows Kohya's names:
+the writer of the Kohya file that A1111 1.10, Forge and ComfyUI load, and the reader that continues from one.
 
-Module sets (REFERENCE §2): UNet `to_q to_k to_v to_out.0 proj_in proj_out ff.net.0.proj ff.net.2` (192 modules in
-SD1.5, 722 in SDXL); text encoders `q_proj k_proj v_proj out_proj fc1 fc2` (72 per CLIP-L, 192 for SDXL's bigG).
+Module sets, from sd-scripts `networks/lora.py` (`LoRANetwork.create_modules`): every Linear and Conv2d inside the
+UNet's Transformer2DModel blocks (`to_q to_k to_v to_out.0 proj_in proj_out ff.net.0.proj ff.net.2`: 192 modules in
+SD1.5, 722 in SDXL) and the text encoders' CLIPAttention/CLIPMLP (`q_proj k_proj v_proj out_proj fc1 fc2`: 72 per
+CLIP-L, 192 for SDXL's bigG). With `conv_dim` (LoCon) also every Linear and Conv2d inside ResnetBlock2D,
+Downsample2D and Upsample2D: 3x3 convolutions get conv_dim/conv_alpha, the Linear `time_emb_proj` and 1x1
+`conv_shortcut` get network_dim/network_alpha, exactly as sd-scripts decides.
 
 Key names follow sd-scripts: `lora_unet_` + the diffusers module path for SD1 and the SGM/LDM path for SDXL
-(`input_blocks_4_1_…`), `lora_te_` (SD1) or `lora_te1_`/`lora_te2_` (SDXL) + the HF CLIP path *with* `text_model_`
-(transformers >= 5.6 dropped that wrapper from CLIPTextModel). Each module gets `.lora_down.weight`,
-`.lora_up.weight` and `.alpha` = network_alpha (diffusers' convert_state_dict_to_kohya wrongly writes the rank).
+(`input_blocks_4_1_…`, `input_blocks_1_0_in_layers_2`, `input_blocks_3_0_op`), `lora_te_` (SD1) or
+`lora_te1_`/`lora_te2_` (SDXL) + the HF CLIP path *with* `text_model_` (transformers >= 5.6 dropped that wrapper
+from CLIPTextModel). Each module gets `.lora_down.weight` (peft lora_A), `.lora_up.weight` (lora_B), `.alpha` (the
+module's own alpha; diffusers' convert_state_dict_to_kohya wrongly writes the rank), and for DoRA `.dora_scale`
+(see dora.py). A LoCon 3x3 module's lora_down is a 3x3 Conv2d with the layer's stride and padding and lora_up a 1x1
+Conv2d, as in sd-scripts' LoRAModule and what A1111's network_lora.py rebuilds.
 
-The training facts `save_kohya` turns into `ss_*`/`modelspec.*` metadata (all optional; `FACT_KEYS` lists them):
-  steps, max_train_steps, epoch, epochs        int
-  num_train_images, num_reg_images             int (images x repeats per epoch, as sd-scripts counts them)
-  num_batches_per_epoch, batch_size, gradient_accumulation_steps   int
-  resolution                                   int or (width, height)
-  tag_frequency                                {dataset folder name: {tag: count}}
-  dataset_dirs                                 {folder name: {"n_repeats": int, "img_count": int}}
-  trigger_phrase                               str (also modelspec.trigger_phrase)
-  training_started_at, training_finished_at    unix seconds (float)
-  learning_rate, unet_lr, text_encoder_lr      float (text_encoder_lr may be a list for SDXL)
-  optimizer, lr_scheduler, mixed_precision     str
-  lr_warmup_steps, seed, clip_skip, keep_tokens, max_bucket_reso, min_bucket_reso, bucket_reso_steps   int
-  noise_offset, min_snr_gamma, caption_dropout_rate, prior_loss_weight, max_grad_norm   float
-  shuffle_caption, flip_aug, enable_bucket, cache_latents, gradient_checkpointing,
-  train_unet_only, bucket_no_upscale           bool
-  sd_model_name, vae_name, title, description, author, comment   str
+Everything that names, writes or reads Kohya keys is in this module, so the LoRA layers themselves (peft today)
+can be replaced without touching the file format.
 """
 from __future__ import annotations
 
-import datetime
-import hashlib
-import json
-import time
-from io import BytesIO
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
+from . import dora
+# The metadata lives in kohya_metadata.py; these names stay importable from here (the FLUX.1 writer uses them).
+from .kohya_metadata import (BASE_MODEL_VERSION, FACT_KEYS, MODELSPEC_ARCH, MODELSPEC_IMPL,  # noqa: F401
+                             build_metadata, safetensors_hashes)
 from .singlefile import unet_block_map, unet_key_to_ldm
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]
 TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+# sd-scripts' LoRANetwork.UNET_TARGET_REPLACE_MODULE_CONV2D_3X3
+CONV_BLOCKS = ("ResnetBlock2D", "Downsample2D", "Upsample2D")
 ADAPTER = "default"
 SAVE_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
                "float": torch.float32, "fp32": torch.float32, "float32": torch.float32}
-BASE_MODEL_VERSION = {"sd15": "sd_v1", "sdxl": "sdxl_base_v1-0", "flux": "flux1"}
-MODELSPEC_ARCH = {"sd15": "stable-diffusion-v1/lora", "sdxl": "stable-diffusion-xl-v1-base/lora",
-                  "flux": "flux-1-dev/lora"}
-# sd-scripts' sai_model_spec: an SDXL LoRA names Stability's implementation, an SD1 LoRA "diffusers".
-MODELSPEC_IMPL = {"sd15": "diffusers", "sdxl": "https://github.com/Stability-AI/generative-models",
-                  "flux": "https://github.com/black-forest-labs/flux"}
 TE_PREFIXES = {"sd15": ["lora_te_"], "sdxl": ["lora_te1_", "lora_te2_"]}
 
 
-def _lora_config(rank: int, alpha: float, targets: list[str]):
-    from peft import LoraConfig
-
-    return LoraConfig(r=int(rank), lora_alpha=float(alpha), target_modules=list(targets), init_lora_weights=True)
+class LoraFileError(ValueError):
+    """A LoRA file to continue from does not fit this model or config; the message names the file and the fix."""
 
 
-def _inject(model, config) -> None:
-    """Adds the adapter through peft's own API, never the model library's wrapper around it.
+@dataclass
+class Plan:
+    """Which modules of one model get an adapter: {module path: (rank, alpha)}, and which of them are DoRA."""
+
+    modules: dict[str, tuple[int, float]] = field(default_factory=dict)
+    dora: set[str] = field(default_factory=set)
+
+
+# --- which modules (sd-scripts' rule) ------------------------------------------------------------------------------
+
+def _is_conv3(module) -> bool:
+    return isinstance(module, torch.nn.Conv2d) and tuple(module.kernel_size) != (1, 1)
+
+
+def _unalias_downsamplers(unet) -> None:
+    """diffusers' Downsample2D(name="conv") registers its convolution twice, as `Conv2d_0` (first) and `conv`, and
+    runs `conv`. named_modules() names it `Conv2d_0`, so peft would wrap that alias and the LoRA would never run.
+    The alias only exists for loading old weight names; dropping it leaves `conv`, sd-scripts' name."""
+    for module in unet.modules():
+        if type(module).__name__ == "Downsample2D" and getattr(module, "Conv2d_0", None) is getattr(module, "conv", 0):
+            del module.Conv2d_0
+
+
+def unet_plan(unet, rank: int, alpha: float, conv_dim: int = 0, conv_alpha: float = 1.0, use_dora: bool = False) -> Plan:
+    _unalias_downsamplers(unet)
+    plan = Plan()
+    for name, module in unet.named_modules():
+        if any(name == t or name.endswith("." + t) for t in UNET_TARGETS):
+            plan.modules[name] = (int(rank), float(alpha))
+    if conv_dim:
+        for name, block in unet.named_modules():
+            if type(block).__name__ not in CONV_BLOCKS:
+                continue
+            for child_name, child in block.named_modules():
+                if not isinstance(child, (torch.nn.Linear, torch.nn.Conv2d)) or not child_name:
+                    continue
+                path = f"{name}.{child_name}"
+                plan.modules[path] = (int(conv_dim), float(conv_alpha)) if _is_conv3(child) else (int(rank), float(alpha))
+    if use_dora:
+        plan.dora = set(plan.modules)
+    return plan
+
+
+def text_encoder_plan(encoder, rank: int, alpha: float, use_dora: bool = False) -> Plan:
+    plan = Plan({name: (int(rank), float(alpha)) for name, _ in encoder.named_modules()
+                 if any(name == t or name.endswith("." + t) for t in TEXT_ENCODER_TARGETS)})
+    if use_dora:
+        plan.dora = set(plan.modules)
+    return plan
+
+
+# --- injecting (peft) ----------------------------------------------------------------------------------------------
+
+def _alternation(paths) -> str:
+    return "|".join(re.escape(p) for p in sorted(paths))
+
+
+def _inject(model, plan: Plan) -> None:
+    """Adds the adapters through peft's own API, never the model library's wrapper around it.
 
     transformers' `PreTrainedModel.add_adapter` gates on a minimum peft version of its own (5.24 wants peft >= 0.22,
     which did not exist when it shipped), and diffusers' has its own gate too. peft's `inject_adapter_in_model` is the
-    function both wrappers end in, so the result is the same LoraLayer modules with one less thing that can break.
+    function both wrappers end in. The exact module paths go in as one regex (peft full-matches a string target);
+    modules whose rank or alpha differ from the most common one get them through rank_pattern/alpha_pattern, one
+    alternation per value (peft matches those keys as `(.*\\.)?(key)$`).
     """
-    from peft import inject_adapter_in_model
+    from peft import LoraConfig, inject_adapter_in_model
 
+    if not plan.modules:
+        return
+    ranks: dict[int, list[str]] = {}
+    alphas: dict[float, list[str]] = {}
+    for path, (r, a) in plan.modules.items():
+        ranks.setdefault(r, []).append(path)
+        alphas.setdefault(a, []).append(path)
+    r0 = max(ranks, key=lambda r: len(ranks[r]))
+    a0 = max(alphas, key=lambda a: len(alphas[a]))
+    config = LoraConfig(
+        r=r0, lora_alpha=a0, target_modules=f"(?:{_alternation(plan.modules)})", init_lora_weights=True,
+        rank_pattern={_alternation(p): r for r, p in ranks.items() if r != r0},
+        alpha_pattern={_alternation(p): a for a, p in alphas.items() if a != a0})
     inject_adapter_in_model(config, model, adapter_name=ADAPTER)
+    for path in plan.dora:
+        dora.add(model.get_submodule(path))
 
 
-def _trainable(model) -> list[torch.nn.Parameter]:
+def _trainable(model, train: bool = True) -> list[torch.nn.Parameter]:
     params = []
     for name, p in model.named_parameters():
-        if "lora_" in name:
-            # LoRA weights train in fp32 even when the base model is fp16/bf16 (mixed precision needs fp32 masters).
+        if "lora_" in name or dora.PARAM in name:
+            # Adapter weights train in fp32 even when the base model is fp16/bf16 (mixed precision needs fp32 masters).
             p.data = p.data.float()
-            p.requires_grad_(True)
-            params.append(p)
+            p.requires_grad_(train)
+            if train:
+                params.append(p)
     return params
 
 
-def add_lora(components, rank: int, alpha: float, train_text_encoder: bool = True) -> dict[str, list]:
-    """Injects LoRA adapters (peft) into the UNet and, if asked, every text encoder.
+def add_lora(components, rank: int, alpha: float, train_text_encoder: bool = True, *, conv_dim: int = 0,
+             conv_alpha: float = 1.0, use_dora: bool = False, plans: Mapping[str, Plan] | None = None) -> dict[str, list]:
+    """Injects the adapters into the UNet and, if asked, every text encoder.
 
-    Returns {"unet": [params], "text_encoder": [params of all text encoders]} (the second empty for UNet-only).
-    `text_encoder_param_groups(components)` gives the text-encoder params per encoder (SDXL's two learning rates).
+    plans: {"unet": Plan, "text_encoder_0": Plan, ...} from a LoRA file (`plans_from_file`) instead of the rule;
+    a text encoder that has a plan gets its adapters even when it does not train (they stay frozen).
+    Returns {"unet": [params], "text_encoder": [params of the trained text encoders]}.
     """
     if int(rank) < 1:
         raise ValueError(f"network_dim (rank) must be at least 1, got {rank}")
-    _inject(components.unet, _lora_config(rank, alpha, UNET_TARGETS))
+    if use_dora and components.family == "sdxl" and train_text_encoder:
+        raise ValueError("DoRA on SDXL's second text encoder does not load in A1111 1.10 (its fused attention "
+                         "projection cannot take a dora_scale): set network_train_unet_only = true with dora_wd")
+    plans = dict(plans or {})
+    unet = plans["unet"] if "unet" in plans else (Plan() if plans else
+                                                  unet_plan(components.unet, rank, alpha, conv_dim, conv_alpha, use_dora))
+    _inject(components.unet, unet)
     groups = {"unet": _trainable(components.unet), "text_encoder": []}
-    if train_text_encoder:
-        for encoder in components.text_encoders:
-            _inject(encoder, _lora_config(rank, alpha, TEXT_ENCODER_TARGETS))
-            groups["text_encoder"] += _trainable(encoder)
+    for i, encoder in enumerate(components.text_encoders):
+        plan = plans.get(f"text_encoder_{i}")
+        if plan is None and train_text_encoder and not plans:
+            plan = text_encoder_plan(encoder, rank, alpha, use_dora)
+        if plan is None or not plan.modules:
+            continue
+        _inject(encoder, plan)
+        groups["text_encoder"] += _trainable(encoder, train=train_text_encoder)
     components.extra["lora"] = {"rank": int(rank), "alpha": float(alpha), "text_encoder": bool(train_text_encoder)}
     return groups
 
@@ -112,134 +188,72 @@ def lora_layers(model) -> dict[str, Any]:
     return {name: m for name, m in model.named_modules() if isinstance(m, LoraLayer) and ADAPTER in m.lora_A}
 
 
+# --- Kohya names ---------------------------------------------------------------------------------------------------
+
+def _unet_namer(components):
+    block_map = unet_block_map(components.unet.config) if components.family == "sdxl" else None
+
+    def name(path: str) -> str:
+        # through the module's weight key: the resnet renames (conv1 -> in_layers.2) apply to whole names only
+        ldm = unet_key_to_ldm(path + ".weight", block_map)[:-len(".weight")] if block_map else path
+        return "lora_unet_" + ldm.replace(".", "_")
+    return name
+
+
+def _te_name(prefix: str, path: str) -> str:
+    full = path if path.startswith("text_model.") else "text_model." + path
+    return prefix + full.replace(".", "_")
+
+
 def kohya_module_names(components) -> dict[str, tuple[Any, str]]:
     """{Kohya module name (no suffix): (model, module path)} for every adapted module."""
     out: dict[str, tuple[Any, str]] = {}
-    block_map = unet_block_map(components.unet.config) if components.family == "sdxl" else None
+    unet_name = _unet_namer(components)
     for path in lora_layers(components.unet):
-        name = unet_key_to_ldm(path + ".", block_map)[:-1] if block_map else path
-        out["lora_unet_" + name.replace(".", "_")] = (components.unet, path)
+        out[unet_name(path)] = (components.unet, path)
     for prefix, encoder in zip(TE_PREFIXES[components.family], components.text_encoders):
         for path in lora_layers(encoder):
-            full = path if path.startswith("text_model.") else "text_model." + path
-            out[prefix + full.replace(".", "_")] = (encoder, path)
+            out[_te_name(prefix, path)] = (encoder, path)
     return out
 
 
-def kohya_state_dict(components, alpha: float, dtype: torch.dtype = torch.float16) -> dict[str, torch.Tensor]:
-    """The adapters as Kohya tensors: lora_down = peft lora_A, lora_up = peft lora_B, alpha = network_alpha."""
+def candidate_names(components) -> dict[str, tuple[str, str]]:
+    """{Kohya name: (model key "unet" | "text_encoder_<i>", module path)} of every module sd-scripts could adapt
+    (attention, feed-forward, LoCon convolutions, text encoders), for reading a file back."""
+    out: dict[str, tuple[str, str]] = {}
+    unet_name = _unet_namer(components)
+    for path in unet_plan(components.unet, 1, 1.0, conv_dim=1).modules:
+        out[unet_name(path)] = ("unet", path)
+    for i, (prefix, encoder) in enumerate(zip(TE_PREFIXES[components.family], components.text_encoders)):
+        for path in text_encoder_plan(encoder, 1, 1.0).modules:
+            out[_te_name(prefix, path)] = (f"text_encoder_{i}", path)
+    return out
+
+
+# --- writing -------------------------------------------------------------------------------------------------------
+
+def kohya_state_dict(components, alpha: float | None = None, dtype: torch.dtype = torch.float16) -> dict[str, torch.Tensor]:
+    """The adapters as Kohya tensors: lora_down = peft lora_A, lora_up = peft lora_B, alpha = the module's alpha
+    (peft's lora_alpha, i.e. network_alpha or conv_alpha), dora_scale for DoRA layers. `alpha` is ignored (kept for
+    callers of the old signature): each layer knows its own."""
     out: dict[str, torch.Tensor] = {}
     for kohya, (model, path) in kohya_module_names(components).items():
         layer = model.get_submodule(path)
         out[f"{kohya}.lora_down.weight"] = layer.lora_A[ADAPTER].weight.detach().to("cpu", dtype).contiguous()
         out[f"{kohya}.lora_up.weight"] = layer.lora_B[ADAPTER].weight.detach().to("cpu", dtype).contiguous()
-        out[f"{kohya}.alpha"] = torch.tensor(float(alpha), dtype=dtype)
+        out[f"{kohya}.alpha"] = torch.tensor(float(layer.lora_alpha[ADAPTER]), dtype=dtype)
+        scale = dora.scale_of(layer)
+        if scale is not None:
+            out[f"{kohya}.dora_scale"] = scale.detach().to("cpu", dtype).contiguous()
     return out
-
-
-FACT_KEYS = {
-    # fact -> ss_* key
-    "steps": "ss_steps", "max_train_steps": "ss_max_train_steps", "epoch": "ss_epoch", "epochs": "ss_num_epochs",
-    "num_train_images": "ss_num_train_images", "num_reg_images": "ss_num_reg_images",
-    "num_batches_per_epoch": "ss_num_batches_per_epoch", "batch_size": "ss_batch_size_per_device",
-    "gradient_accumulation_steps": "ss_gradient_accumulation_steps", "resolution": "ss_resolution",
-    "tag_frequency": "ss_tag_frequency", "dataset_dirs": "ss_dataset_dirs", "trigger_phrase": None,
-    "training_started_at": "ss_training_started_at", "training_finished_at": "ss_training_finished_at",
-    "learning_rate": "ss_learning_rate", "unet_lr": "ss_unet_lr", "text_encoder_lr": "ss_text_encoder_lr",
-    "optimizer": "ss_optimizer", "lr_scheduler": "ss_lr_scheduler", "mixed_precision": "ss_mixed_precision",
-    "lr_warmup_steps": "ss_lr_warmup_steps", "seed": "ss_seed", "clip_skip": "ss_clip_skip",
-    "keep_tokens": "ss_keep_tokens", "max_bucket_reso": "ss_max_bucket_reso", "min_bucket_reso": "ss_min_bucket_reso",
-    "bucket_reso_steps": "ss_bucket_reso_steps", "noise_offset": "ss_noise_offset", "min_snr_gamma": "ss_min_snr_gamma",
-    "caption_dropout_rate": "ss_caption_dropout_rate", "prior_loss_weight": "ss_prior_loss_weight",
-    "max_grad_norm": "ss_max_grad_norm", "shuffle_caption": "ss_shuffle_caption", "flip_aug": "ss_flip_aug",
-    "enable_bucket": "ss_enable_bucket", "cache_latents": "ss_cache_latents",
-    "gradient_checkpointing": "ss_gradient_checkpointing", "train_unet_only": "ss_network_train_unet_only",
-    "bucket_no_upscale": "ss_bucket_no_upscale", "sd_model_name": "ss_sd_model_name", "vae_name": "ss_vae_name",
-    "comment": "ss_training_comment", "title": None, "description": None, "author": None,
-}
-
-
-def _resolution(value) -> tuple[int, int]:
-    if isinstance(value, (int, float)):
-        return int(value), int(value)
-    if isinstance(value, str):
-        parts = [int(p) for p in value.replace("x", ",").split(",") if p.strip()]
-        return (parts[0], parts[-1]) if parts else (0, 0)
-    w, h = list(value)[:2]
-    return int(w), int(h)
-
-
-def _text(value) -> str:
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)  # bools as "True"/"False", like sd-scripts
-
-
-def build_metadata(family: str, output_name: str, rank: int, alpha: float, facts: Mapping[str, Any] | None = None,
-                   model_name: str = "") -> dict[str, str]:
-    """The ss_* and modelspec.* metadata (without the sshs_* hashes, which need the final tensors)."""
-    facts = dict(facts or {})
-    unknown = sorted(set(facts) - set(FACT_KEYS))
-    if unknown:
-        raise ValueError(f"unknown training facts {unknown}; known: {sorted(FACT_KEYS)}")
-    started = float(facts.get("training_started_at") or time.time())
-    meta: dict[str, str] = {
-        "ss_base_model_version": BASE_MODEL_VERSION[family],
-        "ss_v2": "False",
-        "ss_network_module": "networks.lora",
-        "ss_network_dim": str(int(rank)),
-        "ss_network_alpha": str(float(alpha)),
-        "ss_output_name": output_name,
-        "ss_sd_model_name": model_name,
-        "ss_training_started_at": str(started),
-    }
-    if "tag_frequency" not in facts:
-        meta["ss_tag_frequency"] = "{}"
-    for fact, value in facts.items():
-        key = FACT_KEYS[fact]
-        if key is None or value is None:
-            continue
-        if fact == "resolution":
-            meta[key] = str(_resolution(value))  # sd-scripts writes "(512, 512)"
-        else:
-            meta[key] = _text(value)
-    width, height = _resolution(facts.get("resolution", 512 if family == "sd15" else 1024))
-    meta.update({
-        "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": MODELSPEC_ARCH[family],
-        "modelspec.implementation": MODELSPEC_IMPL[family],
-        "modelspec.title": str(facts.get("title") or output_name),
-        "modelspec.resolution": f"{width}x{height}",
-        "modelspec.date": datetime.datetime.fromtimestamp(int(started)).isoformat(),
-        "modelspec.prediction_type": "epsilon",
-    })
-    for fact in ("trigger_phrase", "description", "author"):
-        if facts.get(fact):
-            meta[f"modelspec.{fact}"] = str(facts[fact])
-    return meta
-
-
-def safetensors_hashes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> tuple[str, str]:
-    """(sshs_model_hash, sshs_legacy_hash) as sd-scripts' precalculate_safetensors_hashes computes them.
-
-    The file is serialised with only the ss_* metadata; the model hash is the SHA-256 of everything after the
-    header, the legacy hash the first 8 hex digits of the SHA-256 of 64 KiB at offset 1 MiB.
-    """
-    from safetensors.torch import save
-
-    data = save(dict(tensors), {k: v for k, v in metadata.items() if k.startswith("ss_")})
-    header_len = int.from_bytes(data[:8], "little")
-    model_hash = hashlib.sha256(data[8 + header_len:]).hexdigest()
-    legacy = hashlib.sha256(BytesIO(data).getbuffer()[0x100000:0x100000 + 0x10000]).hexdigest()[:8]
-    return model_hash, legacy
 
 
 def save_kohya(path: Path | str, components, rank: int, alpha: float, metadata: Mapping[str, Any] | None = None,
                save_dtype: str | torch.dtype = "fp16") -> Path:
     """Writes the adapters as a Kohya LoRA .safetensors with ss_*/modelspec.*/sshs_* metadata; returns the path.
 
-    metadata: the training facts (see the module docstring). ss_output_name is always the file stem, which A1111
-    shows as the LoRA's alias. save_dtype: "fp16" | "bf16" | "float" (or a torch dtype).
+    metadata: the training facts (kohya_metadata's docstring lists them). ss_output_name is always the file stem,
+    which A1111 shows as the LoRA's alias. save_dtype: "fp16" | "bf16" | "float" (or a torch dtype).
     """
     from safetensors.torch import save_file
 
@@ -259,3 +273,137 @@ def save_kohya(path: Path | str, components, rank: int, alpha: float, metadata: 
     save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(path)  # a reader never sees half a LoRA
     return path
+
+
+# --- reading a file back (continue training) -----------------------------------------------------------------------
+
+@dataclass
+class KohyaFile:
+    path: Path
+    metadata: dict[str, str]
+    modules: dict[str, dict[str, torch.Tensor]]  # {name: {"lora_down.weight", "lora_up.weight", "alpha"?, ...}}
+
+    @property
+    def family(self) -> str | None:
+        """From the key names first (sd-scripts' SDXL naming), then ss_base_model_version."""
+        names = self.modules
+        if any(n.startswith(("lora_te1_", "lora_te2_", "lora_unet_input_blocks_", "lora_unet_output_blocks_",
+                             "lora_unet_middle_block_")) for n in names):
+            return "sdxl"
+        if any(n.startswith(("lora_te_", "lora_unet_down_blocks_", "lora_unet_up_blocks_", "lora_unet_mid_block_"))
+               for n in names):
+            return "sd15"
+        version = self.metadata.get("ss_base_model_version", "")
+        return "sdxl" if version.startswith("sdxl") else ("sd15" if version.startswith("sd_v1") else None)
+
+    def rank_alpha(self, name: str) -> tuple[int, float]:
+        """A module's rank (lora_down's first dimension) and alpha (the rank when the file has none, as sd-scripts'
+        create_network_from_weights assumes for old files)."""
+        parts = self.modules[name]
+        rank = int(parts["lora_down.weight"].shape[0])
+        alpha = float(parts["alpha"].float().item()) if "alpha" in parts else float(rank)
+        return rank, alpha
+
+
+def read_kohya(path: Path | str) -> KohyaFile:
+    """A Kohya LoRA file (LoRA, LoCon, DoRA). Raises LoraFileError for anything else (LoHa, LoKr, diffusers/PEFT)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise LoraFileError(f"network_weights: {path} does not exist.")
+    try:
+        with safe_open(str(path), "pt") as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise LoraFileError(f"network_weights: {path} is not a .safetensors LoRA ({err}).") from err
+    modules: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        name, _, part = key.partition(".")
+        modules.setdefault(name, {})[part] = value
+    foreign = sorted({p for parts in modules.values() for p in parts}
+                     - {"lora_down.weight", "lora_up.weight", "alpha", "dora_scale"})
+    if foreign:
+        kind = ("a LyCORIS LoHa" if any(p.startswith("hada_") for p in foreign) else
+                "a LyCORIS LoKr" if any(p.startswith("lokr_") for p in foreign) else
+                "a diffusers/PEFT LoRA" if any("lora_A" in p or "lora.down" in p for p in foreign) else "not a Kohya LoRA")
+        raise LoraFileError(f"network_weights: {path.name} is {kind} (tensor parts like {foreign[0]!r}); only Kohya "
+                            "LoRA/LoCon/DoRA files (lora_down/lora_up/alpha) can be continued.")
+    incomplete = [n for n, parts in modules.items() if not {"lora_down.weight", "lora_up.weight"} <= set(parts)]
+    if incomplete:
+        raise LoraFileError(f"network_weights: {path.name} has modules without lora_down/lora_up (e.g. "
+                            f"{incomplete[0]}): the file is damaged or not a LoRA.")
+    if not modules:
+        raise LoraFileError(f"network_weights: {path.name} holds no tensors.")
+    return KohyaFile(path, metadata, modules)
+
+
+def plans_from_file(components, kfile: KohyaFile) -> dict[str, Plan]:
+    """{"unet": Plan, "text_encoder_<i>": Plan} with exactly the file's modules, ranks, alphas and DoRA layers
+    (sd-scripts' `create_network_from_weights`, which `dim_from_weights` uses). Raises LoraFileError."""
+    if kfile.family and kfile.family != components.family:
+        label = {"sd15": "SD 1.5", "sdxl": "SDXL"}
+        raise LoraFileError(f"network_weights: {kfile.path.name} is an {label[kfile.family]} LoRA, but the job's model "
+                            f"is {label.get(components.family, components.family)}: pick a LoRA of the same family.")
+    candidates = candidate_names(components)
+    unknown = sorted(n for n in kfile.modules if n not in candidates)
+    if unknown:
+        raise LoraFileError(f"network_weights: {len(unknown)} modules of {kfile.path.name} match no layer of this "
+                            f"model (e.g. {unknown[0]}): it was trained on another architecture.")
+    plans: dict[str, Plan] = {}
+    for name in kfile.modules:
+        where, path = candidates[name]
+        plan = plans.setdefault(where, Plan())
+        plan.modules[path] = kfile.rank_alpha(name)
+        if "dora_scale" in kfile.modules[name]:
+            plan.dora.add(path)
+    return plans
+
+
+def check_fits(plans_wanted: Mapping[str, Plan], components, kfile: KohyaFile) -> None:
+    """Without dim_from_weights the config decides the network; the file must fit it module for module (same
+    ranks, no module the config would drop, the same DoRA-ness), else the continued LoRA would not start from it."""
+    from_file = plans_from_file(components, kfile)
+    wanted = {(w, p): ra for w, plan in plans_wanted.items() for p, ra in plan.modules.items()}
+    dora_wanted = {(w, p) for w, plan in plans_wanted.items() for p in plan.dora}
+    fix = "set dim_from_weights = true (the file then decides the modules and ranks) or match the config to the file"
+    for where, plan in from_file.items():
+        for path, (rank, _alpha) in plan.modules.items():
+            if (where, path) not in wanted:
+                raise LoraFileError(f"network_weights: {kfile.path.name} has a module the config does not train "
+                                    f"({where} {path}; e.g. text-encoder or conv_dim layers): {fix}.")
+            if wanted[(where, path)][0] != rank:
+                raise LoraFileError(f"network_weights: {kfile.path.name} has rank {rank} at {where} {path}, the config "
+                                    f"{wanted[(where, path)][0]} (network_dim / conv_dim): {fix}.")
+            if ((where, path) in dora_wanted) != (path in plan.dora):
+                raise LoraFileError(f"network_weights: {kfile.path.name} is {'' if path in plan.dora else 'not '}DoRA "
+                                    f"but the config {'asks for' if (where, path) in dora_wanted else 'does not ask for'}"
+                                    f" DoRA (dora_wd): {fix}.")
+
+
+def load_weights(components, kfile: KohyaFile) -> int:
+    """Copies the file's tensors into the injected adapters (alpha included); returns the number of modules."""
+    names = kohya_module_names(components)
+    n = 0
+    with torch.no_grad():
+        for name, parts in kfile.modules.items():
+            if name not in names:
+                raise LoraFileError(f"network_weights: module {name} of {kfile.path.name} has no adapter here.")
+            model, path = names[name]
+            layer = model.get_submodule(path)
+            for part, target in (("lora_down.weight", layer.lora_A[ADAPTER].weight),
+                                 ("lora_up.weight", layer.lora_B[ADAPTER].weight)):
+                value = parts[part]
+                if value.numel() != target.numel():
+                    raise LoraFileError(f"network_weights: {name}.{part} has shape {tuple(value.shape)}, the layer "
+                                        f"needs {tuple(target.shape)}.")
+                target.copy_(value.reshape(target.shape).to(target.dtype))
+            rank, alpha = kfile.rank_alpha(name)
+            layer.lora_alpha[ADAPTER] = alpha
+            layer.scaling[ADAPTER] = alpha / rank
+            scale = dora.scale_of(layer)
+            if scale is not None and "dora_scale" in parts:
+                scale.copy_(parts["dora_scale"].reshape(scale.shape).to(scale.dtype))
+            n += 1
+    return n

@@ -286,13 +286,36 @@ def load_components(model_path: Path | str, family: str | None = None, vae_path:
         tokenizers = [CLIPTokenizer.from_pretrained(path, subfolder=s, local_files_only=True) for s in subs]
     else:
         tokenizers = tokenizers_for(family, tokenizer_cache)
-    prediction_type = "epsilon"
+    v_pred, ztsnr = _declared_prediction(path)
+    prediction_type = "v_prediction" if v_pred else "epsilon"
     return Components(
         family=family, unet=unet, vae=vae, text_encoders=encoders, tokenizers=tokenizers,
         noise_scheduler=make_noise_scheduler(prediction_type), prediction_type=prediction_type,
         model_path=str(path), model_name=path.name, config_dir=str(folder),
-        tiny=Path(folder).name.endswith("-tiny"),
+        tiny=Path(folder).name.endswith("-tiny"), extra={"ztsnr": ztsnr},
     )
+
+
+def _declared_prediction(path: Path) -> tuple[bool, bool]:
+    """(v-prediction, zero terminal SNR) from a .safetensors checkpoint's keys or metadata (family.detect_prediction);
+    a diffusers folder from its scheduler config."""
+    if path.is_dir():
+        config = _read_scheduler_config(path)
+        return config.get("prediction_type") == "v_prediction", bool(config.get("rescale_betas_zero_snr"))
+    if path.suffix.lower() != ".safetensors":
+        return False, False
+    from .family import detect_prediction, read_safetensors_header
+
+    return detect_prediction(read_safetensors_header(path))
+
+
+def _read_scheduler_config(folder: Path) -> dict:
+    import json
+
+    try:
+        return json.loads((folder / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def build_pipeline(components: Components, scheduler=None):

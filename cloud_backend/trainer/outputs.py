@@ -28,7 +28,7 @@ def training_facts(cfg, components, data, *, steps: int, epoch: int, started_at:
         "trigger_phrase": ", ".join(data.triggers),
         "training_started_at": started_at, "training_finished_at": time.time(),
         "learning_rate": cfg.learning_rate, "unet_lr": cfg.effective_unet_lr,
-        "text_encoder_lr": te_lrs[0] if len(te_lrs) == 1 else te_lrs,
+        "text_encoder_lr": te_lrs[0],  # one number, as sd-scripts writes it for networks.lora
         "optimizer": cfg.optimizer_type, "lr_scheduler": cfg.lr_scheduler, "mixed_precision": cfg.mixed_precision,
         "lr_warmup_steps": cfg.warmup_steps(steps), "seed": cfg.seed,
         "clip_skip": cfg.clip_skip if components.family == "sd15" else None,
@@ -42,6 +42,31 @@ def training_facts(cfg, components, data, *, steps: int, epoch: int, started_at:
         "bucket_no_upscale": cfg.bucket_no_upscale, "sd_model_name": components.model_name,
         "comment": comment or None, "title": cfg.metadata_title or None,
         "description": cfg.metadata_description or None, "author": cfg.metadata_author or None,
+    }
+    return {k: v for k, v in facts.items() if v is not None}
+
+
+def run_facts(trainer, *, epochs: int) -> dict:
+    """The facts only the running trainer knows: the network, the schedule, validation, the session and the base
+    model's hashes (see kohya_metadata's docstring)."""
+    from .kohya_metadata import model_hashes
+
+    cfg, paths = trainer.cfg, trainer.paths
+    if not hasattr(trainer, "_model_hashes"):
+        trainer._model_hashes = model_hashes(paths.model, paths.model_sha256)
+    short, full = trainer._model_hashes
+    spec = cfg.network
+    facts = {
+        "epochs": epochs, "max_train_steps": trainer.total_steps, "session_id": trainer.session_id,
+        "sd_model_hash": short or None, "new_sd_model_hash": full or None,
+        "network_module": spec.module, "network_args": dict(spec.args),
+        "v_parameterization": trainer.v_pred, "zero_terminal_snr": trainer.zero_terminal_snr,
+        "multires_noise_iterations": cfg.multires_noise_iterations or None,
+        "multires_noise_discount": cfg.multires_noise_discount if cfg.multires_noise_iterations else None,
+        "min_timestep": cfg.min_timestep, "max_timestep": cfg.max_timestep,
+        "num_validation_images": len(trainer.held_out),
+        "validation_split": cfg.validation_split or None,
+        "validation_seed": cfg.effective_validation_seed if cfg.validation_split else None,
     }
     return {k: v for k, v in facts.items() if v is not None}
 

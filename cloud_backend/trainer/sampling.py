@@ -1,79 +1,12 @@
 """Sample images during training: Kohya's prompt-line syntax (--n negative, --w, --h, --s steps, --l CFG, --d seed,
---g FLUX.1's embedded guidance)
-rendered with the model being trained, saved as PNG."""
+--g FLUX.1's embedded guidance; parsed in prompt_lines.py) rendered with the model being trained, saved as PNG."""
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-OPTION_RE = re.compile(r"\s--(n|w|h|s|l|d|g)\s+")
-
-
-@dataclass
-class SamplePrompt:
-    prompt: str
-    negative: str = ""
-    width: int = 0  # 0 = the training resolution
-    height: int = 0
-    steps: int = 20
-    cfg_scale: float = 7.0
-    seed: int | None = None
-    guidance: float | None = None  # --g: FLUX.1's embedded guidance (sd-scripts' default 3.5)
-
-
-class PromptError(ValueError):
-    pass
-
-
-def parse_prompt_line(line: str) -> SamplePrompt:
-    """'a cat --n blurry --w 512 --h 768 --s 28 --l 6.5 --d 7' -> SamplePrompt. Raises PromptError."""
-    parts = OPTION_RE.split(" " + line.strip())
-    sp = SamplePrompt(prompt=parts[0].strip())
-    for flag, value in zip(parts[1::2], parts[2::2]):
-        value = value.strip()
-        try:
-            if flag == "n":
-                sp.negative = value
-            elif flag == "w":
-                sp.width = int(value)
-            elif flag == "h":
-                sp.height = int(value)
-            elif flag == "s":
-                sp.steps = int(value)
-            elif flag == "l":
-                sp.cfg_scale = float(value)
-            elif flag == "d":
-                sp.seed = int(value)
-            elif flag == "g":
-                sp.guidance = float(value)
-        except ValueError as err:
-            raise PromptError(f"sample prompt {line!r}: --{flag} {value!r} is not a number") from err
-    if not sp.prompt:
-        raise PromptError(f"sample prompt {line!r} has no prompt text before its --options")
-    return sp
-
-
-def read_prompts(value: str, search_dirs: list[Path]) -> list[SamplePrompt]:
-    """sample_prompts is a file name (looked up as given, then in search_dirs) or the prompt lines themselves."""
-    value = (value or "").strip()
-    if not value:
-        return []
-    if "\n" not in value and re.search(r"\.(txt|prompts?)$", value, re.I):
-        candidates = [Path(value)] + [d / Path(value).name for d in search_dirs]
-        for c in candidates:
-            if c.is_file():
-                value = c.read_text(encoding="utf-8")
-                break
-        else:
-            raise PromptError(f"sample_prompts file {value!r} was not found (looked in "
-                              f"{', '.join(str(d) for d in search_dirs)}); put it in the config folder or write the "
-                              "prompt lines in sample_prompts itself")
-    lines = [ln for ln in value.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-    return [parse_prompt_line(ln) for ln in lines]
-
+from .prompt_lines import OPTION_RE, PromptError, SamplePrompt, parse_prompt_line, read_prompts  # noqa: F401
 
 SAMPLERS = {
     "ddim": "DDIMScheduler", "pndm": "PNDMScheduler", "lms": "LMSDiscreteScheduler", "k_lms": "LMSDiscreteScheduler",

@@ -1,5 +1,5 @@
 """TensorBoard events with sd-scripts' tags (loss/current, loss/average, loss/epoch_average, lr/unet,
-lr/textencoder), written to the job's output/tensorboard (SageMaker syncs it while the job runs)."""
+lr/textencoder, loss/validation/*; see validation.py), written to the job's output/tensorboard (SageMaker syncs it while the job runs)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,6 +20,18 @@ class Board:
 
     def epoch(self, epoch: int, average: float) -> None:
         self.writer.add_scalar("loss/epoch_average", average, epoch)
+
+    def validation(self, step: int, epoch: int | None, value: float, train_average: float) -> None:
+        """sd-scripts' validation tags (epoch ones at step = epoch, step ones at the global step), plus
+        loss/validation/current at the global step of every run: the curve beside the training loss."""
+        self.writer.add_scalar("loss/validation/current", value, step)
+        if epoch is not None:
+            self.writer.add_scalar("loss/validation/epoch_average", value, epoch)
+            self.writer.add_scalar("loss/validation/epoch_divergence", value - train_average, epoch)
+        else:
+            self.writer.add_scalar("loss/validation/step_average", value, step)
+            self.writer.add_scalar("loss/validation/step_divergence", value - train_average, step)
+        self.writer.flush()
 
     def flush(self) -> None:
         self.writer.flush()

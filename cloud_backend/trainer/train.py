@@ -16,8 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint, data as data_mod, encode, outputs, sampling
+from . import checkpoint, data as data_mod, encode, masks, noise as noise_mod, outputs, sampling, validation
 from .optim import build_optimizer, build_scheduler
+from .precision import pick_precision  # noqa: F401 - part of this module's interface
 from .progress import Progress
 
 
@@ -43,6 +44,8 @@ class RunPaths:
     prompt_dirs: list[Path] = field(default_factory=list)  # where a sample_prompts file may be
     output_name: str = "lora"
     dataset_name: str = ""
+    network_weights: Path | None = None  # the LoRA to continue from (network channel or network_weights)
+    model_sha256: str = ""  # the base checkpoint's SHA-256 when the job knows it (ss_new_sd_model_hash)
 
 
 @dataclass
@@ -54,32 +57,8 @@ class RunResult:
     samples: list[Path]
 
 
-def pick_precision(requested: str, device: torch.device, log, cpu_autocast: bool = False) -> torch.dtype | None:
-    """bf16 where the GPU has it, fp16 on older GPUs, fp32 on CPU (mixed precision there is slower, not faster).
-
-    cpu_autocast (tests only): keep bf16 on CPU, so the mixed-precision code path runs without a GPU."""
-    if requested == "no":
-        return None
-    if device.type == "cpu" and cpu_autocast:
-        return torch.bfloat16 if requested == "bf16" else torch.float16
-    if device.type != "cuda":
-        log(f"note: mixed_precision = \"{requested}\" is off on CPU; training in fp32")
-        return None
-    if requested == "bf16" and not torch.cuda.is_bf16_supported():
-        log("note: this GPU has no bf16; using fp16 mixed precision instead")
-        return torch.float16
-    return torch.bfloat16 if requested == "bf16" else torch.float16
-
-
 def _trainable(modules: dict[str, torch.nn.Module]) -> dict[str, torch.nn.Parameter]:
     return {f"{name}.{n}": p for name, m in modules.items() for n, p in m.named_parameters() if p.requires_grad}
-
-
-def _snr_weights(scheduler, timesteps, gamma: float, v_pred: bool) -> torch.Tensor:
-    alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
-    snr = alphas / (1 - alphas)
-    w = torch.clamp(snr, max=gamma) / snr
-    return torch.clamp(snr, max=gamma) / (snr + 1) if v_pred else w
 
 
 def _time_ids(entries, device) -> torch.Tensor:
@@ -114,9 +93,7 @@ class Trainer:
         self.components = self.load_components()
         c = self.components
         self.log(f"loaded {c.family} model {c.model_name} in {time.time() - t0:.1f}s")
-        self.v_pred = bool(cfg.v_parameterization or c.prediction_type == "v_prediction")
-        if self.v_pred:
-            c.noise_scheduler.register_to_config(prediction_type="v_prediction")
+        noise_mod.configure(self)
         self.place_models()
         reg_dirs = list(paths.reg)
         if cfg.reg_data_dir and Path(cfg.reg_data_dir).is_dir():
@@ -132,6 +109,13 @@ class Trainer:
                 reg_dirs.append(gen_dir)
         if reg_dirs:
             self.data = data_mod.build(paths.dataset, cfg, reg_dirs, class_prompt)
+        self.data, self.held_out = validation.split(self.data, cfg)
+        self.validator = validation.Validator(self.held_out, cfg)
+        if self.held_out:
+            self.log(f"validation: {len(self.held_out)} images held out (validation_split = {cfg.validation_split:g}),"
+                     f" scored at timesteps {self.validator.timesteps}")
+        masks.check(self.data.examples + self.held_out, cfg)
+        self.masks = masks.MaskCache(cfg) if masks.enabled(cfg) else None
         self.log(f"dataset: {len(self.data.examples)} images x repeats = {sum(self.data.repeats)} per epoch, "
                  f"{len(self.data.reg_examples)} class images, buckets {dict(sorted(self.data.buckets.items()))}")
         self._setup_caches()
@@ -158,22 +142,28 @@ class Trainer:
         cfg, c = self.cfg, self.components
         all_examples = self.data.examples + self.data.reg_examples
         self.latents = None
+        held_out = list(self.held_out)
         if cfg.cache_latents:
             folder = self.paths.cache / "latents" if cfg.cache_latents_to_disk else None
             self.latents = encode.LatentCache(c.vae, folder, cfg.vae_batch_size)
             t0 = time.time()
             self.latents.fill(all_examples, [False, True] if cfg.flip_aug else [False])
-            self.log(f"cached latents of {len(all_examples)} images in {time.time() - t0:.1f}s")
+            self.latents.fill(held_out, [False])
+            self.log(f"cached latents of {len(all_examples) + len(held_out)} images in {time.time() - t0:.1f}s")
         self.text_cache = None
         if cfg.cache_text_encoder_outputs and not cfg.train_text_encoder:
             self.text_cache = encode.TextCache()
             captions = [data_mod.process_caption(ex.caption, cfg, random.Random(0), 1) for ex in all_examples]
+            captions += [ex.caption for ex in held_out]
             self.text_cache.fill(c, captions, cfg.clip_skip, self.device)
 
     def _setup_lora(self) -> None:
-        from .lora import add_lora
+        from . import network_setup
         cfg, c = self.cfg, self.components
-        add_lora(c, cfg.network_dim, cfg.network_alpha, cfg.train_text_encoder)
+        self.log(f"network: {cfg.network.kind}, dim {cfg.network_dim} alpha {cfg.network_alpha:g}"
+                 + (f", conv_dim {cfg.network.conv_dim} conv_alpha {cfg.network.conv_alpha:g}"
+                    if cfg.network.conv_dim else ""))
+        network_setup.build(c, cfg, self.paths.network_weights, self.log)
         modules = {"unet": c.unet}
         if cfg.train_text_encoder:
             modules.update({f"text_encoder_{i}": te for i, te in enumerate(c.text_encoders)})
@@ -228,13 +218,22 @@ class Trainer:
         return encode.encode_pixels(self.components.vae, pixels).to(self.device)
 
     def loss(self, entries, micro_index: int) -> torch.Tensor:
-        cfg, c = self.cfg, self.components
+        """One training micro-batch: noise and timesteps drawn from (seed, micro-batch index) only."""
+        cfg = self.cfg
         latents = self._latents(entries)
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 1_000_003 + micro_index)
         noise = torch.randn(latents.shape, generator=gen)
         if cfg.noise_offset:
             noise += cfg.noise_offset * torch.randn((latents.shape[0], latents.shape[1], 1, 1), generator=gen)
+        if cfg.multires_noise_iterations:
+            noise = noise_mod.pyramid_noise(noise, gen, cfg.multires_noise_iterations, cfg.multires_noise_discount)
         timesteps = torch.randint(cfg.min_timestep, cfg.max_timestep, (latents.shape[0],), generator=gen)
+        return self.loss_at(entries, noise, timesteps, latents)
+
+    def loss_at(self, entries, noise, timesteps, latents=None) -> torch.Tensor:
+        """The loss of a batch at the given noise and timesteps (training and validation share it)."""
+        cfg, c = self.cfg, self.components
+        latents = self._latents(entries) if latents is None else latents
         noise, timesteps = noise.to(self.device), timesteps.to(self.device)
         noisy = c.noise_scheduler.add_noise(latents, noise, timesteps)
         hidden, pooled = self._text([e.caption for e in entries])
@@ -244,12 +243,15 @@ class Trainer:
         with self._autocast():
             pred = c.unet(noisy, timesteps, hidden, **kwargs).sample
         target = c.noise_scheduler.get_velocity(latents, noise, timesteps) if self.v_pred else noise
-        loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=[1, 2, 3])
+        loss = F.mse_loss(pred.float(), target.float(), reduction="none")
+        if self.masks is not None:
+            loss = loss * self.masks.batch(entries, loss.device)
+        loss = loss.mean(dim=[1, 2, 3])
         weights = torch.tensor([cfg.prior_loss_weight if e.example.is_reg else 1.0 for e in entries],
                                device=loss.device)
         loss = loss * weights
         if cfg.min_snr_gamma:
-            loss = loss * _snr_weights(c.noise_scheduler, timesteps, cfg.min_snr_gamma, self.v_pred)
+            loss = loss * noise_mod.snr_weights(c.noise_scheduler, timesteps, cfg.min_snr_gamma, self.v_pred)
         return loss.mean()
 
     # --- the loop
@@ -257,12 +259,14 @@ class Trainer:
         cfg = self.cfg
         return {"family": self.components.family, "network_dim": cfg.network_dim, "total_steps": self.total_steps,
                 "train_text_encoder": cfg.train_text_encoder, "optimizer": cfg.optimizer_type,
-                "batch": cfg.train_batch_size, "accum": cfg.gradient_accumulation_steps}
+                "batch": cfg.train_batch_size, "accum": cfg.gradient_accumulation_steps,
+                "network": [cfg.network.kind, cfg.network.conv_dim, len(self.params)]}
 
     def save_checkpoint(self, step: int, epoch_losses) -> None:
         checkpoint.save(self.paths.checkpoints, step=step, params=self.params, optimizer=self.optimizer,
                         scheduler=self.scheduler, scaler=self.scaler, fingerprint=self.fingerprint(),
-                        epoch_losses=epoch_losses)
+                        epoch_losses=epoch_losses,
+                        extra={"session_id": self.session_id, "validation": list(self.validator.history)})
 
     def lrs(self) -> dict[str, float]:
         out = {}
@@ -278,6 +282,8 @@ class Trainer:
         cfg, paths = self.cfg, self.paths
         started = time.time()
         step, epoch_losses = 0, []
+        # sd-scripts' ss_session_id: "which group of epochs the model came from"; a resumed run is the same group.
+        self.session_id = random.SystemRandom().randint(0, 2**32)
         state = checkpoint.load(paths.checkpoints)
         if state is not None:
             if state["fingerprint"] != self.fingerprint():
@@ -286,6 +292,9 @@ class Trainer:
                 checkpoint.restore(state, params=self.params, optimizer=self.optimizer, scheduler=self.scheduler,
                                    scaler=self.scaler)
                 step, epoch_losses = state["step"], state["epoch_losses"]
+                extra = state.get("extra") or {}
+                self.session_id = int(extra.get("session_id", self.session_id))
+                self.validator.history = [tuple(h) for h in extra.get("validation", [])]
                 self.log(f"resumed from checkpoint at step {step}")
         board = Board(paths.tensorboard)
         prompts = sampling.read_prompts(cfg.sample_prompt_text, paths.prompt_dirs)
@@ -335,6 +344,10 @@ class Trainer:
             progress.update(step, step_loss)
             board.step(step, step_loss, sum(epoch_losses) / len(epoch_losses), lrs)
             epoch_no = step // self.steps_per_epoch
+            epoch_end = epoch_no if step % self.steps_per_epoch == 0 else (
+                math.ceil(step / self.steps_per_epoch) if step == self.total_steps else None)
+            if self.validator.due(step, epoch_end):
+                validation.validate(self, board, step, epoch_end, sum(epoch_losses) / len(epoch_losses))
             if step % self.steps_per_epoch == 0:
                 board.epoch(epoch_no, sum(epoch_losses) / len(epoch_losses))
                 epoch_losses = []
@@ -353,6 +366,7 @@ class Trainer:
                 progress.close()
                 raise Stopped(step)
         progress.close()
+        validation.report_best(self, step)
         lora = self.save_lora(paths.model_dir / f"{paths.output_name}.safetensors", step, started)
         samples += self.finish(prompts, samples, step)
         board.close()
@@ -364,6 +378,7 @@ class Trainer:
         facts = outputs.training_facts(self.cfg, self.components, self.data, steps=step, epoch=epoch,
                                        started_at=started, batches_per_epoch=self.batches_per_epoch,
                                        dataset_name=self.paths.dataset_name)
+        facts.update(outputs.run_facts(self, epochs=math.ceil(self.total_steps / max(self.steps_per_epoch, 1))))
         return outputs.save_lora(path, self.components, self.cfg, facts)
 
     def sample(self, prompts, stem: str) -> list[Path]:

@@ -1,8 +1,9 @@
 """REST routes for training jobs (under /cloudlora/v1): the same functions as the Train tab and `cloudlora train|jobs`.
 
 POST /jobs creates (idempotent by client_token), GET /jobs lists, GET /jobs/{id} shows, POST /jobs/{id}/stop,
-POST /jobs/{id}/resume, POST /jobs/{id}/pull, DELETE /jobs/{id} deletes the record, GET /jobs/{id}/logs,
-POST /jobs/estimate.
+POST /jobs/{id}/resume, POST /jobs/{id}/pull (with as_lora: a chosen epoch becomes the LoRA), DELETE /jobs/{id}
+deletes the record, GET /jobs/{id}/logs, POST /jobs/estimate, POST|GET /jobs/{id}/epoch-grid (inside the WebUI:
+epochs x weights with its own txt2img).
 A user-fixable problem answers 400 with {"detail": {"message", "fix"}}; an unknown job 404.
 """
 from __future__ import annotations
@@ -33,11 +34,17 @@ class CreateJob(BaseModel):
     container: str = "cloudlora"
     image_uri: str = ""
     client_token: str = ""  # send the same token again and you get the same job (no duplicate)
+    continue_from: str = ""  # start from a LoRA: "job:<id>", a path, or a file in the Lora folder
 
 
 class PullBody(BaseModel):
     lora_dir: Optional[str] = None
     file: Optional[str] = None
+    as_lora: bool = False  # with file: that epoch becomes the LoRA, under the LoRA's name
+
+
+class GridBody(BaseModel):
+    weights: List[float] = [0.6, 0.8, 1.0]
 
 
 class EstimateBody(BaseModel):
@@ -79,7 +86,7 @@ def create(body: CreateJob) -> dict:
                        lora_name=body.lora_name or body.dataset, backend=body.backend,
                        instance_type=body.instance_type, spot=body.spot, max_wait_s=body.max_wait_s,
                        max_runtime_s=body.max_runtime_s, container=body.container, image_uri=body.image_uri,
-                       client_token=body.client_token)
+                       client_token=body.client_token, continue_from=body.continue_from)
         return service.create_job(spec, settings)
     except UserError as err:
         raise _fail(err) from err
@@ -156,9 +163,26 @@ def pull(job_id: str, body: Optional[PullBody] = None) -> dict:
     try:
         settings = settings_mod.resolve()
         lora_dir = requested_lora_dir(settings, body.lora_dir) if body.lora_dir else None
-        return service.pull_job(job_id, settings, lora_dir=lora_dir, file=body.file)
+        return service.pull_job(job_id, settings, lora_dir=lora_dir, file=body.file, as_lora=body.as_lora)
     except UserError as err:
         raise _fail(err) from err
+
+
+@router.post("/jobs/{job_id}/epoch-grid", summary="Render the job's epochs x LoRA weights with the WebUI's txt2img")
+def epoch_grid_start(job_id: str, body: Optional[GridBody] = None) -> dict:
+    from ..jobs import epoch_grid
+
+    try:
+        return epoch_grid.start(job_id, (body or GridBody()).weights)
+    except UserError as err:
+        raise _fail(err) from err
+
+
+@router.get("/jobs/{job_id}/epoch-grid", summary="The epoch grid's progress and file")
+def epoch_grid_status(job_id: str) -> dict:
+    from ..jobs import epoch_grid
+
+    return epoch_grid.status(job_id)
 
 
 @router.delete("/jobs/{job_id}", summary="Delete a finished job's record and store files (not the pulled LoRA)")

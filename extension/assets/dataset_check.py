@@ -336,6 +336,8 @@ def check_dataset(path: Path | str) -> Report:
         for other in subset.other_files:
             if other in escaping or L.is_hidden(other):
                 continue
+            if other.is_dir() and other.name in L.MASK_FOLDERS:
+                continue  # mask images for masked loss: uploaded with their images (datasets.dataset_files)
             if other.is_dir():
                 report.add("warning", "nested-folder", _rel(base, other),
                            "Sub-folders inside a <repeats>_<trigger> folder are not read by training.",

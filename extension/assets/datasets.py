@@ -29,7 +29,8 @@ def manifest_key(name: str) -> str:
 
 
 def dataset_files(report: Report) -> list[tuple[str, Path]]:
-    """(relative key, local path) of what gets uploaded: images, their captions, and the layout's own files.
+    """(relative key, local path) of what gets uploaded: images, their captions and mask images, and the layout's
+    own files.
 
     Only files the check accepted: nothing hidden, nothing outside the folder, no stray files.
     """
@@ -37,7 +38,10 @@ def dataset_files(report: Report) -> list[tuple[str, Path]]:
     base = root.parent if report.kind == "kohya" and L.looks_like_subset(root) else root
     files: dict[str, Path] = {}
     for item in report.items:
-        for p in (item["image"], item["caption_file"]):
+        real_root = root.resolve()
+        masks = [m for m in L.mask_images(Path(item["image"]))  # masked loss: <subset>/mask/<same stem>
+                 if m.resolve().is_relative_to(real_root) and not m.is_symlink()]
+        for p in (item["image"], item["caption_file"], *masks):
             if p:
                 files[Path(p).relative_to(base).as_posix()] = Path(p)
     extra = [report.summary.get("config_file")] + (["dataset_info.json"] if report.kind == "jumpstart" else [])

@@ -44,6 +44,9 @@ def register(subparsers) -> None:
     pull.add_argument("id")
     pull.add_argument("--lora-dir", help="target folder (default: the WebUI's / the lora_dir setting)")
     pull.add_argument("--file", help="an intermediate output (e.g. NAME-000002.safetensors) instead of the final")
+    pull.add_argument("--as-lora", action="store_true",
+                      help="with --file: that epoch becomes the LoRA (under the LoRA's name; the job's own untouched "
+                           "earlier copy is replaced)")
     add_json_flag(pull)
     pull.set_defaults(func=cmd_pull)
 
@@ -81,6 +84,10 @@ def cmd_show(args) -> int:
     if job["loss_points"]:
         last = job["loss_points"][-1]
         print(f"  loss {last['loss']:.4f} at step {last['step']} ({len(job['loss_points'])} points)")
+    if job.get("best_epoch"):
+        from ..jobs import best_epoch
+
+        print(f"  {best_epoch.text(job['best_epoch'])}")
     for s in job["samples"][-4:]:
         print(f"  sample {s}")
     for o in job["outputs"]:
@@ -151,7 +158,8 @@ def cmd_resume(args) -> int:
 def cmd_pull(args) -> int:
     from ..jobs import service
 
-    out = service.pull_job(args.id, settings_mod.resolve(), lora_dir=args.lora_dir, file=args.file)
+    out = service.pull_job(args.id, settings_mod.resolve(), lora_dir=args.lora_dir, file=args.file,
+                           as_lora=args.as_lora)
     if args.json:
         print_json(out)
     else:

@@ -37,6 +37,9 @@ def register(subparsers) -> None:
     p.add_argument("--image-uri", help="SageMaker trainer image (default: the settings')")
     p.add_argument("--warm-pool", type=int, default=0, metavar="SECONDS",
                    help="SageMaker warm pool keep-alive (0 = off; the account quota is 0 by default)")
+    p.add_argument("--continue-from", default="", metavar="LORA",
+                   help="start from a LoRA's weights: job:<id> (a completed job's LoRA), a .safetensors path, or a "
+                        "file in the Lora folder (same family; network_dim must match unless dim_from_weights)")
     p.add_argument("--client-token", help="idempotency token: the same token returns the same job")
     p.add_argument("--wait", action="store_true", help="follow the job; pull the LoRA when it completes")
     p.add_argument("--lora-dir", help="with --wait: where the LoRA goes (default: the settings' Lora folder)")
@@ -142,7 +145,7 @@ def cmd_train(args) -> int:
                    else instances.LOCAL,
                    spot=args.spot, max_wait_s=args.max_wait, max_runtime_s=args.max_runtime,
                    container=args.container, image_uri=args.image_uri or "", warm_pool_s=args.warm_pool,
-                   client_token=args.client_token or "")
+                   client_token=args.client_token or "", continue_from=args.continue_from)
     job = service.create_job(spec, settings, progress=lambda s: print(s, file=sys.stderr))
     for w in job.get("warnings") or []:
         print(f"warning: {w}", file=sys.stderr)

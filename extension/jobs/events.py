@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-LOSS_TAGS = ("loss/current", "loss/average", "loss/epoch_average", "loss")
+LOSS_TAGS = ("loss/current", "loss/average", "loss/epoch_average", "loss", "loss/validation/current")
+# The trainer's validation loss per epoch (step = epoch, as sd-scripts logs it; cloud_backend/trainer/validation.py).
+VALIDATION_EPOCH_TAG = "loss/validation/epoch_average"
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,18 @@ def loss_points(folder: Path) -> list[dict]:
     tags = {s.tag for s in scalars}
     wanted = [t for t in LOSS_TAGS if t in tags] or sorted(t for t in tags if t.startswith("loss"))
     return [{"step": s.step, "loss": s.value, "tag": s.tag} for s in scalars if s.tag in wanted]
+
+
+def best_epoch(folder: Path) -> dict | None:
+    """{"epoch", "loss", "last_epoch", "epochs": [{"epoch", "loss"}]}: the epoch with the lowest validation loss
+    (the earliest of equals), or None when the job had no validation split."""
+    scalars = [s for s in read_scalars(event_files(folder)) if s.tag == VALIDATION_EPOCH_TAG]
+    if not scalars:
+        return None
+    latest = {s.step: s.value for s in scalars}  # a resumed run may log an epoch again: the last value counts
+    epoch, value = min(latest.items(), key=lambda kv: (kv[1], kv[0]))
+    return {"epoch": epoch, "loss": value, "last_epoch": max(latest),
+            "epochs": [{"epoch": e, "loss": v} for e, v in sorted(latest.items())]}
 
 
 # --- writing, for tests and for tools that need a tiny events file without TensorBoard -------------------------

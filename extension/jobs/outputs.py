@@ -61,20 +61,45 @@ def lora_outputs(rec: JobRecord) -> list[Path]:
     return lora_files(artifacts_dir(rec))
 
 
-def pull_files(rec: JobRecord, settings: Settings, *, lora_dir=None, file: str | None = None):
-    """Installs the final LoRA (or the output named `file`) with sidecar and preview; returns (PullResult, final)."""
+def _own_untouched_copy(rec: JobRecord, final: Path | None) -> Path | None:
+    """The job's earlier pulled final LoRA, if it is still there with the job's tensors (nobody replaced it)."""
+    from ..library.pull import data_digest
+
+    if final is None:
+        return None
+    for entry in reversed(rec.pulled):
+        path = Path(entry.get("file") or "")
+        if entry.get("final", True) and path.is_file():
+            try:
+                if data_digest(path) == data_digest(final) or data_digest(path) == entry.get("digest"):
+                    return path
+            except (OSError, ValueError):
+                continue
+    return None
+
+
+def pull_files(rec: JobRecord, settings: Settings, *, lora_dir=None, file: str | None = None, as_lora: bool = False):
+    """Installs the final LoRA (or the output named `file`) with sidecar and preview; returns (PullResult, final).
+
+    as_lora: the output named `file` (a chosen epoch) becomes the job's LoRA, under the LoRA's name; the job's own
+    earlier copy of the final LoRA is replaced if nobody changed it, else a free name is taken."""
     from ..library import pull as lib
 
     mdir = model_dir(rec, settings)
     final = lib.pick_final(mdir, rec.spec.lora_name) if rec.status == "Completed" else None
     if file and final is not None and file in (final.name, final.stem, str(final)):
         file = None  # the final file, picked by name
+    replace = None
     if file:
         matches = [p for p in lib.lora_files(mdir) if file in (p.name, p.stem, str(p))]
         if not matches:
             names = ", ".join(p.name for p in lib.lora_files(mdir)) or "none yet"
             raise UserError(f"The job '{rec.id}' has no output file '{file}'.", f"Pick one of: {names}.")
         src, name = matches[0], matches[0].stem
+        if as_lora:
+            name = rec.spec.lora_name
+            own = _own_untouched_copy(rec, final)
+            replace = own.stem if own is not None and own.parent == lib.lora_dir(settings, lora_dir) else None
     else:
         src = final
         if src is None:
@@ -92,5 +117,8 @@ def pull_files(rec: JobRecord, settings: Settings, *, lora_dir=None, file: str |
     preview = lib.pick_preview(mdir, rec.spec.lora_name, samples)
     side = lib.sidecar(family=rec.spec.family, triggers=rec.triggers, model=rec.spec.model, dataset=rec.spec.dataset,
                        steps=rec.total_steps or rec.step, job_id=rec.id, base=base_sidecar)
-    result = lib.install(src, lib.lora_dir(settings, lora_dir), name, sidecar_data=side, preview=preview)
-    return result, file is None
+    if as_lora and file:
+        side["notes"] += f"\nChosen epoch file: {src.name}"
+    result = lib.install(src, lib.lora_dir(settings, lora_dir), name, sidecar_data=side, preview=preview,
+                         replace_stem=replace)
+    return result, file is None or as_lora

@@ -31,6 +31,8 @@ METRICS = [
     {"Name": "train:step", "Regex": r"step=(\d+)/\d+"},
     {"Name": "train:lr", "Regex": r"\blr=([-+0-9.eE]+)"},
     {"Name": "train:it_per_s", "Regex": r"it/s=([0-9.]+)"},
+    # the trainer's validation line (validation_split): `validation step=40 epoch=2 loss=0.1184`
+    {"Name": "validation:loss", "Regex": r"validation step=\d+(?: epoch=\d+)? loss=([-+0-9.eE]+|nan)"},
 ]
 # What SecondaryStatus means, in words for the list.
 SECONDARY_WORDS = {
@@ -91,10 +93,14 @@ def kohya_sample_config(config_text: str, model_file: str) -> str:
 
 
 def build_request(spec: JobSpec, *, bucket: str, role_arn: str, model_key: str, dataset_name: str,
-                  part_keys: dict[str, str] | None = None, training_job_name: str = "") -> dict:
+                  part_keys: dict[str, str] | None = None, training_job_name: str = "",
+                  hyperparameters: dict | None = None, network_key: str = "") -> dict:
     """The create_training_job request (pure: no AWS calls). part_keys: FLUX.1's clip_l / t5xxl / ae files, each
     streamed as its own channel. `training_job_name` names a resumed run of the job: a new SageMaker job with the
-    same config, outputs and checkpoint location (so it starts from the checkpoint)."""
+    same config, outputs and checkpoint location (so it starts from the checkpoint). hyperparameters: extra string
+    values for our trainer (model_sha256, network_weights); network_key: the LoRA to continue from, as the
+    `network` channel."""
+    extra_hp = {k: str(v) for k, v in (hyperparameters or {}).items()}
     job = spec.job_id
     base = f"jobs/{job}"
     model_channel = {
@@ -129,8 +135,14 @@ def build_request(spec: JobSpec, *, bucket: str, role_arn: str, model_key: str, 
                       "DataSource": {"S3DataSource": {**model_channel["DataSource"]["S3DataSource"],
                                                       "S3Uri": prefix_uri(bucket, key)}}}
                      for part, key in sorted((part_keys or {}).items())]
-        hyperparameters = {"output_name": spec.lora_name, "family": spec.family, "config": "config.toml",
+        hyperparameters = {**extra_hp, "output_name": spec.lora_name, "family": spec.family, "config": "config.toml",
                            "job_id": job}
+        if network_key:
+            channels.append({"ChannelName": "network",
+                             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
+                                                             "S3Uri": prefix_uri(bucket, network_key),
+                                                             "S3DataDistributionType": "FullyReplicated"}},
+                             "InputMode": "File"})
     request = {
         "TrainingJobName": training_job_name or job,
         "AlgorithmSpecification": {
@@ -240,7 +252,8 @@ def _walk(shape, value, path: str, problems: list[str]) -> None:
 # --- AWS calls ------------------------------------------------------------------------------------------------------
 
 def create(settings: Settings, spec: JobSpec, *, model_key: str, dataset_name: str, store,
-           part_keys: dict[str, str] | None = None) -> dict:
+           part_keys: dict[str, str] | None = None, hyperparameters: dict | None = None,
+           network_key: str = "") -> dict:
     """Uploads the config, validates and sends create_training_job; returns the request sent."""
     bucket = settings.bucket
     cfg_key = config_key(spec.job_id, spec)
@@ -249,7 +262,8 @@ def create(settings: Settings, spec: JobSpec, *, model_key: str, dataset_name: s
         text = kohya_sample_config(spec.config, model_key.rsplit("/", 1)[-1])
         _copy_dataset(settings, bucket, f"datasets/{dataset_name}/", f"jobs/{spec.job_id}/train/")
     request = build_request(spec, bucket=bucket, role_arn=settings.role_arn, model_key=model_key,
-                            dataset_name=dataset_name, part_keys=part_keys)
+                            dataset_name=dataset_name, part_keys=part_keys, hyperparameters=hyperparameters,
+                            network_key=network_key)
     validate_request(request)
     store.put_bytes(cfg_key, text.encode("utf-8"))
     sm = _client(settings)
@@ -281,7 +295,8 @@ def checkpoint_prefix(job_id: str) -> str:
 
 
 def resume(settings: Settings, spec: JobSpec, *, attempt: int, model_key: str, store,
-           part_keys: dict[str, str] | None = None) -> str:
+           part_keys: dict[str, str] | None = None, hyperparameters: dict | None = None,
+           network_key: str = "") -> str:
     """Starts a new SageMaker job that continues a stopped or failed one: the same inputs and config, and the old
     job's checkpoint prefix as its CheckpointConfig, which SageMaker copies to /opt/ml/checkpoints before the
     trainer starts (the trainer then continues from checkpoints/state.pt). Returns the new job's name."""
@@ -290,7 +305,8 @@ def resume(settings: Settings, spec: JobSpec, *, attempt: int, model_key: str, s
                         "read checkpoints.", "Create the job again (the cloudlora container resumes).")
     name = resume_name(spec.job_id, attempt)
     request = build_request(spec, bucket=settings.bucket, role_arn=settings.role_arn, model_key=model_key,
-                            dataset_name=spec.dataset, part_keys=part_keys, training_job_name=name)
+                            dataset_name=spec.dataset, part_keys=part_keys, training_job_name=name,
+                            hyperparameters=hyperparameters, network_key=network_key)
     validate_request(request)
     store.put_bytes(config_key(spec.job_id, spec), spec.config.encode("utf-8"))  # the channel reads it again
     with _aws_errors(settings, f"resuming training job {spec.job_id} as {name}"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
 import threading
 import time
 from collections import deque
@@ -20,7 +21,7 @@ from ..errors import UserError
 from ..settings import Settings, data_dir
 from ..store.base import AlreadyExists
 from . import estimate as estimate_mod
-from . import events, failures, local, outputs, records
+from . import best_epoch, events, failures, local, outputs, records
 from .records import TERMINAL, JobRecord
 from .spec import JobSpec, normalise, validate
 
@@ -118,8 +119,11 @@ def _job_of_token(store, spec: JobSpec, asked: dict) -> JobRecord | None:
 
 
 def _submit(spec: JobSpec, settings: Settings, store, job_id: str, say: Callable[[str], None]) -> dict:
+    from . import continue_from
+
     say("Checking the model, dataset and config")
     checked = validate(spec, settings, store)
+    weights = continue_from.resolve(spec.continue_from, settings, spec.family) if spec.continue_from else None
     model, dataset = checked["model"], checked["dataset"]
     spec.job_id = job_id
     spec.created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -135,6 +139,7 @@ def _submit(spec: JobSpec, settings: Settings, store, job_id: str, say: Callable
     rec = JobRecord(spec=spec, status="Created", total_steps=est.steps, model_file=model_key,
                     triggers=list(dataset.get("triggers") or []),
                     images_per_epoch=_images_per_epoch(dataset))
+    hyperparameters = _hyperparameters(spec, job_id, model, weights.name if weights is not None else "")
     if spec.backend == "local":
         jobdir = local.job_dir(store, job_id)
         rec.local_dir = str(jobdir)
@@ -142,8 +147,9 @@ def _submit(spec: JobSpec, settings: Settings, store, job_id: str, say: Callable
         say("Preparing the job folder")
         try:
             local.prepare(jobdir, store, model_key=model_key, dataset_name=spec.dataset, config_text=spec.config,
-                          hyperparameters={"output_name": spec.lora_name, "family": spec.family,
-                                           "config": "config.toml", "job_id": job_id}, part_keys=part_keys)
+                          hyperparameters=hyperparameters, part_keys=part_keys)
+            if weights is not None:
+                continue_from.stage_local(jobdir, weights)
             local.start(jobdir, settings)
         except BaseException:
             records.delete(store, job_id)
@@ -157,8 +163,9 @@ def _submit(spec: JobSpec, settings: Settings, store, job_id: str, say: Callable
         records.save(store, rec)  # first: a job SageMaker runs always has its record
         say("Submitting to SageMaker")
         try:
+            network = continue_from.stage_s3(store, job_id, weights) if weights is not None else ""
             sagemaker.create(settings, spec, model_key=model_key, dataset_name=spec.dataset, store=store,
-                             part_keys=part_keys)
+                             part_keys=part_keys, hyperparameters=hyperparameters, network_key=network)
         except BaseException:
             records.delete(store, job_id)  # refused: nothing was started, so nothing is kept
             raise
@@ -166,6 +173,16 @@ def _submit(spec: JobSpec, settings: Settings, store, job_id: str, say: Callable
     records.save(store, rec)
     say(f"Created {job_id}")
     return {**summary(rec), "created": True, "warnings": checked["warnings"], "estimate": est.as_dict()}
+
+
+def _hyperparameters(spec: JobSpec, job_id: str, model: dict, network_weights: str = "") -> dict[str, str]:
+    """The trainer's string hyperparameters of a job (the same for its first run and every resume)."""
+    hp = {"output_name": spec.lora_name, "family": spec.family, "config": "config.toml", "job_id": job_id}
+    if model.get("sha256"):
+        hp["model_sha256"] = str(model["sha256"])  # the trainer need not hash a 7 GB checkpoint again
+    if network_weights:
+        hp["network_weights"] = network_weights  # continue training: the file in the job's network channel
+    return hp
 
 
 def _part_keys(model: dict) -> dict[str, str]:
@@ -343,9 +360,10 @@ def get_job(job_id: str, settings: Settings | None = None, *, log_lines: int = 2
         art = outputs.artifacts_dir(rec)
         samples = [str(p) for p in sorted(art.rglob("*.png"))] if art.exists() else []
     tail = tail_text.splitlines()[-log_lines:]
+    lora_files = outputs.lora_outputs(rec)
     out.update(log_tail=tail, loss_points=loss, samples=samples, failure=rec.failure,
-               outputs=[str(p) for p in outputs.lora_outputs(rec)],
-               explanation=None, config=rec.spec.config)
+               outputs=[str(p) for p in lora_files], explanation=None, config=rec.spec.config,
+               best_epoch=best_epoch.of_job(rec, lora_files))
     if rec.status == "Failed":
         exp = failures.explain(rec.failure, "\n".join(tail[-60:]), instance_type=rec.spec.instance_type)
         out["explanation"] = exp.as_dict() if exp else None
@@ -401,19 +419,27 @@ def resume_job(job_id: str, settings: Settings | None = None) -> dict:
             jobdir = Path(rec.local_dir)
 
             def inputs() -> None:
+                from .continue_from import staged_local
+
+                model = _model_or_empty(store, rec.spec.model)
                 local.prepare(jobdir, store, model_key=rec.model_file, dataset_name=rec.spec.dataset,
                               config_text=rec.spec.config,
-                              hyperparameters={"output_name": rec.spec.lora_name, "family": rec.spec.family,
-                                               "config": "config.toml", "job_id": rec.id},
-                              part_keys=_part_keys(_model_or_empty(store, rec.spec.model)))
+                              hyperparameters=_hyperparameters(rec.spec, rec.id, model, staged_local(jobdir)),
+                              part_keys=_part_keys(model))
 
             message = local.resume(jobdir, settings, prepare_inputs=inputs)
         else:
             from . import sagemaker
 
+            from .continue_from import staged_s3
+
             attempt = rec.resumes + 1
+            model = _model_or_empty(store, rec.spec.model)
+            network = staged_s3(store, rec.id)  # the LoRA it continues from, if any: the same channel again
             name = sagemaker.resume(settings, rec.spec, attempt=attempt, model_key=rec.model_file, store=store,
-                                    part_keys=_part_keys(_model_or_empty(store, rec.spec.model)))
+                                    part_keys=_part_keys(model), network_key=network,
+                                    hyperparameters=_hyperparameters(rec.spec, rec.id, model,
+                                                                     network.rsplit("/", 1)[-1] if network else ""))
             rec.earlier_billable_s += rec.billable_s
             rec.earlier_training_s += rec.training_s
             rec.billable_s = rec.training_s = 0
@@ -469,10 +495,11 @@ def job_outputs(job_id: str, settings: Settings | None = None) -> list[str]:
 
 
 def pull_job(job_id: str, settings: Settings | None = None, *, lora_dir: str | Path | None = None,
-             file: str | None = None, unless_pulled: bool = False) -> dict:
+             file: str | None = None, unless_pulled: bool = False, as_lora: bool = False) -> dict:
     """The job's LoRA (or one intermediate file, by name) into the Lora folder with sidecar and preview.
 
-    unless_pulled (auto-pull): do nothing when the job was pulled meanwhile (two refreshes racing)."""
+    as_lora: the intermediate `file` (e.g. the epoch the grid or the validation loss picked) becomes the job's LoRA
+    under its name. unless_pulled (auto-pull): do nothing when the job was pulled meanwhile (two refreshes racing)."""
     settings = _settings(settings)
     store = _store(settings)
     with records.lock(f"pull-{job_id}"):
@@ -482,9 +509,20 @@ def pull_job(job_id: str, settings: Settings | None = None, *, lora_dir: str | P
         if rec.status != "Completed" and not file:
             raise UserError(f"The job '{job_id}' is {rec.status}, not Completed: there is no final LoRA to pull.",
                             "Wait for it to complete; intermediate epoch files can be pulled by name (--file).")
-        result, final = outputs.pull_files(rec, settings, lora_dir=lora_dir, file=file)
+        if as_lora and not file:
+            raise UserError("Pulling an epoch as the LoRA needs the epoch's file name.",
+                            "Name it, e.g. --file NAME-000002.safetensors --as-lora.")
+        result, final = outputs.pull_files(rec, settings, lora_dir=lora_dir, file=file, as_lora=as_lora)
         rec = records.load(store, job_id) or rec
-        rec.pulled.append({"file": result.file, "renamed": result.renamed, "at": time.time(), "final": final})
+        from ..library.pull import data_digest
+
+        entry = {"file": result.file, "renamed": result.renamed, "at": time.time(), "final": final}
+        if final:
+            try:
+                entry["digest"] = data_digest(Path(result.file))  # recognises our own untouched copy later
+            except (OSError, ValueError, struct.error):
+                pass
+        rec.pulled = [p for p in rec.pulled if p.get("file") != result.file] + [entry]
         records.save(store, rec)
         return result.as_dict()
 

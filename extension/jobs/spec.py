@@ -40,6 +40,7 @@ class JobSpec:
     container: str = "cloudlora"
     image_uri: str = ""  # "" = the settings' image
     warm_pool_s: int = 0  # SageMaker warm pool keep-alive; 0 = off (quota is 0 by default)
+    continue_from: str = ""  # a LoRA to start from: "job:<id>", a path, or a file in the Lora folder (continue_from.py)
     job_id: str = ""
     created: str = ""
     client_token: str = ""
@@ -162,6 +163,12 @@ def validate(spec: JobSpec, settings: Settings, store) -> dict:
         from .flux import check_job
 
         warnings += check_job(spec)
+    if spec.continue_from and spec.family == "flux":
+        raise UserError("Continue training is not implemented for FLUX.1 (only for SD 1.5 and SDXL).",
+                        "Start a new FLUX.1 LoRA, or continue an SD 1.5 / SDXL one.")
+    if spec.continue_from and spec.container == "kohya-sample":
+        raise UserError("Continue training needs this trainer's image: the Kohya sample container has no channel for "
+                        "the LoRA to start from.", "Choose the Cloud LoRA trainer image, or start a new LoRA.")
     if spec.max_runtime_s <= 0 or spec.max_runtime_s > MAX_RUNTIME_LIMIT_S:
         raise UserError(f"Max runtime {spec.max_runtime_s} s is out of range.",
                         f"Use 1 s to {MAX_RUNTIME_LIMIT_S} s (28 days).")

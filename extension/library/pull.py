@@ -183,12 +183,29 @@ def sidecar(*, family: str, triggers: list[str], model: str, dataset: str, steps
     return data
 
 
-def install(src: Path, dest_dir: Path, lora_name: str, *, sidecar_data: dict, preview: Path | None) -> PullResult:
-    """Copies one LoRA file into dest_dir under a free name, with sidecar and preview; refreshes the host."""
+def data_digest(path: Path) -> str:
+    """SHA-256 of a .safetensors file's tensor data (after the header): equal for a copy whose metadata changed."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        f.seek(8 + n)
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def install(src: Path, dest_dir: Path, lora_name: str, *, sidecar_data: dict, preview: Path | None,
+            replace_stem: str | None = None) -> PullResult:
+    """Copies one LoRA file into dest_dir under a free name, with sidecar and preview; refreshes the host.
+
+    replace_stem: write under this existing stem instead (only for a file this job pulled itself and nobody
+    changed since, e.g. when a chosen epoch becomes the LoRA)."""
     if not src.is_file():
         raise UserError(f"The LoRA file {src} is not there.", "Check the job's outputs (`cloudlora job show ID`).")
     dest_dir.mkdir(parents=True, exist_ok=True)
-    stem = free_stem(dest_dir, lora_name)
+    stem = replace_stem or free_stem(dest_dir, lora_name)
     renamed = stem != lora_name
     dest = dest_dir / f"{stem}.safetensors"
     try:
@@ -206,7 +223,7 @@ def install(src: Path, dest_dir: Path, lora_name: str, *, sidecar_data: dict, pr
     with _pulls_lock:
         _pulls += 1
     refreshed = refresh()
-    msg = f"Pulled into {dest}"
+    msg = f"Pulled into {dest}" + (" (replacing this job's earlier copy)" if replace_stem else "")
     if renamed:
         msg += f" (named '{stem}' because '{lora_name}' was already taken in {dest_dir})"
     return PullResult(str(dest), stem, renamed, str(side), prev, refreshed, msg)

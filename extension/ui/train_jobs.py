@@ -74,6 +74,10 @@ def job_details(job_id, picked=None):
     cost = j["cost"]
     if cost not in ("", "-"):
         parts.append(f"cost {cost}")
+    if j.get("best_epoch"):
+        from ..jobs import best_epoch
+
+        parts.append(html.escape(best_epoch.text(j["best_epoch"])))
     if j["pulled"]:
         parts.append("LoRA: " + ", ".join(f"`{p}`" for p in j["pulled"]))
     status = " · ".join(parts)

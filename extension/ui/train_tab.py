@@ -14,7 +14,7 @@ from .. import host
 from .. import settings as settings_mod
 from ..errors import UserError
 from ..jobs import flux, instances
-from . import lora_cards, train_jobs
+from . import continue_panel, epochs_panel, lora_cards, train_jobs
 
 FM_LABELS = {"SD 1.5": "sd15", "SDXL": "sdxl", "FLUX.1": "flux"}
 CONTAINER_LABELS = {"Cloud LoRA trainer image": "cloudlora", "Kohya sample container": "kohya-sample"}
@@ -231,7 +231,7 @@ def estimate_text(config_text, fm_label, dataset, instance_label, spot):
 
 
 def create_job(instance_label, fm_label, model, dataset, lora_name, config_text, spot, max_wait_h, max_runtime_h,
-               container_label, image_uri, token):
+               container_label, image_uri, token, continue_choice=None):
     from ..jobs import service
     from ..jobs.spec import JobSpec
 
@@ -242,7 +242,7 @@ def create_job(instance_label, fm_label, model, dataset, lora_name, config_text,
                    instance_type=instance, spot=bool(spot) and backend == "sagemaker",
                    max_wait_s=int(float(max_wait_h or 48) * 3600), max_runtime_s=int(float(max_runtime_h or 24) * 3600),
                    container=CONTAINER_LABELS.get(container_label, "cloudlora"), image_uri=(image_uri or "").strip(),
-                   client_token=token)
+                   client_token=token, continue_from=continue_panel.value_of(continue_choice))
     from ..jobs.records import TokenReused
     from ..jobs.spec import new_client_token
 
@@ -290,6 +290,7 @@ def build() -> gr.Blocks:
         with gr.Row():
             lora_name = gr.Textbox(label="LoRA name", placeholder="mydog_v1", elem_id="cloudlora_lora_name")
             trigger_md = gr.Markdown(elem_id="cloudlora_trigger")
+        continue_from = continue_panel.render()
         with gr.Row(visible=False) as sagemaker_row:
             spot = gr.Checkbox(value=True, label="Spot (up to ~70 % cheaper; resumes after interruptions)",
                                elem_id="cloudlora_spot")
@@ -336,11 +337,14 @@ def build() -> gr.Blocks:
             tb_btn = gr.Button("Open TensorBoard", visible=False, elem_id="cloudlora_tensorboard")
             use_btn = gr.Button("Use in txt2img", visible=in_webui, elem_id="cloudlora_use_txt2img")
         action_msg = gr.Markdown(elem_id="cloudlora_action_msg")
+        continue_panel.wire(continue_from, fm_type=fm_type, selected=selected, model=model, dataset=dataset,
+                            lora_name=lora_name, message=action_msg)
         with gr.Row():
             loss_plot = gr.LinePlot(x="step", y="loss", color="tag", title="Loss", label="Loss",
                                     elem_id="cloudlora_loss_plot", width=520, height=300)
             samples = gr.Gallery(label="Samples", elem_id="cloudlora_samples")
         log_box = gr.Textbox(label="Log", lines=14, max_lines=14, interactive=False, elem_id="cloudlora_log")
+        epochs_panel.render(selected, ticker)
         use_text = gr.Textbox(visible=False)
 
         for c in [instance, fm_type, model, dataset, lora_name, spot, max_wait, max_runtime, container, image_uri,
@@ -366,7 +370,7 @@ def build() -> gr.Blocks:
 
         # Create: disabled while submitting; the client token makes a double submit one job.
         create_inputs = [instance, fm_type, model, dataset, lora_name, config, spot, max_wait, max_runtime, container,
-                         image_uri, token]
+                         image_uri, token, continue_from]
         create_btn.click(lambda: (gr.update(interactive=False, value="Submitting…"), "Submitting…"), None,
                          [create_btn, create_msg]) \
             .then(create_job, create_inputs, [create_msg, token, selected]) \

@@ -162,8 +162,9 @@ def check_kohya_tensors(tensors: Mapping[str, tuple], checkpoint_shapes: Mapping
     modules = _group(tensors)
     problems, resolved = [], {}
     for name, parts in modules.items():
-        if set(parts) != {"lora_up.weight", "lora_down.weight", "alpha"}:
-            problems.append(f"{name}: parts {sorted(parts)} are not lora_up.weight/lora_down.weight/alpha")
+        if set(parts) - {"dora_scale"} != {"lora_up.weight", "lora_down.weight", "alpha"}:
+            problems.append(f"{name}: parts {sorted(parts)} are not lora_up.weight/lora_down.weight/alpha"
+                            "[/dora_scale]")
             continue
         sd_key, layer = resolve(name, layers)
         if layer is None:
@@ -183,6 +184,15 @@ def check_kohya_tensors(tensors: Mapping[str, tuple], checkpoint_shapes: Mapping
             ok = len(up) == 2 and (up[0], down[1]) == weight
         if not ok:
             problems.append(f"{name}: up {up} / down {down} do not fit {sd_key} ({kind} {weight})")
+        if "dora_scale" in parts:
+            # network.py apply_weight_decompose: the norm is per input channel, shaped (1, in[, 1, 1]); an
+            # OpenCLIP MultiheadAttention's q/k/v are patched through the fused in_proj_weight, where a
+            # dora_scale cannot apply (A1111 counts it as an error and skips the layer).
+            want = (1, weight[1]) + ((1, 1) if kind == "conv" else ())
+            if kind == "mha" and not name.endswith("out_proj"):
+                problems.append(f"{name}: DoRA on a fused MultiheadAttention projection does not apply in A1111")
+            elif parts["dora_scale"] != want:
+                problems.append(f"{name}: dora_scale {parts['dora_scale']} is not the input-axis shape {want}")
         resolved[name] = layer
     # A1111 patches an OpenCLIP MultiheadAttention only when q, k, v and out_proj all resolve.
     for layer in {v for v in resolved.values() if layers[v][0] == "mha"}:
@@ -195,9 +205,11 @@ def check_kohya_tensors(tensors: Mapping[str, tuple], checkpoint_shapes: Mapping
             "te": [c for c in te.values() if c]}
 
 
-def assert_a1111_loadable(lora_path, components) -> dict:
+def assert_a1111_loadable(lora_path, components, expected: dict | None = None) -> dict:
     """Every key of the LoRA file resolves in A1111 against the base model, with the exact module counts, and the
-    metadata makes A1111 and Forge show it for the right SD version. Returns the counts."""
+    metadata makes A1111 and Forge show it for the right SD version. Returns the counts.
+
+    expected: {"unet": n, "te": [n, ...]} when the module set is not the plain LoRA one (LoCon)."""
     from safetensors import safe_open
 
     with safe_open(str(lora_path), "pt") as f:
@@ -205,7 +217,7 @@ def assert_a1111_loadable(lora_path, components) -> dict:
         tensors = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     counts = check_kohya_tensors(tensors, checkpoint_shapes_of(components))
     family = components.family
-    expected = EXPECTED_MODULES[family]
+    expected = expected or EXPECTED_MODULES[family]
     te_trained = bool(counts["te"])
     want = {"unet": expected["unet"], "te": expected["te"] if te_trained else []}
     assert {"unet": counts["unet"], "te": counts["te"]} == want, f"module counts {counts} != {want}"
@@ -217,14 +229,23 @@ def assert_a1111_loadable(lora_path, components) -> dict:
     return counts
 
 
-def a1111_updown(up, down, alpha, weight_shape):
+def a1111_updown(up, down, alpha, weight_shape, dora_scale=None, orig_weight=None):
     """The weight change A1111's network_lora applies: up @ down (flattened), times alpha / dim, in the layer's shape
-    (lyco_helpers.rebuild_conventional + NetworkModule.finalize_updown with multiplier 1)."""
+    (lyco_helpers.rebuild_conventional + NetworkModule.finalize_updown with multiplier 1); with a dora_scale,
+    NetworkModule.apply_weight_decompose of A1111 1.10 on top (the merged weight rescaled per input channel)."""
     dim = down.shape[0]
     updown = up.reshape(up.shape[0], -1).float() @ down.reshape(dim, -1).float()
     if updown.numel() == _numel(weight_shape):
         updown = updown.reshape(weight_shape)
-    return updown * (float(alpha) / dim)
+    updown = updown * (float(alpha) / dim)
+    if dora_scale is not None:
+        orig = orig_weight.float()
+        merged = updown + orig
+        dims = len(weight_shape) - 1
+        norm = (merged.transpose(0, 1).reshape(merged.shape[1], -1).norm(dim=1, keepdim=True)
+                .reshape(merged.shape[1], *[1] * dims).transpose(0, 1))
+        updown = merged * (dora_scale.float() / norm) - orig
+    return updown
 
 
 def _numel(shape) -> int:

@@ -164,7 +164,7 @@ def test_the_metadata_carries_what_a1111_forge_and_sd_scripts_tools_read(tmp_pat
     assert meta["ss_sd_model_name"] == tiny_sdxl_path.name
     assert meta["ss_network_train_unet_only"] == "True" and meta["ss_seed"] == "42"
     assert meta["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
-    assert meta["modelspec.sai_model_spec"] == "1.0.0"
+    assert meta["modelspec.sai_model_spec"] == "1.0.1"
     assert meta["modelspec.title"] == "dwjz_v1" and meta["modelspec.trigger_phrase"] == "dwjz"
     assert meta["modelspec.date"].startswith("2023-11-")
     # sshs_model_hash: SHA-256 of everything after the header, as sd-scripts precalculates it (the tensor data

@@ -53,7 +53,7 @@ def test_kohya_gui_only_keys_are_a_warning_not_an_error():
     ("resolution = \"513,512\"", ["resolution", "multiple of 8"]),
     ("caption_dropout_rate = 1.5", ["caption_dropout_rate", "1.5", "<= 1"]),
     ("v2 = true", ["v2", "not supported"]),
-    ("network_module = \"lycoris.kohya\"", ["network_module", "lycoris.kohya"]),
+    ("network_module = \"networks.dylora\"", ["network_module", "networks.dylora", "lycoris.kohya"]),
 ])
 def test_wrong_types_and_out_of_range_values_name_the_key_the_value_and_what_is_allowed(line, words):
     report = config.check(line + "\n")

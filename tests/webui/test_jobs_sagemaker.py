@@ -85,9 +85,13 @@ def test_the_training_job_request_carries_spot_checkpoints_tensorboard_metrics_t
                                        "LocalPath": "/opt/ml/checkpoints"}
     assert req["TensorBoardOutputConfig"]["LocalPath"] == "/opt/ml/output/tensorboard"
     assert req["OutputDataConfig"]["S3OutputPath"] == f"{base}/output/"
-    metrics = {m["Name"]: re.search(m["Regex"], STEP_LINE).group(1)
-               for m in req["AlgorithmSpecification"]["MetricDefinitions"]}
+    definitions = req["AlgorithmSpecification"]["MetricDefinitions"]
+    metrics = {m["Name"]: re.search(m["Regex"], STEP_LINE).group(1) for m in definitions
+               if not m["Name"].startswith("validation:")}
     assert metrics == {"train:loss": "0.0831", "train:step": "120", "train:lr": "0.0001", "train:it_per_s": "3.2"}
+    validation_line = "validation step=40 epoch=2 loss=0.1184"
+    assert [(m["Name"], re.search(m["Regex"], validation_line).group(1)) for m in definitions
+            if re.search(m["Regex"], validation_line)] == [("validation:loss", "0.1184")]
     assert {"Key": "cloudlora", "Value": "training-job"} in req["Tags"]
     assert all(isinstance(v, str) and len(v) < 2500 for v in req["HyperParameters"].values())
     channels = {c["ChannelName"]: c for c in req["InputDataConfig"]}

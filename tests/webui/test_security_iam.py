@@ -145,8 +145,10 @@ def test_the_sagemaker_role_reads_the_jobs_inputs_and_writes_only_its_outputs(te
     from cloudlora.jobs import sagemaker
 
     parts = {p: f"models/flux/{p}.safetensors" for p in ("clip_l", "t5xxl", "ae")} if container == "cloudlora" else None
+    network = "jobs/cl-demo/network/first.safetensors" if container == "cloudlora" else ""  # continue training
     request = sagemaker.build_request(_spec(container), bucket=BUCKET, role_arn="r",
-                                      model_key="models/tiny/tiny.safetensors", dataset_name="demo", part_keys=parts)
+                                      model_key="models/tiny/tiny.safetensors", dataset_name="demo", part_keys=parts,
+                                      network_key=network)
     policies = [role(template, "SageMakerRole"), boundary]
     reads, writes = _uris(request)
     obj = f"arn:aws:s3:::{BUCKET}/"

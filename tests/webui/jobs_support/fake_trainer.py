@@ -3,10 +3,12 @@
 Called as `<python> fake_trainer.py -m cloudlora_backend.trainer --root DIR` (through a wrapper script set as
 CLOUDLORA_TRAINER_PYTHON). It follows the container contract: prints `step=i/N loss=L lr=R` lines, writes
 TensorBoard events, checkpoints on SIGTERM (exit 143) and continues from that checkpoint when run again, writes
-output/failure and exits 3 when told to fail, and writes model/<output_name>.safetensors on success. Behaviour from
-the environment: FAKE_STEPS (default 5), FAKE_DELAY seconds per step (default 0.2), FAKE_FAIL (a failure text),
-FAKE_CRASH_ON_STOP (a SIGTERM makes it crash, exit 4, instead of checkpointing), FAKE_OUTLIVE_RUNNER (it drops the
-parent-death signal, like a trainer on a system without one, so it outlives a killed runner).
+output/failure and exits 3 when told to fail, and writes model/<output_name>.safetensors (a one-module Kohya LoRA
+of the job's family) and <output_name>-000001 on success. Behaviour from the environment: FAKE_STEPS (default 5),
+FAKE_DELAY seconds per step (default 0.2), FAKE_FAIL (a failure text), FAKE_CRASH_ON_STOP (a SIGTERM makes it crash,
+exit 4, instead of checkpointing), FAKE_OUTLIVE_RUNNER (it drops the parent-death signal, like a trainer on a system
+without one, so it outlives a killed runner), FAKE_VALIDATION ("0.5,0.3,0.4": a validation loss per epoch, logged as the trainer does, with an epoch file for each
+epoch but the last). The network channel's file, if any, is named in the log.
 """
 import json
 import os
@@ -65,11 +67,34 @@ if fail:
     sys.exit(3)
 model = root / "model"
 (model / "samples").mkdir(parents=True, exist_ok=True)
-header = {"__metadata__": {"ss_output_name": name, "ss_base_model_version": "sd_v1"},
-          "lora_unet_x.alpha": {"dtype": "F32", "shape": [], "data_offsets": [0, 4]}}
-raw = json.dumps(header).encode()
-(model / f"{name}.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw + struct.pack("<f", 1.0))
-(model / f"{name}-000001.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw + struct.pack("<f", 0.5))
+sdxl = hp.get("family") == "sdxl"
+module = "lora_unet_input_blocks_4_1_proj_in" if sdxl else "lora_unet_down_blocks_0_attentions_0_proj_in"
+
+
+def write_lora(path, value):
+    header = {"__metadata__": {"ss_output_name": path.stem, "ss_base_model_version": "sdxl_base_v1-0" if sdxl
+                               else "sd_v1"},
+              f"{module}.alpha": {"dtype": "F32", "shape": [], "data_offsets": [0, 4]},
+              f"{module}.lora_down.weight": {"dtype": "F32", "shape": [1, 1], "data_offsets": [4, 8]},
+              f"{module}.lora_up.weight": {"dtype": "F32", "shape": [1, 1], "data_offsets": [8, 12]}}
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + struct.pack("<3f", 1.0, value, value))
+
+
+network = root / "input/data/network"
+if network.is_dir():
+    print(f"continuing from {', '.join(sorted(p.name for p in network.iterdir()))} "
+          f"(network_weights={hp.get('network_weights', '')})", flush=True)
+validation = [float(v) for v in os.environ.get("FAKE_VALIDATION", "").split(",") if v]
+for epoch, value in enumerate(validation, start=1):
+    events.write(frame_record(encode_scalar_event("loss/validation/epoch_average", value, epoch, time.time())))
+    events.write(frame_record(encode_scalar_event("loss/validation/current", value, epoch * steps, time.time())))
+    if epoch < len(validation):
+        write_lora(model / f"{name}-{epoch:06d}.safetensors", 0.1 * epoch)
+events.flush()
+write_lora(model / f"{name}.safetensors", 1.0)
+if not validation:
+    write_lora(model / f"{name}-000001.safetensors", 0.5)
 from PIL import Image  # noqa: E402
 
 Image.new("RGB", (16, 16), (200, 60, 40)).save(model / "samples" / "final_00.png")

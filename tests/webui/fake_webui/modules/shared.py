@@ -1,4 +1,5 @@
-"""shared.opts, shared.cmd_opts, shared.OptionInfo and shared.interrogator, as the glue uses them."""
+"""shared.opts, shared.cmd_opts, shared.OptionInfo, shared.interrogator, shared.state and shared.sd_model (an SD 1.5
+checkpoint is "loaded"), as the glue uses them."""
 import types
 
 from modules.options import OptionInfo, Options  # noqa: F401  (A1111 re-exports OptionInfo in shared)
@@ -14,3 +15,34 @@ class _Interrogator:
 
 
 interrogator = _Interrogator()
+
+
+class _State:
+    """shared.state: begin/end around a generation, as A1111's API does."""
+    def __init__(self):
+        self.job = ""
+
+    def begin(self, job="(unknown)"):
+        self.job = job
+
+    def end(self):
+        self.job = ""
+
+
+state = _State()
+
+
+class _CheckpointInfo:
+    title = "tiny-sd15.safetensors [0123abcd]"
+
+
+class _SdModel:
+    """The loaded checkpoint: A1111 sets is_sdxl / is_sd2 / is_sd1 on it."""
+    is_sdxl = False
+    is_sd2 = False
+    is_sd1 = True
+    sd_checkpoint_info = _CheckpointInfo()
+    title = _CheckpointInfo.title
+
+
+sd_model = _SdModel()
