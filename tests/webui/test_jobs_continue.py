@@ -86,3 +86,23 @@ def test_the_form_offers_continue_training_and_sends_the_choice(job_env, fake_tr
                          f"job:{first['id']}")
     assert sent["spec"].continue_from == f"job:{first['id']}"
     assert continue_panel.value_of(continue_panel.NEW) == ""
+
+
+def test_a_resumed_continued_job_keeps_starting_from_the_same_lora(job_env, fake_trainer):
+    fake_trainer(steps=2, delay=0.01)
+    first = _wait(service.create_job(_spec(job_env, "base"))["id"])
+    fake_trainer(steps=40, delay=0.1)
+    job = service.create_job(_spec(job_env, "base-continued", continue_from=f"job:{first['id']}"))
+    deadline = time.monotonic() + 60
+    while service.get_job(job["id"])["step"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    service.stop_job(job["id"])
+    assert _wait(job["id"])["status"] == "Stopped"
+    fake_trainer(steps=40, delay=0.01)
+    service.resume_job(job["id"])
+    done = _wait(job["id"])
+    assert done["status"] == "Completed", done
+    hp = json.loads((job_env.store_dir / "jobs" / job["id"] / "input" / "config" / "hyperparameters.json").read_text())
+    assert hp["network_weights"] == "base.safetensors"  # the resumed run builds the same network
+    assert "continuing from base.safetensors (network_weights=base.safetensors)" in "\n".join(done["log_tail"])
