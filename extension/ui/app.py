@@ -62,15 +62,21 @@ def serve(port: int | None = None, api_auth: str | None = None, block: bool = Tr
     With block=True it runs until Ctrl+C or SIGTERM, then stops background work; returns (demo, app, url), the url
     with its secret token (ui/access.py: only the user reaches the app).
     """
-    from .. import api, background
+    from .. import api, background, server_logs
     from . import access
+    from .gradio_support import require_supported_gradio, unbounded_queue_calls
 
+    require_supported_gradio()
+    server_logs.ignore_closed_pages()
     gate = access.Access()
     access.prepare_environment()
     demo = build_app()
     _queue(demo)
+    unbounded_queue_calls(demo)
+    # quiet: gradio's own banner ends with "set `share=True`", which this app never does; the line below says it all.
     app, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                              show_error=True, inbrowser=False, share=False, **access.launch_kwargs(gate))
+                              show_error=True, inbrowser=False, share=False, quiet=True,
+                              **access.launch_kwargs(gate))
     access.protect(app)
     api.mount(app, api_auth, access.POLICY)
     from ..webui import cap_graceful_shutdown  # imports no `modules.*` at module level
@@ -91,6 +97,7 @@ def serve(port: int | None = None, api_auth: str | None = None, block: bool = Tr
     finally:
         signal.signal(signal.SIGTERM, previous)
         print("stopping", flush=True)
+        server_logs.stopping()  # the polling connections it cancels now are no error
         background.stop_all()
         # gradio's close() waits for open browser connections (polling events) to end; give it a few seconds,
         # then leave anyway: its server threads are daemons and end with the process.

@@ -51,6 +51,24 @@ def test_the_estimate_counts_steps_like_sd_scripts_and_prices_the_instance():
     assert (local.steps, local.seconds, local.cost_usd) == (300, None, None) and "no cloud cost" in local.note
 
 
+def test_a_local_estimate_on_a_machine_without_a_gpu_says_it_trains_on_the_cpu_and_how_slowly(monkeypatch):
+    from cloudlora.jobs import local_gpu, service
+
+    monkeypatch.setattr(local_gpu, "describe", lambda: "")  # this machine: no nvidia-smi, no Apple silicon
+    monkeypatch.setattr(local_gpu, "cpu_cores", lambda: 8)
+    sd15 = service.estimate_job(config="max_train_steps = 1000\ntrain_batch_size = 2\n", family="sd15",
+                                dataset="", instance_type="local", backend="local", spot=False)
+    assert "trains on the CPU (8 cores)" in sd15["summary"] and "depends on" not in sd15["summary"]
+    assert 3600 < sd15["seconds"] < 7 * 24 * 3600, "hours, not minutes: 1000 SD 1.5 steps on 8 CPU cores"
+    sdxl = service.estimate_job(config="max_train_steps = 1000\n", family="sdxl", dataset="",
+                                instance_type="local", backend="local", spot=False)
+    assert sdxl["seconds"] > sd15["seconds"] and "SDXL on a CPU" in sdxl["summary"] and "SageMaker" in sdxl["summary"]
+    monkeypatch.setattr(local_gpu, "describe", lambda: "NVIDIA A10G")
+    gpu = service.estimate_job(config="max_train_steps = 1000\n", family="sd15", dataset="",
+                               instance_type="local", backend="local", spot=False)
+    assert gpu["seconds"] is None and "on NVIDIA A10G" in gpu["summary"]
+
+
 def test_the_catalogue_lists_every_instance_the_tab_offers_with_gpu_vram_and_price():
     assert instances.names() == ["local", "ml.g5.xlarge", "ml.g5.2xlarge", "ml.g5.4xlarge", "ml.g5.8xlarge",
                                  "ml.g6.xlarge", "ml.g6e.xlarge", "ml.g4dn.xlarge", "ml.p4d.24xlarge"]
