@@ -126,16 +126,16 @@ def test_open_tensorboard_serves_the_events_on_loopback_and_stops_with_the_webui
 
 
 def test_every_instance_label_in_the_tab_maps_back_to_its_type():
-    from cloudlora.ui import train_tab
+    from cloudlora.ui import train_form
 
-    assert [train_tab.instance_value(i.describe()) for i in instances.CATALOGUE] == instances.names()
+    assert [train_form.instance_value(i.describe()) for i in instances.CATALOGUE] == instances.names()
 
 
 def test_create_in_the_tab_shows_a_missing_model_inline_and_keeps_the_form_token():
-    from cloudlora.ui import train_tab
+    from cloudlora.ui import train_form
 
-    msg, token, _selected = train_tab.create_job("Local (this machine)", "SD 1.5", None, "demo", "x",
+    msg, token, _selected, _config = train_form.create_job("Local (this machine)", "SD 1.5", None, "demo", "x",
                                                  "max_train_steps = 10\n", True, 48, 24,
                                                  "Cloud LoRA trainer image", "", "token-7")
-    assert msg.startswith("❌ No model chosen.") and "**Fix:**" in msg
+    assert msg.startswith("✗ No model chosen.") and "**Fix:**" in msg
     assert token == "token-7", "a refused submit keeps the token, so a retry is still one job"
