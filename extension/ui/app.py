@@ -13,6 +13,7 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 JS_FILE = Path(__file__).resolve().parents[2] / "javascript" / "cloudlora.js"
+CSS_FILE = Path(__file__).resolve().parents[2] / "style.css"  # the WebUI loads it by itself
 JS_NAMES = ["cloudloraUseInTxt2img", "cloudloraRefreshLoras"]
 
 
@@ -38,7 +39,8 @@ def build_app():
     from . import build_tabs
 
     tabs = build_tabs()
-    with gr.Blocks(title="Cloud LoRA Trainer", analytics_enabled=False) as demo:
+    css = CSS_FILE.read_text(encoding="utf-8") if CSS_FILE.exists() else None
+    with gr.Blocks(title="Cloud LoRA Trainer", analytics_enabled=False, css=css) as demo:
         for blocks, title, elem_id in tabs:
             with gr.Tab(title, id=elem_id, elem_id=f"tab_{elem_id}"):
                 blocks.render()

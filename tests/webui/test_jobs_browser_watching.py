@@ -26,8 +26,12 @@ _WATCH = """() => {
   window.__sampler = setInterval(() => {
     for (const id of roots) {
       for (const el of document.querySelectorAll("#" + id)) {
-        const dim = parseFloat(getComputedStyle(el).opacity);
-        if (dim < 0.99) window.__overlays.push(id + ": opacity " + dim);
+        // dimmed (gradio's "pending") anywhere inside; the plot's own menu and legend are translucent by design
+        for (const part of id === "cloudlora_loss_plot" ? [el] : [el, ...el.querySelectorAll("*")]) {
+          if (!(part instanceof HTMLElement)) continue;  // a plot's SVG draws with opacity on purpose
+          const dim = parseFloat(getComputedStyle(part).opacity);
+          if (dim > 0.05 && dim < 0.99) window.__overlays.push(id + ": " + part.tagName + "." + part.className + " opacity " + dim);
+        }
         for (const w of el.querySelectorAll(".wrap, .eta-bar, .progress-text, .loader")) {
           if (shown(w)) window.__overlays.push(id + ": " + (w.className || w.tagName) + " " +
                                                (w.textContent || "").trim());
