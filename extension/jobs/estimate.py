@@ -129,8 +129,9 @@ def _local(total: int, epochs: float, per_epoch: int, config: dict, family: str,
     seconds = _train_tflop(config, family, total) / (CPU_TFLOPS_PER_CORE * max(1, cores)) + STARTUP_S["local"]
     note = (f"Local: no GPU found, so this trains on the CPU ({cores} cores), hundreds of times slower than on a "
             "GPU (the time is an order of magnitude).")
-    if family == "sdxl":
-        note += " SDXL on a CPU also needs about 30 GB of RAM: train it on SageMaker, or on a machine with a GPU."
+    if family in ("sdxl", "flux"):
+        label = {"sdxl": "SDXL", "flux": "FLUX.1"}[family]
+        note += f" {label} on a CPU also needs tens of GB of RAM: train it on SageMaker, or on a machine with a GPU."
     else:
         note += " Fine for a tiny test; for a real LoRA use SageMaker or a machine with a GPU."
     return Estimate(total, epochs, per_epoch, seconds, None, None, note)
