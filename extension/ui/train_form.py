@@ -6,6 +6,7 @@ train_tab.py lays them out. Written for gradio 3.41 and 4.40 (gr.update only).
 from __future__ import annotations
 
 import html
+import json
 
 import gradio as gr
 
@@ -109,6 +110,34 @@ def knob_values(text: str) -> list:
     return [gr.update(value=_shown(flat.get(k))) for k in KNOBS]
 
 
+def synced_text(values: dict) -> str:
+    """The fields' values as last given, in the page (a hidden field, JSON): what Create compares the fields with,
+    to tell a value the user typed from a field the TOML has not reached yet. In the page, not in a gr.State: a
+    State changes on the server before the page shows the TOML of the same update, and a click in between would
+    read a new State with an old TOML."""
+    return json.dumps(values, sort_keys=True)
+
+
+def _synced_dict(synced) -> dict | None:
+    if isinstance(synced, dict):
+        return synced
+    try:
+        value = json.loads(synced) if synced else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def knob_values_synced(text: str) -> list:
+    """knob_values, plus the hidden copy of what the fields were given (see synced_text)."""
+    try:
+        flat = _flat(text or "")
+    except Exception:
+        return [gr.update() for _ in KNOBS] + [gr.update()]
+    shown = {k: _shown(flat.get(k)) for k in KNOBS}
+    return [gr.update(value=shown[k]) for k in KNOBS] + [gr.update(value=synced_text(shown))]
+
+
 # --- the fields -----------------------------------------------------------------------------------------------------
 
 def on_instance(label):
@@ -141,7 +170,7 @@ def on_model(model, fm_label, config_text, instance_label=None):
             family = m["family"]
     if FM_LABELS.get(fm_label) != family and label_of_family(family) not in fm_labels():
         note = f"'{model}' is a {label_of_family(family)} model, which is not offered here: {flux.A1111_REASON}"
-        return [gr.update(), gr.update(), note] + [gr.update() for _ in KNOBS] + [gr.update()]
+        return [gr.update(), gr.update(), note] + [gr.update() for _ in KNOBS] + [gr.update(), gr.update()]
     return switch_family(family, fm_label, config_text, instance_label)
 
 
@@ -152,8 +181,9 @@ def on_family(fm_label, config_text, instance_label=None):
 def switch_family(family, old_label, config_text, instance_label=None):
     """FM Type shows `family`; the config becomes that family's defaults only while it is some family's untouched
     defaults (an edited config is kept, with a note when the family changed). Nothing else is rewritten, so a late
-    model-change event cannot undo the user's edits. The instance list follows the family."""
-    keep = [gr.update() for _ in KNOBS]
+    model-change event cannot undo the user's edits. The instance list follows the family.
+    Returns [FM Type, config, note, *fields, synced fields, instance list]."""
+    keep = [gr.update() for _ in KNOBS] + [gr.update()]
     label = gr.update(value=label_of_family(family))
     inst = instance_update(family, instance_label)
     current = next((f for f in FM_LABELS.values() if config_text == default_config(f)), None)
@@ -165,7 +195,7 @@ def switch_family(family, old_label, config_text, instance_label=None):
                 if changed else gr.update())
         return [label, gr.update(), note] + keep + [inst]
     text = default_config(family)
-    return [label, gr.update(value=text), ""] + knob_values(text) + [inst]
+    return [label, gr.update(value=text), ""] + knob_values_synced(text) + [inst]
 
 
 def suggested_name(dataset: str, triggers: list[str]) -> str:
@@ -245,9 +275,12 @@ def check_knob(key):
 
 def set_knob(key):
     """On leaving the field (or Enter): writes the value into the TOML, with what else followed."""
-    def handler(value, config_text, fm_label):
+    def handler(value, config_text, fm_label, synced=None):
         text, message = knob_outcome(key, value, config_text, family_of_label(fm_label))
-        return (gr.update() if text is None or text == config_text else gr.update(value=text)), message
+        if text is None or text == config_text:
+            return gr.update(), message, gr.update()
+        given = {**(_synced_dict(synced) or {}), key: _shown(_flat(text).get(key))}
+        return gr.update(value=text), message, gr.update(value=synced_text(given))
     return handler
 
 
@@ -266,19 +299,22 @@ def estimate_text(config_text, fm_label, dataset, instance_label, spot):
 
 # --- Create Training Job --------------------------------------------------------------------------------------------
 
-def _with_fields(config_text: str, family: str, fields: tuple) -> str:
-    """The TOML with every plain field as the user sees it: a click acts on what is on screen, even when a field
-    still has focus and its own write has not arrived yet."""
+def _with_fields(config_text: str, family: str, fields: tuple, synced: dict | None = None) -> str:
+    """The TOML with every plain field the user typed into: a click acts on what is on screen, even when a field
+    still has focus and its own write has not arrived yet. A field is the user's when it differs from what it was
+    last given (`synced`); a field the TOML just changed and that has not caught up yet is left alone."""
     from cloudlora_backend.trainer import config as kohya_config
 
     flat = _flat(config_text)
+    before = _synced_dict(synced) or {k: _shown(flat.get(k)) for k in KNOBS}
     updates = {k: v for k, v in zip(KNOBS, fields)
-               if v not in (None, "") and str(v).strip() != _shown(flat.get(k)).strip()}
+               if v not in (None, "") and str(v).strip() != str(before.get(k, "")).strip()
+               and str(v).strip() != _shown(flat.get(k)).strip()}
     return kohya_config.set_keys(config_text, updates, family) if updates else config_text
 
 
 def create_job(instance_label, fm_label, model, dataset, lora_name, config_text, spot, max_wait_h, max_runtime_h,
-               container_label, image_uri, token, *fields):
+               container_label, image_uri, token, synced=None, *fields):
     """(message, token, selected job, config). The message is empty on success: the job panel shows the job."""
     from ..jobs import service
     from ..jobs.records import TokenReused
@@ -289,7 +325,7 @@ def create_job(instance_label, fm_label, model, dataset, lora_name, config_text,
     family = family_of_label(fm_label)
     config_update = gr.update()
     try:
-        text = _with_fields(config_text or "", family, fields) if fields else (config_text or "")
+        text = _with_fields(config_text or "", family, fields, synced) if fields else (config_text or "")
         if text != config_text:
             config_update = gr.update(value=text)
         spec = JobSpec(model=model or "", dataset=dataset or "", family=family, config=text,

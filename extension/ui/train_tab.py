@@ -31,6 +31,8 @@ def build() -> gr.Blocks:
     with gr.Blocks(analytics_enabled=False) as tab:
         token = gr.State(value=new_client_token)
         seen_job, seen_rows, suggested = gr.State({}), gr.State({}), gr.State("")
+        # What the plain fields were last given (hidden, in the page: see train_form.synced_text).
+        synced = gr.Textbox(value=form.synced_text(form.knob_initial(default_text)), visible=False)
         with gr.Row():
             instance = gr.Dropdown(form.instance_labels(), value=form.default_instance_label,
                                    label="Training Instance Type", elem_id="cloudlora_instance")
@@ -106,34 +108,35 @@ def build() -> gr.Blocks:
             list_refresh = gr.Button("Refresh list", elem_id="cloudlora_jobs_refresh")
 
         for c in [instance, fm_type, model, dataset, lora_name, spot, max_wait, max_runtime, container, image_uri,
-                  config, selected, jobs_table, log_box, use_text, ticker, output_pick, job_panel] + knob_boxes:
+                  config, selected, jobs_table, log_box, use_text, ticker, output_pick, job_panel, synced] + knob_boxes:
             c.do_not_save_to_config = True
 
         # The form.
         instance.change(form.on_instance, [instance], [sagemaker_row, sagemaker_note], **QUIET)
         container.change(form.on_container, [container], [image_uri], **QUIET)
-        family_outputs = [fm_type, config, config_msg] + knob_boxes + [instance]
+        family_outputs = [fm_type, config, config_msg] + knob_boxes + [synced, instance]
         model.change(form.on_model, [model, fm_type, config, instance], family_outputs, **QUIET)
         fm_type.input(form.on_family, [fm_type, config, instance], family_outputs, **QUIET)
         dataset.change(form.on_dataset, [dataset, lora_name, suggested], [trigger_md, lora_name, suggested], **QUIET)
         refresh.click(form.refresh_choices, [model, dataset], [model, dataset])
         tab.load(form.refresh_choices, [model, dataset], [model, dataset], **QUIET)
-        format_btn.click(form.format_config, [config, fm_type], [config, config_msg])
+        format_btn.click(form.format_config, [config, fm_type], [config, config_msg]) \
+            .then(form.knob_values_synced, [config], knob_boxes + [synced], **QUIET)
         # The plain fields and the TOML stay in step both ways: a field is checked as it is typed and written on
         # leaving it; a TOML typed or pasted updates the fields.
         for key, box in zip(form.KNOBS, knob_boxes):
             box.input(form.check_knob(key), [box, config, fm_type], [knob_msg], **QUIET)
-            box.blur(form.set_knob(key), [box, config, fm_type], [config, knob_msg], **QUIET)
-            box.submit(form.set_knob(key), [box, config, fm_type], [config, knob_msg], **QUIET)
-        config.input(form.knob_values, [config], knob_boxes, **QUIET)
-        config.blur(form.knob_values, [config], knob_boxes, **QUIET)
+            box.blur(form.set_knob(key), [box, config, fm_type, synced], [config, knob_msg, synced], **QUIET)
+            box.submit(form.set_knob(key), [box, config, fm_type, synced], [config, knob_msg, synced], **QUIET)
+        config.input(form.knob_values_synced, [config], knob_boxes + [synced], **QUIET)
+        config.blur(form.knob_values_synced, [config], knob_boxes + [synced], **QUIET)
         for trigger in (config, dataset, instance, spot, fm_type):
             trigger.change(form.estimate_text, [config, fm_type, dataset, instance, spot], [estimate_md], **QUIET)
 
         # Create: disabled while submitting; the client token makes a double submit one job; the plain fields go
         # with the click, so it acts on what the user sees even while a field still has focus.
         create_inputs = [instance, fm_type, model, dataset, lora_name, config, spot, max_wait, max_runtime, container,
-                         image_uri, token] + knob_boxes
+                         image_uri, token, synced] + knob_boxes
         create_btn.click(lambda: (gr.update(interactive=False, value="Submitting…"), ""), None,
                          [create_btn, create_msg], **QUIET) \
             .then(form.create_job, create_inputs, [create_msg, token, selected, config], **QUIET) \

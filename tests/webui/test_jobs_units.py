@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from cloudlora.jobs import estimate, events, failures, instances
+from cloudlora.jobs import estimate, events, failures, instances, service
 from cloudlora.library import pull
 
 
@@ -139,3 +139,17 @@ def test_create_in_the_tab_shows_a_missing_model_inline_and_keeps_the_form_token
                                                  "Cloud LoRA trainer image", "", "token-7")
     assert msg.startswith("✗ No model chosen.") and "**Fix:**" in msg
     assert token == "token-7", "a refused submit keeps the token, so a retry is still one job"
+
+
+def test_create_takes_the_fields_the_user_typed_but_not_fields_a_pasted_toml_has_not_reached_yet():
+    from cloudlora.ui import train_form
+
+    toml = service.default_config("sd15")
+    synced = train_form.knob_initial(toml)  # what the fields were last given: max_train_steps 1000
+    fields = [synced[k] for k in train_form.KNOBS]
+    typed = list(fields)
+    typed[train_form.KNOBS.index("max_train_steps")] = "11"  # typed, the field still focused
+    out = train_form._with_fields(toml, "sd15", tuple(typed), synced)
+    assert "max_train_steps = 11" in out
+    pasted = toml.replace("max_train_steps = 1000", "max_train_steps = 2")  # the fields still show 1000
+    assert train_form._with_fields(pasted, "sd15", tuple(fields), synced) == pasted
