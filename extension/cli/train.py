@@ -88,18 +88,6 @@ def _upload(kind: str, path: Path, store, family: str | None = None) -> str:
     return manifest["name"]
 
 
-def resolve_inputs(model: str, dataset: str, settings) -> tuple[str, str]:
-    """The store names of the model and dataset, uploading local paths only once both are known to be usable:
-    a model that is not in the store is an error before any dataset is sent."""
-    from ..store import open_store
-
-    store = open_store(settings)
-    (mkind, mvalue), (dkind, dvalue) = _resolve("model", model, store), _resolve("dataset", dataset, store)
-    model = _upload("model", mvalue, store) if mkind == "path" else mvalue
-    dataset = _upload("dataset", dvalue, store) if dkind == "path" else dvalue
-    return model, dataset
-
-
 def build_config(args, family: str) -> str:
     from cloudlora_backend.trainer import config as kohya_config
 
