@@ -4,9 +4,11 @@
 a small function returning one or more Check lines; a check that cannot run (its prerequisite failed or the thing is
 not configured) says "skip" with the reason.
 
-Decision: missing AWS credentials are a *problem* even for someone who only trains locally (exit 1, with the fix),
-because the doctor's job is to say what is missing; the local-backend lines (trainer environment, GPU) still show
-whether local training works, so the user can tell the two apart.
+What counts as a problem follows the chosen backend: only what that backend needs can fail the doctor (exit 1).
+With the local backend and the local store, AWS is information: no credentials is a "skip" line saying it is not
+needed (and how to add them for SageMaker), other AWS findings are warnings. With SageMaker, the local trainer
+environment is information the same way. The trainer environment is proven by one real training step
+(cloudlora.jobs.trainer_proof, cached per environment), not by importing torch.
 """
 from __future__ import annotations
 
@@ -174,7 +176,25 @@ def check_trainer_env(ctx: _Context) -> Check:
         raise
     status = trainer_env.status(ctx.settings)
     ctx.trainer = status if isinstance(status, dict) else {}
-    return _as_check("trainer environment", status)
+    check = _as_check("trainer environment", status)
+    if check.status == "ok" and isinstance(status, dict) and status.get("interpreter"):
+        check = _proven(check, status["interpreter"])
+    return check
+
+
+def _proven(check: Check, python: str) -> Check:
+    """An environment that imports is not yet one that trains: one real step decides (cached per environment)."""
+    from .jobs import trainer_proof
+
+    proof = trainer_proof.prove(python)
+    if proof.get("ok"):
+        when = f"checked {proof.get('checked', '')}, cached" if proof.get("cached") else "just now"
+        return Check(check.name, "ok", f"{check.detail}; a training step ran on {proof.get('device', '?')} in "
+                                       f"{proof.get('seconds', '?')} s ({when})")
+    return Check(check.name, "problem", f"{python} cannot train: one LoRA step failed with {proof.get('error')}",
+                 "If this environment was changed by hand, rebuild it from the lock (delete the managed venv; the "
+                 "next job recreates it), or point CLOUDLORA_TRAINER_PYTHON at one installed from "
+                 "cloud_backend/requirements-lock.txt. If it is the lock itself, report it with this line.")
 
 
 def _as_check(name: str, status) -> Check:
@@ -237,8 +257,40 @@ def _run(fn, ctx: _Context) -> list[Check]:
     return list(out) if isinstance(out, Iterable) and not isinstance(out, Check) else [out]
 
 
+def needs_aws(settings: Settings) -> bool:
+    """SageMaker trains there; an S3 store (a bucket) is AWS too, even for local training."""
+    return settings.effective_backend == "sagemaker" or bool(settings.bucket)
+
+
+def _as_information(checks: list[Check], why: str) -> list[Check]:
+    """Lines of something the chosen backend does not need: never a problem (exit 0), still said."""
+    out = []
+    for c in checks:
+        if c.status == "problem" and c.name == "aws credentials":
+            c = Check(c.name, "skip", f"{c.detail} Not needed: {why}. To train on SageMaker: {c.fix}")
+        elif c.status == "problem":
+            c = Check(c.name, "warn", f"{c.detail} (not needed: {why})", c.fix)
+        out.append(c)
+    return out
+
+
 def run_checks(settings: Settings, *, instance_types: list[str] | None = None) -> list[Check]:
-    """Every check, in order: this machine and the local backend first, then AWS."""
+    """Every check, in order: this machine and the local backend first, then AWS. Only what the chosen backend
+    needs can be a problem (see the module docstring)."""
+    checks = _all_checks(settings, instance_types)
+    if not needs_aws(settings):
+        local_names = {"backend", "python", "packages", "torch", "trainer environment", "local gpu"}
+        aws = [c for c in checks if c.name not in local_names]
+        checks = [c for c in checks if c.name in local_names] + \
+            _as_information(aws, "the backend is Local and the store is a local folder")
+    else:
+        checks = [_as_information([c], "training runs on SageMaker")[0]
+                  if c.name in ("trainer environment", "local gpu") and settings.effective_backend == "sagemaker"
+                  else c for c in checks]
+    return checks
+
+
+def _all_checks(settings: Settings, instance_types: list[str] | None) -> list[Check]:
     types = list(instance_types) if instance_types else ([settings.instance_type] if settings.instance_type else [])
     types = [t for t in types if t.startswith("ml.")]  # SageMaker instance types only (not "local")
     ctx = _Context(settings=settings, instance_types=types)

@@ -173,8 +173,9 @@ def on_app_started(demo, app) -> None:
     The tabs never need them: they call the same functions directly."""
     from modules import shared
 
-    from . import api
+    from . import api, server_logs
 
+    server_logs.ignore_closed_pages()  # a closed browser page is not an error (WebSocketDisconnect 1001)
     cap_graceful_shutdown(demo)
     opts = shared.cmd_opts
     if not (getattr(opts, "api", False) or getattr(opts, "nowebui", False)):

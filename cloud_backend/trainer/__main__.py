@@ -139,7 +139,7 @@ def build_config(text: str, hp: dict, family: str | None):
     if overrides:
         if "max_train_steps" in overrides and "max_train_epochs" not in overrides:
             overrides["max_train_epochs"] = "0"  # an explicit step count wins over the TOML's epochs
-        text = config.set_keys(text, overrides)
+        text = config.set_keys(text, overrides, family)
     cfg = config.parse(text, family)
     for warning in config.check(text, family).warnings:
         print(f"config warning: {warning}", flush=True)

@@ -8,7 +8,7 @@ A key the TOML leaves out takes this trainer's per-family default (`cloudlora co
 them, with the reason for each), not sd-scripts' bare default.
 
 Interface: default_toml(family), check(text, family) -> ConfigReport, format_toml(text, family), parse(text, family)
--> TrainConfig, set_keys(text, {key: value}), coerce(key, value). ConfigError(ValueError) lists every problem.
+-> TrainConfig, set_keys(text, {key: value}, family), coerce(key, value). ConfigError(ValueError) lists every problem.
 """
 from __future__ import annotations
 
@@ -336,10 +336,14 @@ def coerce(key: str, value: Any) -> Any:
     return v
 
 
-def set_keys(text: str, updates: dict[str, Any]) -> str:
-    """Sets keys (where they already are, else at the top level), keeping comments. Raises ConfigError."""
+def set_keys(text: str, updates: dict[str, Any], family: str | None = None) -> str:
+    """Sets keys (where they already are, else at the top level), keeping comments. Raises ConfigError.
+
+    A new `resolution` takes the bucket bounds along when they still hold the family's default values (the user
+    never chose them): min_bucket_reso <= resolution <= max_bucket_reso, sd-scripts' rule, keeps holding. Bounds the
+    user set (or sets in the same call) are left alone, and check() then names the conflict."""
     doc = _load(text)
-    _raw, where, errors = _flatten(doc)
+    raw, where, errors = _flatten(doc)
     values = {}
     for key, value in updates.items():
         try:
@@ -348,12 +352,33 @@ def set_keys(text: str, updates: dict[str, Any]) -> str:
             errors.extend(err.problems)
     if errors:
         raise ConfigError(errors)
+    if "resolution" in values:
+        values.update(_bounds_following(values["resolution"], raw, values, family))
     for key, value in values.items():
         if key in where:
             _set_in_doc(doc, key, value, where[key])
         else:
             doc[key] = value  # tomlkit puts new top-level keys before the first table
     return tomlkit.dumps(doc)
+
+
+def _bounds_following(resolution: str, raw: dict, updates: dict, family: str | None) -> dict:
+    """{min_bucket_reso/max_bucket_reso: value} for the bounds that must move so the resolution lies between them,
+    among those still at the family's default (absent from the TOML, or holding exactly the default)."""
+    try:
+        w, h = (int(x) for x in str(resolution).split(","))
+    except ValueError:
+        return {}
+    defaults = defaults_for(_family_check(family))
+    out = {}
+    for key, needed, breaks in (("min_bucket_reso", min(w, h), lambda cur, n: cur > n),
+                                ("max_bucket_reso", max(w, h), lambda cur, n: cur < n)):
+        if key in updates:
+            continue
+        current = _plain(raw.get(key, defaults[key]))
+        if current == defaults[key] and breaks(current, needed):
+            out[key] = needed
+    return out
 
 
 # The keys default_toml() shows, in order, grouped as in sd-scripts' --output_config.

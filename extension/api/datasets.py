@@ -3,6 +3,8 @@
 GET    /datasets                          -> {"store", "datasets": [manifest], "total_bytes"}
 GET    /datasets/{name}                   -> manifest
 POST   /datasets/check {"path"}           -> the validation report {ok, errors, warnings, summary, items}
+POST   /datasets/wrap {"path", "trigger"?, "repeats"?} -> {"root", "report"}  (a folder of images, copied as
+                                          <repeats>_<trigger>/; the folder itself is left as it is)
 POST   /datasets/upload {"path", "name"?} -> {"task_id"}  (refused at once when the check has errors)
 GET    /datasets/tasks/{task_id}          -> {"id", "status", "progress", "result"?, "error"?}
 POST   /datasets/tasks/{task_id}/cancel   -> the same
@@ -70,6 +72,24 @@ def check(body: DatasetPath) -> dict:
             return check_dataset(folder).to_dict()
     except UserError as err:
         raise http_error(err) from err
+
+
+class WrapRequest(BaseModel):
+    path: str
+    trigger: Optional[str] = None
+    repeats: Optional[int] = None
+
+
+@router.post("/datasets/wrap", summary="Copy a folder of images as a dataset laid out as <repeats>_<trigger>/")
+def wrap(body: WrapRequest) -> dict:
+    from ..assets.dataset_check import check_dataset
+    from ..assets.dataset_import import wrap_folder
+
+    try:
+        root = wrap_folder(body.path, trigger=body.trigger, repeats=body.repeats)
+    except UserError as err:
+        raise http_error(err) from err
+    return {"root": str(root), "report": check_dataset(root).to_dict()}
 
 
 @router.post("/datasets/upload", summary="Check, then upload a dataset in the background")

@@ -79,7 +79,7 @@ def create(body: CreateJob) -> dict:
         text = body.config or kohya_config.default_toml(family)
         if body.set:
             try:
-                text = kohya_config.set_keys(text, dict(body.set))
+                text = kohya_config.set_keys(text, dict(body.set), family)
             except kohya_config.ConfigError as err:
                 raise UserError(f"set: {err}", "Use sd-scripts key names.") from err
         spec = JobSpec(model=body.model, dataset=body.dataset, family=family, config=text,

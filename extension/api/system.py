@@ -1,6 +1,8 @@
 """REST routes for the system (mounted under /cloudlora/v1): the doctor, and AWS setup as a polled background task.
 
-GET  /doctor[?instance_type=T&instance_type=U]  -> {"ok": bool, "checks": [{name, status, detail, fix}]}
+GET  /doctor[?instance_type=T&instance_type=U][&backend=local|sagemaker]
+                                               -> {"ok": bool, "checks": [{name, status, detail, fix}]}
+     (ok: the chosen backend has what it needs; with Local, AWS lines are information)
 POST /setup {"action": "setup"|"delete", "rebuild": bool, "empty_bucket": bool} -> {"task_id": id}
 GET  /setup/{task_id}  -> {"id", "action", "state": running|done|failed|declined, "messages", "result", "error", "fix"}
 """
@@ -25,11 +27,13 @@ class SetupRequest(BaseModel):
 
 
 @router.get("/doctor", summary="Every check the doctor makes, with the fix for each problem")
-def doctor(instance_type: Optional[List[str]] = Query(None)) -> dict:
+def doctor(instance_type: Optional[List[str]] = Query(None), backend: Optional[str] = Query(None)) -> dict:
     from ..doctor import has_problem, run_checks
 
     try:
-        checks = run_checks(settings_mod.resolve(), instance_types=instance_type or None)
+        if backend not in (None, "", "local", "sagemaker"):
+            raise UserError(f"backend={backend!r} is not a backend.", "Use backend=local or backend=sagemaker.")
+        checks = run_checks(settings_mod.resolve({"backend": backend}), instance_types=instance_type or None)
     except UserError as err:  # e.g. a broken settings file
         raise http_error(err) from err
     return {"ok": not has_problem(checks), "checks": [c.to_dict() for c in checks]}

@@ -76,8 +76,10 @@ class Report:
 
     def text(self) -> str:
         s = self.summary
-        lines = [f"Dataset {self.root} ({self.kind or 'unreadable'})"]
-        if s:
+        lines = [f"Dataset {self.root} ({self.kind or 'not laid out for training yet'})"]
+        if s and not self.kind:
+            lines.append(f"  {s.get('images_seen', 0)} image(s) seen; training would read none of them as it is")
+        elif s:
             lines.append(f"  images {s['images']}, captions {s['captions']}, images x repeats per epoch "
                          f"{s['images_per_epoch']}")
             for sub in s.get("subsets", []):
@@ -148,6 +150,7 @@ def _subsets(root: Path, report: Report) -> L.Layout | None:
             return None
     children = sorted(p for p in root.iterdir() if not L.is_hidden(p))
     dirs = [p for p in children if p.is_dir() and not p.is_symlink()]
+    loose = [f for f in children if f.is_file() and f.suffix.lower() in L.IMAGE_EXTS]
     good = []
     for d in dirs:
         try:
@@ -157,15 +160,27 @@ def _subsets(root: Path, report: Report) -> L.Layout | None:
             m = L.SUBSET_RE.match(d.name)
             code = ("bad-folder-name" if not m else "too-many-repeats" if int(m.group(1)) > L.MAX_REPEATS
                     else "repeats-not-positive")
-            report.add("error", code, d.name, str(err),
-                       "Rename it to <repeats>_<trigger>, e.g. 10_mytrigger (10 repeats, trigger word 'mytrigger').")
-    for f in children:
-        if f.is_file() and f.suffix.lower() in L.IMAGE_EXTS:
+            seen = f"training would read none of the {images_in(d)} image(s) it holds."
+            message = (f"The folder '{d.name}' is not named <repeats>_<trigger>, so {seen}" if not m
+                       else f"{err} So {seen}")
+            fix_name = suggest_subset_name(d.name)
+            repeats, trigger = fix_name.split("_", 1)
+            report.add("error", code, d.name, message,
+                       f"Rename it to {fix_name} ({repeats} repeats, trigger word '{trigger}').")
+    if loose and not good:
+        fix_name = suggest_subset_name(root.name)
+        report.add("error", "images-in-root", "",
+                   f"The {len(loose)} image(s) lie directly in {root.name}/, not in a <repeats>_<trigger> folder, so "
+                   "training would read none of them.",
+                   f"Wrap them in {fix_name}/: `cloudlora dataset wrap {root}` (or Wrap in the Datasets panel) makes "
+                   f"a copy laid out that way; your folder is left as it is.")
+    elif loose:
+        for f in loose:
             report.add("warning", "image-outside-subset", f.name,
                        "This image is not inside a <repeats>_<trigger> folder, so training ignores it.",
-                       "Move it into a folder such as 10_mytrigger.")
+                       f"Move it into one of the dataset's folders ({good[0].name}).")
     if not good:
-        if not dirs:
+        if not dirs and not loose:
             report.add("error", "empty-dataset", "", "The folder has no <repeats>_<trigger> folder and no images.",
                        "Put the images in a folder named like 10_mytrigger inside it.")
         return None
@@ -183,6 +198,29 @@ def _sha256_file(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+def images_in(folder: Path) -> int:
+    """Images directly in `folder` (what training would read if the folder were named right)."""
+    try:
+        return sum(1 for p in folder.iterdir() if p.is_file() and p.suffix.lower() in L.IMAGE_EXTS
+                   and not L.is_hidden(p))
+    except OSError:
+        return 0
+
+
+def suggest_subset_name(name: str, repeats: int = 10) -> str:
+    """The <repeats>_<trigger> name a badly named folder most likely meant: 'cldemo' -> '10_cldemo',
+    'cldemo_10' -> '10_cldemo', '10-cldemo' / '10 cldemo' -> '10_cldemo', '0_x' -> '10_x'."""
+    import re
+
+    words = [w for w in re.split(r"[\s_\-.]+", name.strip()) if w]
+    numbers = [w for w in words if w.isdigit()]
+    rest = [w for w in words if not w.isdigit()]
+    if numbers and 0 < int(numbers[0]) <= L.MAX_REPEATS:
+        repeats = int(numbers[0])
+    trigger = "_".join(rest) or "mytrigger"
+    return f"{repeats}_{trigger}"
 
 
 def _check_image(path: Path) -> tuple[str | None, tuple[int, int] | None, str]:
@@ -315,8 +353,9 @@ def check_dataset(path: Path | str) -> Report:
                        "or uploaded.", "Replace the link with a copy of the file, or remove it.")
     layout = _subsets(root, report)
     if layout is None:
+        seen = images_in(root) + sum(images_in(d) for d in root.iterdir() if d.is_dir() and not d.is_symlink())
         report.summary = {"images": 0, "captions": 0, "images_per_epoch": 0, "triggers": [], "repeats": {},
-                          "subsets": []}
+                          "subsets": [], "images_seen": seen}
         return report
     report.kind = layout.kind
     base = root.parent if layout.kind == "kohya" and L.looks_like_subset(root) else root

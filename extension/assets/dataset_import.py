@@ -286,3 +286,21 @@ def from_images(images: list[Path | str], trigger: str, repeats: int | str = 10,
         if text is not None:
             (subset / f"{stem}.txt").write_text(text.strip() + "\n", encoding="utf-8")
     return root
+
+
+def wrap_folder(folder: Path | str, trigger: str | None = None, repeats: int | str | None = None) -> Path:
+    """A folder of images (no <repeats>_<trigger> folder) as a dataset: a copy laid out as
+    <new folder>/<repeats>_<trigger>/ with the images and their captions; the folder itself is left as it is.
+    The trigger and repeats default to what its name suggests ('cldemo' -> 10_cldemo). Returns the new root."""
+    from .dataset_check import suggest_subset_name
+
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder.", "Give the folder that holds the images.")
+    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in L.IMAGE_EXTS
+                    and not L.is_hidden(p))
+    if not images:
+        raise UserError(f"{folder} holds no images directly ({', '.join(L.IMAGE_EXTS)}), so there is nothing to wrap.",
+                        "Give the folder whose images should become the dataset.")
+    suggested_repeats, suggested_trigger = suggest_subset_name(folder.name).split("_", 1)
+    return from_images(images, trigger or suggested_trigger, repeats or suggested_repeats, name=folder.name)

@@ -22,6 +22,12 @@ def register(sub) -> None:
     check.add_argument("path", help="a folder holding N_trigger folders, one such folder, or a .zip")
     add_json_flag(check)
     check.set_defaults(func=run_check)
+    wrap = dsub.add_parser("wrap", help="a folder of images, copied as a dataset: <new folder>/<repeats>_<trigger>/ "
+                                        "(the folder itself is left as it is)")
+    wrap.add_argument("path", help="the folder holding the images")
+    wrap.add_argument("--trigger", help="the trigger word (default: from the folder's name)")
+    wrap.add_argument("--repeats", type=int, help="repeats per epoch (default: 10, or the number in the name)")
+    wrap.set_defaults(func=run_wrap)
     up = dsub.add_parser("upload", help="check, then upload a dataset (refused when the check has errors); "
                                         "a re-run sends only what is missing")
     up.add_argument("path", help="a folder holding N_trigger folders, one such folder, or a .zip")
@@ -62,6 +68,14 @@ def run_check(args: argparse.Namespace) -> int:
         print_json(data)
     else:
         print(report.text())
+    return 0 if report.ok else 1
+
+
+def run_wrap(args: argparse.Namespace) -> int:
+    root = dataset_import.wrap_folder(args.path, trigger=args.trigger, repeats=args.repeats)
+    report = check_dataset(root)
+    print(report.text())
+    print(f"\nThe dataset is {root} (a copy). Upload it: cloudlora dataset upload {root} --name NAME")
     return 0 if report.ok else 1
 
 

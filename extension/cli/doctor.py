@@ -1,4 +1,6 @@
-"""`cloudlora doctor`: one line per check (ok / problem / warn / skip) and the fix; exit 1 on any problem."""
+"""`cloudlora doctor`: one line per check (ok / problem / warn / skip) and the fix; exit 1 on any problem.
+
+Only what the chosen backend needs can be a problem: with Local, missing AWS is a "skip" line, not exit 1."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +15,10 @@ _MARK = {"ok": "ok     ", "problem": "PROBLEM", "warn": "warn   ", "skip": "skip
 def register(sub) -> None:
     p = sub.add_parser("doctor", help="check Python, the local trainer, GPU, AWS credentials, region, bucket, role, "
                                       "image and quotas; print the fix for each problem",
-                       description="Checks everything training needs. Exit 0 when nothing is a problem, 1 otherwise.")
+                       description="Checks everything training needs. Exit 0 when the chosen backend has everything "
+                                   "it needs (with Local, AWS is information), 1 otherwise.")
+    p.add_argument("--backend", choices=["local", "sagemaker"],
+                   help="check what this backend needs (default: the settings' backend)")
     p.add_argument("--instance-type", action="append", dest="instance_types", metavar="TYPE",
                    help="SageMaker training instance type whose quota to check (repeatable; default: the setting)")
     add_aws_flags(p)
@@ -22,7 +27,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    s = settings_mod.resolve(aws_flags(args))
+    s = settings_mod.resolve({**aws_flags(args), "backend": args.backend})
     checks = run_checks(s, instance_types=args.instance_types)
     bad = has_problem(checks)
     if args.json:

@@ -76,11 +76,12 @@ def cmd_show(args) -> int:
     if args.json:
         print_json(job)
         return 0
-    print(f"{job['id']}  {job['status']}" + (f" · {job['secondary_status']}" if job["secondary_status"] else ""))
+    prog = job["progress"]
+    print(f"{job['id']}  {prog['state']}")
     print(f"  LoRA {job['lora_name']} · model {job['model']} ({job['family']}) · dataset {job['dataset']}")
     print(f"  {job['backend']} {job['instance_type']}" + (" spot" if job["spot"] else ""))
-    if job["total_steps"]:
-        print(f"  step {job['step']}/{job['total_steps']}  elapsed {job['elapsed'] or '-'}  cost {job['cost']}")
+    if prog["text"]:
+        print(f"  {prog['text']}")
     if job["loss_points"]:
         last = job["loss_points"][-1]
         print(f"  loss {last['loss']:.4f} at step {last['step']} ({len(job['loss_points'])} points)")

@@ -77,30 +77,18 @@ def _resolve(kind: str, value: str, store) -> tuple[str, object]:
     return "path", path
 
 
-def _upload(kind: str, path: Path, store) -> str:
+def _upload(kind: str, path: Path, store, family: str | None = None) -> str:
     print(f"Uploading {kind} {path} to the store ...", file=sys.stderr)
     if kind == "model":
         from ..assets import models
 
-        manifest = models.upload_model(store, path, name=None)
+        manifest = models.upload_model(store, path, name=None, family=family)
     else:
         from ..assets import datasets
 
         manifest = datasets.upload_dataset(store, path, name=None)
     print(f"  -> {kind} '{manifest['name']}'", file=sys.stderr)
     return manifest["name"]
-
-
-def resolve_inputs(model: str, dataset: str, settings) -> tuple[str, str]:
-    """The store names of the model and dataset, uploading local paths only once both are known to be usable:
-    a model that is not in the store is an error before any dataset is sent."""
-    from ..store import open_store
-
-    store = open_store(settings)
-    (mkind, mvalue), (dkind, dvalue) = _resolve("model", model, store), _resolve("dataset", dataset, store)
-    model = _upload("model", mvalue, store) if mkind == "path" else mvalue
-    dataset = _upload("dataset", dvalue, store) if dkind == "path" else dvalue
-    return model, dataset
 
 
 def build_config(args, family: str) -> str:
@@ -121,7 +109,7 @@ def build_config(args, family: str) -> str:
         updates[key.strip()] = value
     if updates:
         try:
-            text = kohya_config.set_keys(text, updates)
+            text = kohya_config.set_keys(text, updates, family)
         except kohya_config.ConfigError as err:
             raise UserError(f"--set: {err}", "Use sd-scripts key names (`cloudlora config defaults`).") from err
     return text
@@ -133,13 +121,32 @@ def cmd_train(args) -> int:
     from ..store import open_store
 
     settings = settings_mod.resolve({"backend": args.backend, "instance_type": args.instance_type})
-    model, dataset = resolve_inputs(args.model, args.dataset, settings)
+    store = open_store(settings)
+    # Everything is checked before anything is uploaded: a bad dataset or config must not cost a model upload.
+    (mkind, mvalue), (dkind, dvalue) = _resolve("model", args.model, store), _resolve("dataset", args.dataset, store)
     family = args.family
-    if not family:
-        fam = str(read_manifest(open_store(settings), "models", model).get("family") or "")
-        family = fam if fam in FAMILIES else "sd15"
+    if mkind == "path":
+        from ..assets import models
+
+        family = models.family_of(mvalue, family)
+    elif not family:
+        family = str(read_manifest(store, "models", mvalue).get("family") or "")
+    family = family if family in FAMILIES else "sd15"
+    if dkind == "path":
+        from ..assets import datasets
+
+        datasets.check_or_raise(dvalue)
+    config = build_config(args, family)
+    from cloudlora_backend.trainer import config as kohya_config
+
+    report = kohya_config.check(config, family)
+    if report.errors:
+        raise UserError("The config has problems; nothing was uploaded:\n" + "\n".join(f"- {e}" for e in report.errors),
+                        "Fix them (`cloudlora config check FILE` lists them), then run the command again.")
+    model = _upload("model", mvalue, store, args.family) if mkind == "path" else mvalue
+    dataset = _upload("dataset", dvalue, store) if dkind == "path" else dvalue
     backend = args.backend or settings.effective_backend
-    spec = JobSpec(model=model, dataset=dataset, family=family, config=build_config(args, family),
+    spec = JobSpec(model=model, dataset=dataset, family=family, config=config,
                    lora_name=args.name or dataset, backend=backend,
                    instance_type=(args.instance_type or settings.instance_type) if backend == "sagemaker"
                    else instances.LOCAL,

@@ -22,6 +22,9 @@ TFLOP_PER_IMAGE = {"sd15": 1.75, "sd2": 1.75, "sdxl": 14.4}
 BASE_PIXELS = {"sd15": 512 * 512, "sd2": 768 * 768, "sdxl": 1024 * 1024, "flux": 1024 * 1024}
 CHECKPOINTING_FACTOR = 1.37
 STARTUP_S = {"sagemaker": 300.0, "local": 60.0}
+# A CPU trains in fp32 at a few tens of GFLOP/s per core in practice (far below its peak: the convolutions and
+# attention of a UNet step do not vectorise well). An order of magnitude, to say "hours" or "days" honestly.
+CPU_TFLOPS_PER_CORE = 0.02
 SPOT_DISCOUNT = 0.65  # a typical figure; the job's real billable seconds give the real saving
 DEFAULT_MAX_STEPS = 1600  # sd-scripts' default
 
@@ -102,15 +105,7 @@ def steps(config: dict, images_per_epoch: int) -> tuple[int, int, float]:
     return total, per_epoch, round(total / per_epoch, 2)
 
 
-def estimate(config_text_or_dict, *, family: str, images_per_epoch: int, instance_type: str,
-             backend: str, spot: bool = False) -> Estimate:
-    config = flatten(config_text_or_dict)
-    total, per_epoch, epochs = steps(config, images_per_epoch)
-    inst = instances.get(instance_type) if backend == "sagemaker" else instances.get(instances.LOCAL)
-    if inst is None or inst.tflops <= 0:
-        note = ("Local: no cloud cost; the time depends on your GPU." if backend == "local"
-                else f"{instance_type} is not in the catalogue: no time or price estimate.")
-        return Estimate(total, epochs, per_epoch, None, None, None, note)
+def _train_tflop(config: dict, family: str, total: int) -> float:
     w, h = _resolution(config.get("resolution"), family)
     scale = (w * h) / BASE_PIXELS.get(family, 512 * 512)
     per_image = TFLOP_PER_IMAGE.get(family, 1.75) * scale
@@ -122,8 +117,38 @@ def estimate(config_text_or_dict, *, family: str, images_per_epoch: int, instanc
         per_image *= CHECKPOINTING_FACTOR
     batch = max(1, int(config.get("train_batch_size") or 1))
     accum = max(1, int(config.get("gradient_accumulation_steps") or 1))
-    images = total * batch * accum
-    seconds = images * per_image / (inst.tflops * inst.gpus * UTILISATION) + STARTUP_S["sagemaker"]
+    return total * batch * accum * per_image
+
+
+def _local(total: int, epochs: float, per_epoch: int, config: dict, family: str, gpu: str | None,
+           cores: int) -> Estimate:
+    if gpu or gpu is None:  # None: not asked (no time figure for an unknown GPU)
+        on = f" on {gpu}" if gpu else ""
+        return Estimate(total, epochs, per_epoch, None, None, None,
+                        f"Local{on}: no cloud cost; the time depends on the GPU.")
+    seconds = _train_tflop(config, family, total) / (CPU_TFLOPS_PER_CORE * max(1, cores)) + STARTUP_S["local"]
+    note = (f"Local: no GPU found, so this trains on the CPU ({cores} cores), hundreds of times slower than on a "
+            "GPU (the time is an order of magnitude).")
+    if family in ("sdxl", "flux"):
+        label = {"sdxl": "SDXL", "flux": "FLUX.1"}[family]
+        note += f" {label} on a CPU also needs tens of GB of RAM: train it on SageMaker, or on a machine with a GPU."
+    else:
+        note += " Fine for a tiny test; for a real LoRA use SageMaker or a machine with a GPU."
+    return Estimate(total, epochs, per_epoch, seconds, None, None, note)
+
+
+def estimate(config_text_or_dict, *, family: str, images_per_epoch: int, instance_type: str,
+             backend: str, spot: bool = False, local_gpu: str | None = None, cpu_cores: int = 1) -> Estimate:
+    """local_gpu: the local GPU's name, "" for none (the CPU trains: the time is estimated), None for unknown."""
+    config = flatten(config_text_or_dict)
+    total, per_epoch, epochs = steps(config, images_per_epoch)
+    if backend == "local":
+        return _local(total, epochs, per_epoch, config, family, local_gpu, cpu_cores)
+    inst = instances.get(instance_type)
+    if inst is None or inst.tflops <= 0:
+        return Estimate(total, epochs, per_epoch, None, None, None,
+                        f"{instance_type} is not in the catalogue: no time or price estimate.")
+    seconds = _train_tflop(config, family, total) / (inst.tflops * inst.gpus * UTILISATION) + STARTUP_S["sagemaker"]
     cost = seconds / 3600 * inst.price_per_hour
     spot_cost = cost * (1 - SPOT_DISCOUNT) if spot else None
     return Estimate(total, epochs, per_epoch, seconds, cost, spot_cost,

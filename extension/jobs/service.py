@@ -21,7 +21,7 @@ from ..errors import UserError
 from ..settings import Settings, data_dir
 from ..store.base import AlreadyExists
 from . import estimate as estimate_mod
-from . import best_epoch, events, failures, local, outputs, records
+from . import best_epoch, events, failures, local, outputs, progress, records
 from .records import TERMINAL, JobRecord
 from .spec import JobSpec, normalise, validate
 
@@ -128,7 +128,8 @@ def _submit(spec: JobSpec, settings: Settings, store, job_id: str, say: Callable
     spec.job_id = job_id
     spec.created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     est = estimate_mod.estimate(spec.config, family=spec.family, images_per_epoch=_images_per_epoch(dataset),
-                                instance_type=spec.instance_type, backend=spec.backend, spot=spec.spot)
+                                instance_type=spec.instance_type, backend=spec.backend, spot=spec.spot,
+                                **_local_device(spec.backend))
     model_key = str(model.get("file") or "")
     if not model_key.startswith("models/"):
         model_key = f"models/{spec.model}/{model_key}" if model_key else ""
@@ -218,8 +219,17 @@ def estimate_job(*, config: str, family: str, dataset: str, instance_type: str, 
         except UserError:
             pass
     est = estimate_mod.estimate(config, family=family or "sd15", images_per_epoch=ipe, instance_type=instance_type,
-                                backend=backend, spot=spot)
+                                backend=backend, spot=spot, **_local_device(backend))
     return {**est.as_dict(), "summary": est.summary()}
+
+
+def _local_device(backend: str) -> dict:
+    """What the estimate needs to know about this machine when it trains here (the GPU's name, "" for the CPU)."""
+    if backend != "local":
+        return {}
+    from . import local_gpu
+
+    return {"local_gpu": local_gpu.describe(), "cpu_cores": local_gpu.cpu_cores()}
 
 
 # --- status ---------------------------------------------------------------------------------------------------------
@@ -364,6 +374,7 @@ def get_job(job_id: str, settings: Settings | None = None, *, log_lines: int = 2
     out.update(log_tail=tail, loss_points=loss, samples=samples, failure=rec.failure,
                outputs=[str(p) for p in lora_files], explanation=None, config=rec.spec.config,
                best_epoch=best_epoch.of_job(rec, lora_files))
+    out["progress"] = progress.progress(out, tail)
     if rec.status == "Failed":
         exp = failures.explain(rec.failure, "\n".join(tail[-60:]), instance_type=rec.spec.instance_type)
         out["explanation"] = exp.as_dict() if exp else None

@@ -13,6 +13,7 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 JS_FILE = Path(__file__).resolve().parents[2] / "javascript" / "cloudlora.js"
+CSS_FILE = Path(__file__).resolve().parents[2] / "style.css"  # the WebUI loads it by itself
 JS_NAMES = ["cloudloraUseInTxt2img", "cloudloraRefreshLoras"]
 
 
@@ -38,7 +39,8 @@ def build_app():
     from . import build_tabs
 
     tabs = build_tabs()
-    with gr.Blocks(title="Cloud LoRA Trainer", analytics_enabled=False) as demo:
+    css = CSS_FILE.read_text(encoding="utf-8") if CSS_FILE.exists() else None
+    with gr.Blocks(title="Cloud LoRA Trainer", analytics_enabled=False, css=css) as demo:
         for blocks, title, elem_id in tabs:
             with gr.Tab(title, id=elem_id, elem_id=f"tab_{elem_id}"):
                 blocks.render()
@@ -62,15 +64,21 @@ def serve(port: int | None = None, api_auth: str | None = None, block: bool = Tr
     With block=True it runs until Ctrl+C or SIGTERM, then stops background work; returns (demo, app, url), the url
     with its secret token (ui/access.py: only the user reaches the app).
     """
-    from .. import api, background
+    from .. import api, background, server_logs
     from . import access
+    from .gradio_support import require_supported_gradio, unbounded_queue_calls
 
+    require_supported_gradio()
+    server_logs.ignore_closed_pages()
     gate = access.Access()
     access.prepare_environment()
     demo = build_app()
     _queue(demo)
+    unbounded_queue_calls(demo)
+    # quiet: gradio's own banner ends with "set `share=True`", which this app never does; the line below says it all.
     app, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                              show_error=True, inbrowser=False, share=False, **access.launch_kwargs(gate))
+                              show_error=True, inbrowser=False, share=False, quiet=True,
+                              **access.launch_kwargs(gate))
     access.protect(app)
     api.mount(app, api_auth, access.POLICY)
     from ..webui import cap_graceful_shutdown  # imports no `modules.*` at module level
@@ -91,6 +99,7 @@ def serve(port: int | None = None, api_auth: str | None = None, block: bool = Tr
     finally:
         signal.signal(signal.SIGTERM, previous)
         print("stopping", flush=True)
+        server_logs.stopping()  # the polling connections it cancels now are no error
         background.stop_all()
         # gradio's close() waits for open browser connections (polling events) to end; give it a few seconds,
         # then leave anyway: its server threads are daemons and end with the process.

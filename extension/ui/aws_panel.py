@@ -15,14 +15,14 @@ from .. import settings
 
 POLL_S = 2.0
 MAX_FOLLOW_S = 3 * 3600
-_STATE_ICON = {"running": "⏳ running", "done": "✅ done", "failed": "❌ failed", "declined": "➖ nothing deleted"}
+_STATE_ICON = {"running": "… running", "done": "✓ done", "failed": "✗ failed", "declined": "– nothing deleted"}
 
 
 def _configured_markdown() -> str:
     try:
         s = settings.resolve()
     except Exception as err:  # noqa: BLE001 - a broken settings file must not stop the tab from rendering
-        return f"❌ {err}"
+        return f"✗ {err}"
     if not (s.bucket or s.role_arn or s.image_uri):
         return "Not set up yet: **Set up AWS** creates the bucket, the role and the trainer image (about 15–25 min)."
     return (f"Region `{s.region or '?'}` · bucket `{s.bucket or '-'}` · role `{s.role_arn or '-'}` · "
@@ -38,7 +38,7 @@ def task_markdown(task: dict | None) -> str:
         shown = messages[-30:]
         lines.append("```\n" + "\n".join(shown) + "\n```")
     if task.get("error"):
-        lines.append(f"❌ {task['error']}")
+        lines.append(f"✗ {task['error']}")
         if task.get("fix"):
             lines.append(f"**Fix:** {task['fix']}")
     if task["state"] == "done" and task["action"] == "setup":
@@ -57,7 +57,7 @@ def follow(task_id: str):
         try:
             task = tasks.get(task_id) if task_id else tasks.latest()
         except Exception as err:  # noqa: BLE001
-            yield f"❌ {err}", _configured_markdown()
+            yield f"✗ {err}", _configured_markdown()
             return
         if task is None:
             yield "No setup has run since the WebUI started.", _configured_markdown()
@@ -76,8 +76,8 @@ def start(action: str, rebuild: bool = False, empty_bucket: bool = False) -> tup
         options = {"empty_bucket": bool(empty_bucket)} if action == "delete" else {"rebuild": bool(rebuild)}
         task_id = tasks.start(action, **options)
     except Exception as err:  # noqa: BLE001 - shown, never a stack trace
-        return "", f"❌ {err}"
-    return task_id, "⏳ starting…"
+        return "", f"✗ {err}"
+    return task_id, "Starting…"
 
 
 def add_key(profile: str, key_id: str, secret: str, region: str, use_it: bool):
@@ -87,8 +87,8 @@ def add_key(profile: str, key_id: str, secret: str, region: str, use_it: bool):
     try:
         info = add_access_key(profile, key_id, secret, region)
     except Exception as err:  # noqa: BLE001 - UserError text names the fix
-        return gr.update(value=""), gr.update(value=""), f"❌ Not saved: {err}"
-    message = f"✅ Saved profile `{info['profile']}` in `{info['credentials_file']}` (mode 0600)"
+        return gr.update(value=""), gr.update(value=""), f"✗ Not saved: {err}"
+    message = f"✓ Saved profile `{info['profile']}` in `{info['credentials_file']}` (mode 0600)"
     if info.get("arn"):
         message += f"; AWS accepted it: `{info['arn']}`"
     if use_it:

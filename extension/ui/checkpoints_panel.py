@@ -143,7 +143,7 @@ def render() -> None:
             in_webui = host.current().list_checkpoints is not None
             choice = gr.Dropdown(choices=list(_checkpoints()), label="WebUI checkpoint", visible=in_webui,
                                  elem_id="cloudlora_ckpt_choice")
-            refresh = gr.Button("🔄", visible=in_webui, elem_id="cloudlora_ckpt_refresh")
+            refresh = gr.Button("Rescan checkpoints", visible=in_webui, elem_id="cloudlora_ckpt_refresh")
             path = gr.Textbox(label="or a path on this machine", placeholder="/models/Stable-diffusion/x.safetensors",
                               elem_id="cloudlora_ckpt_path")
         with gr.Row():

@@ -35,7 +35,7 @@ def value_of(choice) -> str:
 
 def on_family(fm_label, current):
     """The list follows FM Type (only LoRAs of that family can be continued); a job's own LoRA stays."""
-    from .train_tab import FM_LABELS
+    from .train_form import FM_LABELS
 
     keep = current if current and str(current).startswith("job:") else None
     choices = _choices(FM_LABELS.get(fm_label, "sd15"), keep)
@@ -45,7 +45,7 @@ def on_family(fm_label, current):
 def continue_job(job_id):
     """Fills the form from a completed job: its model, dataset, family, and its LoRA to start from."""
     from ..jobs import service
-    from .train_tab import _label_of_family
+    from .train_form import label_of_family
 
     keep = [gr.update()] * 5
     if not job_id:
@@ -58,7 +58,7 @@ def continue_job(job_id):
         return keep + [f"The job is {job['status']}: only a completed job's LoRA can be continued."]
     value = f"job:{job_id}"
     return [gr.update(choices=_choices(job["family"], value), value=value), gr.update(value=job["model"]),
-            gr.update(value=job["dataset"]), gr.update(value=_label_of_family(job["family"])),
+            gr.update(value=job["dataset"]), gr.update(value=label_of_family(job["family"])),
             gr.update(value=f"{job['lora_name']}-continued"),
             f"The form continues `{job['lora_name']}`: set max_train_steps, then Create Training Job."]
 

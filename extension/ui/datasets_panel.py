@@ -50,9 +50,11 @@ def resolve_source(source, folder, zip_file, images, trigger, repeats) -> Path:
 
 def report_html(report) -> str:
     s = report.summary
-    kind = esc(report.kind or "?")
+    kind = esc(report.kind or "not laid out for training yet")
     parts = [f"<div id='cloudlora_ds_report_body'><b>{esc(report.root)}</b> ({kind})"]
-    if s:
+    if s and not report.kind:
+        parts.append(f"<br>{s.get('images_seen', 0)} image(s) seen; training would read none of them as it is.")
+    elif s:
         parts.append(f"<br>{s['images']} images, {s['captions']} captions, <b>{s['images_per_epoch']}</b> images × "
                      f"repeats per epoch; triggers: {esc(', '.join(s.get('triggers', [])))}")
         subsets = "".join(f"<li>{esc(x['folder'])}: {x['images']} images × {x['repeats']} repeats, trigger "
@@ -103,6 +105,32 @@ def revalidate(root):
         return "", [], []
     report = check_dataset(root)
     return report_html(report), gallery(report), [i["image"] for i in report.items[:GALLERY_MAX]]
+
+
+def wrap_offer(root):
+    """The Wrap row shows when the images lie loose in the folder (no <repeats>_<trigger> folder to read)."""
+    from cloudlora_backend.trainer import layout as L
+
+    from ..assets.dataset_check import images_in, suggest_subset_name
+
+    folder = Path(root) if root else None
+    if folder is None or not folder.is_dir() or L.looks_like_subset(folder) or not images_in(folder) or \
+            any(L.looks_like_subset(d) for d in folder.iterdir()):
+        return gr.update(visible=False), gr.update()
+    repeats, trigger = suggest_subset_name(folder.name).split("_", 1)
+    return gr.update(visible=True), gr.update(value=trigger)
+
+
+def wrap(root, trigger, repeats):
+    """-> work status, the new root (a copy laid out as <repeats>_<trigger>/), the Wrap row hidden."""
+    from ..assets.dataset_import import wrap_folder
+
+    try:
+        new_root = wrap_folder(root, trigger=(trigger or "").strip() or None, repeats=repeats or None)
+    except Exception as err:  # noqa: BLE001 - shown, never a stack trace
+        return error_html(err), gr.update(), gr.update()
+    return (f"✓ Wrapped: the dataset is now the copy `{esc(str(new_root))}` (your folder is unchanged).",
+            str(new_root), gr.update(visible=False))
 
 
 def select_image(paths, root, evt: gr.SelectData):
@@ -204,6 +232,18 @@ def _delete_dataset(name: str) -> int:
     return datasets.delete_dataset(open_store(), name)
 
 
+def default_family() -> str:
+    """"Prepare for" starts at the family of the newest model in the store (what the dataset will train), else
+    SD 1.5: never SDXL for someone whose models are all SD 1.5."""
+    try:
+        from ..assets.models import list_models
+
+        models = [m for m in list_models(open_store()) if m.get("family") in ("sd15", "sdxl")]
+    except Exception:  # noqa: BLE001 - an unreachable store: the safe default
+        return "sd15"
+    return max(models, key=lambda m: m.get("created") or "")["family"] if models else "sd15"
+
+
 def render() -> None:
     from ..assets import dataset_prepare
 
@@ -221,6 +261,10 @@ def render() -> None:
             repeats = gr.Number(value=10, precision=0, label="Repeats", elem_id="cloudlora_ds_repeats")
         validate_button = gr.Button("Validate", variant="primary", elem_id="cloudlora_ds_validate")
         report = gr.HTML(elem_id="cloudlora_ds_report")
+        with gr.Row(visible=False) as wrap_row:
+            wrap_trigger = gr.Textbox(label="Trigger word", elem_id="cloudlora_ds_wrap_trigger")
+            wrap_repeats = gr.Number(value=10, precision=0, label="Repeats", elem_id="cloudlora_ds_wrap_repeats")
+            wrap_button = gr.Button("Wrap the images in <repeats>_<trigger>/ (a copy)", elem_id="cloudlora_ds_wrap")
         root = gr.State("")  # the validated dataset folder, on the server
         paths = gr.State([])  # its images, as the server listed them
         pictures = gr.Gallery(label="Dataset (click an image to edit its caption)", columns=6,
@@ -231,7 +275,8 @@ def render() -> None:
             save_button = gr.Button("Save caption", elem_id="cloudlora_ds_save_caption")
         caption_status = gr.Markdown(elem_id="cloudlora_ds_caption_status")
         with gr.Row():
-            family = gr.Radio(["sd15", "sdxl"], value="sdxl", label="Prepare for", elem_id="cloudlora_ds_family")
+            family = gr.Radio(["sd15", "sdxl"], value=default_family, label="Prepare for",
+                              elem_id="cloudlora_ds_family")
             prepare_button = gr.Button("Prepare a resized copy (originals unchanged)", elem_id="cloudlora_ds_prepare")
             caption_button = gr.Button("Auto-caption images without a caption",
                                        visible=dataset_prepare.can_autocaption(), elem_id="cloudlora_ds_autocaption")
@@ -245,7 +290,7 @@ def render() -> None:
         relist, listed = store_list.render("ds", "dataset", LIST_HEADERS, dataset_rows, _delete_dataset,
                                            lambda n: f"Delete dataset **{n}** from the store?")
     for c in (source, folder, zip_file, images, trigger, repeats, report, pictures, caption,
-              caption_status, family, work_status, name, progress, task_id):
+              caption_status, family, work_status, name, progress, task_id, wrap_trigger, wrap_repeats):
         c.do_not_save_to_config = True
 
     def show_source(choice):
@@ -254,7 +299,9 @@ def render() -> None:
 
     source.change(show_source, source, [folder, zip_file, images_row])
     validate_button.click(validate, [source, folder, zip_file, images, trigger, repeats],
-                          [report, pictures, root, paths, name])
+                          [report, pictures, root, paths, name]).then(wrap_offer, root, [wrap_row, wrap_trigger])
+    wrap_button.click(wrap, [root, wrap_trigger, wrap_repeats], [work_status, root, wrap_row]) \
+        .then(revalidate, root, [report, pictures, paths])
     pictures.select(select_image, [paths, root], [image, caption, caption_status])
     save_button.click(save_caption, [root, paths, image, caption], [caption_status, report, pictures])
     prepare_button.click(prepare, [root, family], [work_status, root]).then(revalidate, root,

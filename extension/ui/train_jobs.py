@@ -1,9 +1,13 @@
-"""Train Management's Trainings List and job view: rows, the selected job's details, and its actions.
+"""Train Management's job panel and Trainings List: the selected job's progress, log, loss curve and samples, and
+its actions.
 
 Thin handlers over cloudlora.jobs.service (the same functions as the CLI and REST); train_tab.py lays them out.
+Refreshes change only what changed: a `seen` state remembers what the page already shows, so an unchanged log,
+plot or gallery is not sent again (no re-render, no flicker), and the events run with gradio's progress hidden.
 """
 from __future__ import annotations
 
+import hashlib
 import html
 
 import gradio as gr
@@ -12,6 +16,11 @@ from .. import settings as settings_mod
 from ..errors import UserError
 
 LIST_HEADERS = ["ID", "LoRA", "Model", "Dataset", "Instance", "Status", "Step", "Elapsed", "Cost"]
+_COLOURS = {"Completed": "#2e7d32", "Failed": "#c62828", "Stopped": "#757575"}
+# What job_details returns, in order (train_tab.py wires the components in this order).
+OUTPUTS = ("panel", "log", "plot", "samples", "explanation", "use_text", "stop", "delete", "pull", "tensorboard",
+           "lora_file", "resume", "seen")
+NO_JOB = "<div class='cloudlora-job'>No job selected: create one above, or pick one in the Trainings List.</div>"
 
 
 def _settings():
@@ -21,20 +30,32 @@ def _settings():
         return settings_mod.Settings()
 
 
-def list_rows():
-    from ..jobs import service
+def _digest(value) -> str:
+    return hashlib.sha1(repr(value).encode("utf-8", "replace")).hexdigest()
+
+
+def rows() -> list[list]:
+    """The Trainings List: one row per job, its state said once (the step has its own column)."""
+    from ..jobs import progress, service
 
     try:
         jobs = service.list_jobs(_settings())
     except Exception as err:
-        return [[f"(cannot list jobs: {err})"] + [""] * (len(LIST_HEADERS) - 1)]
-    rows = []
-    for j in jobs:
-        status = j["status"] + (f" · {j['secondary_status']}" if j["secondary_status"] and j["status"] != "Completed"
-                                else "")
-        rows.append([j["id"], j["lora_name"], j["model"], j["dataset"], j["instance_type"], status,
-                     f"{j['step']}/{j['total_steps']}" if j["total_steps"] else "", j["elapsed"], j["cost"]])
-    return rows or [[""] * len(LIST_HEADERS)]
+        return [[f"(cannot list jobs: {getattr(err, 'message', err)})"] + [""] * (len(LIST_HEADERS) - 1)]
+    return [[j["id"], j["lora_name"], j["model"], j["dataset"], j["instance_type"], progress.state_text(j),
+             f"{j['step']}/{j['total_steps']}" if j["total_steps"] else "", j["elapsed"], j["cost"]]
+            for j in jobs] or [[""] * len(LIST_HEADERS)]
+
+
+def list_rows(seen=None):
+    """(table update, seen): the table is sent only when a row changed."""
+    seen = dict(seen or {})
+    data = rows()
+    digest = _digest(data)
+    if seen.get("rows") == digest:
+        return gr.update(), seen
+    seen["rows"] = digest
+    return gr.update(value=data), seen
 
 
 def on_select(rows, evt: gr.SelectData):
@@ -43,68 +64,110 @@ def on_select(rows, evt: gr.SelectData):
         value = rows.values.tolist()[row][0] if hasattr(rows, "values") else rows[row][0]
     except Exception:
         return gr.update()
-    return gr.update(value=value)
+    return gr.update(value=value) if value else gr.update()
 
 
-def job_details(job_id, picked=None):
-    """(status md, log, loss plot, samples, explanation md, use-in-txt2img text, Stop/Delete/Pull/TensorBoard shown,
-    the LoRA file picker, Resume shown)."""
-    import pandas as pd
-
-    from ..jobs import service
-
-    empty_plot = pd.DataFrame({"step": [], "loss": [], "tag": []})
-    if not job_id:
-        return ("Select a job in the list.", "", gr.update(value=empty_plot), [], "", "",
-                gr.update(visible=False), gr.update(visible=False), gr.update(visible=False), gr.update(visible=False),
-                gr.update(visible=False, choices=[], value=None), gr.update(visible=False))
-    try:
-        j = service.get_job(job_id, _settings(), log_lines=80)
-    except Exception as err:
-        return (f"❌ {html.escape(str(err))}", "", gr.update(value=empty_plot), [], "", "",
-                gr.update(visible=False), gr.update(visible=False), gr.update(visible=False), gr.update(visible=False),
-                gr.update(visible=False, choices=[], value=None), gr.update(visible=False))
-    parts = [f"**{html.escape(j['id'])}** — **{j['status']}**"]
-    if j["secondary_status"]:
-        parts.append(html.escape(j["secondary_status"]))
-    if j["total_steps"]:
-        parts.append(f"step {j['step']}/{j['total_steps']}")
-    if j["elapsed"]:
-        parts.append(f"elapsed {j['elapsed']}")
-    cost = j["cost"]
-    if cost not in ("", "-"):
-        parts.append(f"cost {cost}")
+def panel_html(j: dict) -> str:
+    """The job in one block: which job, its state, a progress bar, and step x/y · it/s · time left · cost."""
+    p = j["progress"]
+    head = f"<b>{html.escape(j['id'])}</b> · LoRA <b>{html.escape(j['lora_name'])}</b> · " \
+           f"<b class='cloudlora-state'>{html.escape(p['state'])}</b>"
+    parts = [f"<div class='cloudlora-job-head'>{head}</div>"]
+    if p["total"] or j["status"] == "Completed":
+        pct = round(p["fraction"] * 100)
+        colour = _COLOURS.get(j["status"], "#1976d2")
+        parts.append(f"<div role='progressbar' aria-valuemin='0' aria-valuemax='{p['total']}' "
+                     f"aria-valuenow='{p['step']}' class='cloudlora-bar' style='background:rgba(128,128,128,.25);"
+                     f"border-radius:4px;height:10px;margin:6px 0'><div style='width:{pct}%;background:{colour};"
+                     f"height:100%;border-radius:4px'></div></div>")
+    if p["text"]:
+        parts.append(f"<div class='cloudlora-facts'>{html.escape(p['text'])}</div>")
     if j.get("best_epoch"):
         from ..jobs import best_epoch
 
-        parts.append(html.escape(best_epoch.text(j["best_epoch"])))
+        parts.append(f"<div class='cloudlora-best-epoch'>{html.escape(best_epoch.text(j['best_epoch']))}</div>")
     if j["pulled"]:
-        parts.append("LoRA: " + ", ".join(f"`{p}`" for p in j["pulled"]))
-    status = " · ".join(parts)
-    explanation = ""
-    if j.get("explanation"):
-        e = j["explanation"]
-        explanation = f"**Why it failed:** {html.escape(e['message'])}"
-        if e.get("fix"):
-            explanation += f"\n\n**Fix:** {html.escape(e['fix'])}"
-        if e.get("raw") and e["raw"] != e["message"]:
-            explanation += "\n\nDetails:\n\n```\n" + e["raw"][:2000] + "\n```"
+        parts.append("<div>LoRA in the Lora folder: " + ", ".join(f"<code>{html.escape(x)}</code>"
+                                                                  for x in j["pulled"]) + "</div>")
+    return "<div class='cloudlora-job'>" + "".join(parts) + "</div>"
+
+
+def log_html(lines: list[str]) -> str:
+    """The log's tail in a box that stays scrolled to its last line (a column-reverse scroller starts at the end)."""
+    body = "".join(f"<div class='cloudlora-log-line'>{html.escape(line) or '&nbsp;'}</div>" for line in lines)
+    return ("<div class='cloudlora-log' style='display:flex;flex-direction:column-reverse;overflow:auto;"
+            "height:16em;border:1px solid rgba(128,128,128,.35);border-radius:6px;padding:4px 8px;"
+            "font-family:monospace;font-size:12px;white-space:pre-wrap'><div>" + (body or "(no log yet)") +
+            "</div></div>")
+
+
+def _explanation(j: dict) -> str:
+    e = j.get("explanation")
+    if not e:
+        return ""
+    text = f"**Why it failed:** {html.escape(e['message'])}"
+    if e.get("fix"):
+        text += f"\n\n**Fix:** {html.escape(e['fix'])}"
+    if e.get("raw") and e["raw"] != e["message"]:
+        text += "\n\nDetails:\n\n```\n" + e["raw"][:2000] + "\n```"
+    return text
+
+
+def _plot(points):
+    import pandas as pd
+
+    return pd.DataFrame({"step": [p["step"] for p in points], "loss": [p["loss"] for p in points],
+                         "tag": [p["tag"] for p in points]})
+
+
+def _hidden_actions():
+    """Stop, Delete, Pull, TensorBoard, the LoRA file picker and Resume, all hidden."""
+    return [gr.update(visible=False)] * 4 + [gr.update(visible=False, choices=[], value=None), gr.update(visible=False)]
+
+
+def job_details(job_id, picked=None, seen=None):
+    """The parts named in OUTPUTS (panel, log, loss plot, samples, explanation, use-in-txt2img text,
+    Stop/Delete/Pull/TensorBoard shown, the LoRA file picker, Resume shown, seen). Parts the page already shows are
+    left as they are."""
+    from ..jobs import service
+
+    seen = dict(seen or {})
+    if seen.get("job") != job_id:  # another job: everything is new
+        seen = {"job": job_id, "rows": seen.get("rows")}
+    if not job_id:
+        return [NO_JOB, log_html([]), gr.update(value=_plot([])), [], "", ""] + _hidden_actions() + [seen]
+    try:
+        j = service.get_job(job_id, _settings(), log_lines=200)
+    except Exception as err:
+        message = getattr(err, "message", str(err))
+        return ([f"<div class='cloudlora-job'>✗ {html.escape(message)}</div>", log_html([]),
+                 gr.update(value=_plot([])), [], "", ""] + _hidden_actions() + [seen])
+
+    def changed(part: str, value) -> bool:
+        digest = _digest(value)
+        if seen.get(part) == digest:
+            return False
+        seen[part] = digest
+        return True
+
+    log = gr.update(value=log_html(j["log_tail"])) if changed("log", j["log_tail"]) else gr.update()
     points = j["loss_points"]
-    plot = pd.DataFrame({"step": [p["step"] for p in points], "loss": [p["loss"] for p in points],
-                         "tag": [p["tag"] for p in points]}) if points else empty_plot
-    samples = _gallery(j["samples"][-8:])
+    plot = gr.update(value=_plot(points)) if changed("plot", [(p["step"], p["tag"]) for p in points]) \
+        else gr.update()
+    sample_paths = j["samples"][-8:]
+    samples = _gallery(sample_paths) if changed("samples", sample_paths) else gr.update()
     name = (j["pulled"][-1].rsplit("/", 1)[-1].rsplit(".", 1)[0]) if j["pulled"] else j["lora_name"]
-    use_text = f"<lora:{name}:1> " + ", ".join(j.get("triggers") or [])
+    use_text = (f"<lora:{name}:1> " + ", ".join(j.get("triggers") or [])).strip()
     running = j["status"] not in ("Completed", "Failed", "Stopped")
     # The final LoRA and intermediate epoch files (NAME-000002.safetensors) can each be pulled.
     outputs = [o.rsplit("/", 1)[-1] for o in j.get("outputs") or []]
     final = f"{j['lora_name']}.safetensors" if f"{j['lora_name']}.safetensors" in outputs else \
         (outputs[-1] if outputs else None)
-    return (status, "\n".join(j["log_tail"]), gr.update(value=plot), samples, explanation, use_text.strip(),
+    return [panel_html(j), log, plot, samples, _explanation(j), use_text,
             gr.update(visible=running), gr.update(visible=not running),
             gr.update(visible=j["status"] == "Completed" or bool(outputs)), gr.update(visible=True),
             gr.update(visible=bool(outputs), choices=outputs, value=picked if picked in outputs else final),
-            gr.update(visible=bool(j.get("resumable"))))
+            gr.update(visible=bool(j.get("resumable"))), seen]
 
 
 def _gallery(paths: list[str]):
@@ -135,11 +198,21 @@ def resume_job(job_id):
     return _action(lambda: service.resume_job(job_id, _settings())["message"].capitalize() + ".", job_id)
 
 
+def ask_delete(job_id):
+    if not job_id:
+        return gr.update(visible=False), "Select a job first."
+    return gr.update(visible=True), (f"Delete the record of **{html.escape(job_id)}** and its files in the store? "
+                                     "A LoRA already in the Lora folder stays.")
+
+
 def delete_job(job_id):
+    """(confirmation row, message, selected job): after the delete nothing is selected, so nothing else is said."""
     from ..jobs import service
 
-    return _action(lambda: (service.delete_record(job_id, _settings()), f"Deleted the record of {job_id}.")[1],
-                   job_id)
+    message = _action(lambda: (service.delete_record(job_id, _settings()), f"Deleted the record of {job_id}.")[1],
+                      job_id)
+    deleted = message.startswith("Deleted")
+    return gr.update(visible=False), message, (gr.update(value="") if deleted else gr.update())
 
 
 def pull_job(job_id, picked=None):
@@ -163,8 +236,6 @@ def _action(fn, job_id) -> str:
     try:
         return fn()
     except UserError as err:
-        return f"❌ {err.message}" + (f"\n\n**Fix:** {err.fix}" if err.fix else "")
+        return f"✗ {err.message}" + (f"\n\n**Fix:** {err.fix}" if err.fix else "")
     except Exception as err:
-        return f"❌ {err}"
-
-
+        return f"✗ {type(err).__name__}: {err}"

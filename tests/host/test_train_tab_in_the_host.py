@@ -54,16 +54,17 @@ def test_create_training_job_local_in_the_tab_lands_the_lora_and_its_cards_show_
     _pick(page, "cloudlora_train_model", assets.model)
     _pick(page, "cloudlora_train_dataset", assets.dataset)
     name = page.locator("#cloudlora_lora_name textarea, #cloudlora_lora_name input").first
-    expect(name).to_have_value(assets.dataset)
+    expect(name).to_have_value(assets.trigger)  # the suggested name is the trigger word
     name.fill("tab_lora")
+    page.locator("#cloudlora_config_box").get_by_text("config_params (Kohya TOML").click()  # collapsed at first
     config = page.locator("#cloudlora_config textarea")
     config.fill(_fast_config(config.input_value()))
     expect(_md(page, "cloudlora_estimate")).to_contain_text("steps")
     screenshot(page, "host-train-form")
 
     page.locator("#cloudlora_create_job").click()
-    expect(_md(page, "cloudlora_create_msg")).to_contain_text("Created job", timeout=60_000)
-    status = _md(page, "cloudlora_job_status")
+    status = _md(page, "cloudlora_job_status")  # the new job shows at once under the button
+    expect(status).to_contain_text("tab_lora", timeout=60_000)
     # The first local job sets up the managed trainer venv (torch + the lock) before it trains.
     expect(status).to_contain_text(re.compile("Completed|Failed|Stopped"), timeout=900_000)
     assert "Completed" in status.inner_text(), _md(page, "cloudlora_job_explanation").inner_text()

@@ -112,6 +112,24 @@ def test_set_keys_edits_in_place_coerces_form_strings_and_refuses_bad_values():
         config.set_keys(text, {"network_dim": "many"})
 
 
+def test_a_new_resolution_takes_the_default_bucket_bounds_along_but_not_bounds_the_user_chose():
+    # The user types 384 into SDXL's resolution field: the bounds came from the defaults, so they follow it.
+    out = config.set_keys(config.default_toml("sdxl"), {"resolution": "384"}, "sdxl")
+    doc = tomlkit.parse(out)
+    assert (doc["resolution"], doc["min_bucket_reso"], doc["max_bucket_reso"]) == ("384,384", 384, 2048)
+    assert config.check(out, "sdxl").ok
+    # 64 on SD 1.5 with no bounds in the TOML at all: the default bound is written, so the rule holds.
+    assert config.check(config.set_keys("max_train_steps = 5\n", {"resolution": "64"}, "sd15"), "sd15").ok
+    # Larger than the default max: the max follows up; the min stays where it was.
+    doc = tomlkit.parse(config.set_keys(config.default_toml("sd15"), {"resolution": "1536,1024"}, "sd15"))
+    assert (doc["min_bucket_reso"], doc["max_bucket_reso"]) == (256, 1536)
+    # A bound the user set is theirs: it stays, and the check names the conflict.
+    mine = config.default_toml("sdxl").replace("min_bucket_reso = 512", "min_bucket_reso = 448")
+    out = config.set_keys(mine, {"resolution": "384"}, "sdxl")
+    assert tomlkit.parse(out)["min_bucket_reso"] == 448
+    assert any("min_bucket_reso = 448" in e for e in config.check(out, "sdxl").errors)
+
+
 def test_text_encoder_caching_is_switched_off_when_captions_change_or_encoders_train():
     cfg = config.parse("shuffle_caption = true\n", "sdxl")
     assert cfg.cache_text_encoder_outputs is False

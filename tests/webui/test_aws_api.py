@@ -27,13 +27,18 @@ def _wait(client, task_id: str, timeout: float = 60) -> dict:
 
 
 def test_the_doctor_route_reports_every_check_and_the_missing_credentials(client):
-    r = client.get("/cloudlora/v1/doctor", params={"instance_type": ["ml.g5.xlarge", "ml.g6e.xlarge"]})
+    r = client.get("/cloudlora/v1/doctor", params={"instance_type": ["ml.g5.xlarge", "ml.g6e.xlarge"],
+                                                   "backend": "sagemaker"})
     assert r.status_code == 200
     body = r.json()
     assert body["ok"] is False
     creds = next(c for c in body["checks"] if c["name"] == "aws credentials")
     assert creds["status"] == "problem" and "aws configure" in creds["fix"]
     assert {"python", "local gpu", "region", "bucket"} <= {c["name"] for c in body["checks"]}
+    # The default here is the local backend, which needs no AWS: the same line is information.
+    local = client.get("/cloudlora/v1/doctor").json()
+    creds = next(c for c in local["checks"] if c["name"] == "aws credentials")
+    assert creds["status"] == "skip" and "Not needed" in creds["detail"] and local["ok"] is True
 
 
 def test_setup_runs_in_the_background_and_its_failure_is_polled_with_the_fix(client, monkeypatch):

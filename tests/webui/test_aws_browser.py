@@ -65,7 +65,7 @@ def test_add_an_access_key_then_set_up_aws_and_follow_its_progress(aws_env, isol
     page.locator("#cloudlora_aws_setup").first.click()
     status = page.locator("#cloudlora_aws_status").first
     expect(status).to_contain_text("change: Add Bucket (AWS::S3::Bucket)", timeout=120_000)
-    expect(status).to_contain_text("Setup: ✅ done", timeout=120_000)
+    expect(status).to_contain_text("Setup: ✓ done", timeout=120_000)
     expect(status).to_contain_text("build: phase BUILD SUCCEEDED")
     configured = page.locator("#cloudlora_aws_configured").first
     expect(configured).to_contain_text("cloudlora-123456789012-us-east-1")

@@ -98,11 +98,11 @@ def test_a_transformer_only_checkpoint_is_uploaded_only_with_the_parts_training_
 
 
 def test_flux_is_offered_in_forge_and_standalone_and_shown_disabled_with_the_reason_in_a1111(monkeypatch):
-    from cloudlora.ui import train_tab
+    from cloudlora.ui import train_form, train_tab
 
     for name, offered in (("forge", True), ("standalone", True), ("a1111", False)):
         monkeypatch.setattr(host, "_current", host.Host(name=name))
-        assert ("FLUX.1" in train_tab.fm_labels()) is offered
+        assert ("FLUX.1" in train_form.fm_labels()) is offered
         assert flux.offered(name)[0] is offered
     tab = train_tab.build()  # in A1111 (the last host set)
     radio = next(b for b in tab.blocks.values() if getattr(b, "elem_id", None) == "cloudlora_fm_type")
@@ -217,15 +217,15 @@ def test_the_cli_uploads_a_flux_checkpoint_with_its_parts_and_prints_flux_defaul
 
 
 def test_choosing_flux_in_the_tab_prefills_its_config_and_lists_only_the_instances_that_fit(monkeypatch):
-    from cloudlora.ui import train_tab
+    from cloudlora.ui import train_form
 
     monkeypatch.setattr(host, "_current", host.Host(name="forge"))
     g4dn = instances.get("ml.g4dn.xlarge").describe()
-    out = train_tab.on_family("FLUX.1", service.default_config("sd15"), g4dn)
+    out = train_form.on_family("FLUX.1", service.default_config("sd15"), g4dn)
     label, config_update, inst = out[0], out[1], out[-1]
     assert label["value"] == "FLUX.1" and config_update["value"] == service.default_config("flux")
-    values = [train_tab.instance_value(lb) for lb in inst["choices"]]
+    values = [train_form.instance_value(lb) for lb in inst["choices"]]
     assert "ml.g4dn.xlarge" not in values and "ml.g6e.xlarge" in values
-    assert train_tab.instance_value(inst["value"]) == "local"  # the T4 pick was replaced by a type that fits
-    back = train_tab.on_family("SDXL", service.default_config("flux"), inst["value"])[-1]
-    assert "ml.g4dn.xlarge" in [train_tab.instance_value(lb) for lb in back["choices"]]
+    assert train_form.instance_value(inst["value"]) == "local"  # the T4 pick was replaced by a type that fits
+    back = train_form.on_family("SDXL", service.default_config("flux"), inst["value"])[-1]
+    assert "ml.g4dn.xlarge" in [train_form.instance_value(lb) for lb in back["choices"]]

@@ -71,7 +71,7 @@ def test_a_lora_from_the_lora_folder_of_the_right_family_is_offered_and_others_a
 
 
 def test_the_form_offers_continue_training_and_sends_the_choice(job_env, fake_trainer, monkeypatch):
-    from cloudlora.ui import continue_panel, train_tab
+    from cloudlora.ui import continue_panel, train_form
 
     fake_trainer(steps=2, delay=0.01)
     first = _wait(service.create_job(_spec(job_env, "formjob"))["id"])
@@ -81,7 +81,7 @@ def test_the_form_offers_continue_training_and_sends_the_choice(job_env, fake_tr
     sent = {}
     monkeypatch.setattr(service, "create_job", lambda spec, settings: sent.setdefault("spec", spec) and
                         {"id": "x", "status": "Queued"})
-    train_tab.create_job("Local (this machine)", "SD 1.5", job_env.model, job_env.dataset, "formjob-continued",
+    train_form.create_job("Local (this machine)", "SD 1.5", job_env.model, job_env.dataset, "formjob-continued",
                          service.default_config("sd15"), False, 48, 24, "Cloud LoRA trainer image", "", "tok",
                          f"job:{first['id']}")
     assert sent["spec"].continue_from == f"job:{first['id']}"

@@ -66,7 +66,8 @@ def test_a_stopped_job_resumed_from_the_tab_ends_with_the_same_lora_as_an_uninte
     stopped = _wait_for(job["id"], ("Stopped", "Completed", "Failed"), timeout=300)
     assert stopped["status"] == "Stopped", stopped["failure"]
     assert 3 <= stopped["step"] < STEPS
-    assert train_jobs.job_details(job["id"])[-1]["visible"] is True, "the tab shows Resume for a stopped job"
+    resume = train_jobs.OUTPUTS.index("resume")
+    assert train_jobs.job_details(job["id"])[resume]["visible"] is True, "the tab shows Resume for a stopped job"
 
     message = train_jobs.resume_job(job["id"])  # what the Resume button runs
     assert "continues from its last checkpoint" in message, message
@@ -79,7 +80,7 @@ def test_a_stopped_job_resumed_from_the_tab_ends_with_the_same_lora_as_an_uninte
                            job_env.store_dir / "jobs" / straight["id"] / "model" / "straight.safetensors",
                            job_env.store_dir / "jobs" / job["id"] / "model" / "resumed.safetensors")
     assert moved > 0 and worst < 1e-5 * max(1.0, moved), f"the resumed LoRA differs by {worst}"
-    assert train_jobs.job_details(job["id"])[-1]["visible"] is False, "a completed job is not resumable"
+    assert train_jobs.job_details(job["id"])[resume]["visible"] is False, "a completed job is not resumable"
 
 
 def test_a_stopped_sagemaker_job_resumes_over_rest_as_a_new_job_from_the_old_checkpoints(

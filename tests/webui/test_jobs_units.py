@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from cloudlora.jobs import estimate, events, failures, instances
+from cloudlora.jobs import estimate, events, failures, instances, service
 from cloudlora.library import pull
 
 
@@ -49,6 +49,24 @@ def test_the_estimate_counts_steps_like_sd_scripts_and_prices_the_instance():
     local = estimate.estimate("max_train_steps = 300", family="sd15", images_per_epoch=60, instance_type="local",
                               backend="local")
     assert (local.steps, local.seconds, local.cost_usd) == (300, None, None) and "no cloud cost" in local.note
+
+
+def test_a_local_estimate_on_a_machine_without_a_gpu_says_it_trains_on_the_cpu_and_how_slowly(monkeypatch):
+    from cloudlora.jobs import local_gpu, service
+
+    monkeypatch.setattr(local_gpu, "describe", lambda: "")  # this machine: no nvidia-smi, no Apple silicon
+    monkeypatch.setattr(local_gpu, "cpu_cores", lambda: 8)
+    sd15 = service.estimate_job(config="max_train_steps = 1000\ntrain_batch_size = 2\n", family="sd15",
+                                dataset="", instance_type="local", backend="local", spot=False)
+    assert "trains on the CPU (8 cores)" in sd15["summary"] and "depends on" not in sd15["summary"]
+    assert 3600 < sd15["seconds"] < 7 * 24 * 3600, "hours, not minutes: 1000 SD 1.5 steps on 8 CPU cores"
+    sdxl = service.estimate_job(config="max_train_steps = 1000\n", family="sdxl", dataset="",
+                                instance_type="local", backend="local", spot=False)
+    assert sdxl["seconds"] > sd15["seconds"] and "SDXL on a CPU also needs" in sdxl["summary"] and "SageMaker" in sdxl["summary"]
+    monkeypatch.setattr(local_gpu, "describe", lambda: "NVIDIA A10G")
+    gpu = service.estimate_job(config="max_train_steps = 1000\n", family="sd15", dataset="",
+                               instance_type="local", backend="local", spot=False)
+    assert gpu["seconds"] is None and "on NVIDIA A10G" in gpu["summary"]
 
 
 def test_the_catalogue_lists_every_instance_the_tab_offers_with_gpu_vram_and_price():
@@ -108,16 +126,30 @@ def test_open_tensorboard_serves_the_events_on_loopback_and_stops_with_the_webui
 
 
 def test_every_instance_label_in_the_tab_maps_back_to_its_type():
-    from cloudlora.ui import train_tab
+    from cloudlora.ui import train_form
 
-    assert [train_tab.instance_value(i.describe()) for i in instances.CATALOGUE] == instances.names()
+    assert [train_form.instance_value(i.describe()) for i in instances.CATALOGUE] == instances.names()
 
 
 def test_create_in_the_tab_shows_a_missing_model_inline_and_keeps_the_form_token():
-    from cloudlora.ui import train_tab
+    from cloudlora.ui import train_form
 
-    msg, token, _selected = train_tab.create_job("Local (this machine)", "SD 1.5", None, "demo", "x",
+    msg, token, _selected, _config = train_form.create_job("Local (this machine)", "SD 1.5", None, "demo", "x",
                                                  "max_train_steps = 10\n", True, 48, 24,
                                                  "Cloud LoRA trainer image", "", "token-7")
-    assert msg.startswith("❌ No model chosen.") and "**Fix:**" in msg
+    assert msg.startswith("✗ No model chosen.") and "**Fix:**" in msg
     assert token == "token-7", "a refused submit keeps the token, so a retry is still one job"
+
+
+def test_create_takes_the_fields_the_user_typed_but_not_fields_a_pasted_toml_has_not_reached_yet():
+    from cloudlora.ui import train_form
+
+    toml = service.default_config("sd15")
+    synced = train_form.knob_initial(toml)  # what the fields were last given: max_train_steps 1000
+    fields = [synced[k] for k in train_form.KNOBS]
+    typed = list(fields)
+    typed[train_form.KNOBS.index("max_train_steps")] = "11"  # typed, the field still focused
+    out = train_form._with_fields(toml, "sd15", tuple(typed), synced)
+    assert "max_train_steps = 11" in out
+    pasted = toml.replace("max_train_steps = 1000", "max_train_steps = 2")  # the fields still show 1000
+    assert train_form._with_fields(pasted, "sd15", tuple(fields), synced) == pasted
