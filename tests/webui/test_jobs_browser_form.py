@@ -46,6 +46,7 @@ def test_the_first_click_on_create_acts_on_the_values_typed_even_while_a_field_h
     _pick(page, "cloudlora_train_dataset", job_env.dataset)
     expect(_md(page, "cloudlora_estimate")).to_contain_text("steps")
     panel = _md(page, "cloudlora_job_status")
+    known: set[str] = set()
     for n, steps in enumerate(("11", "12", "13"), start=1):
         field = _field(page, "max_train_steps")
         field.fill(steps)  # typed, still focused: no Tab, no Enter
@@ -53,8 +54,10 @@ def test_the_first_click_on_create_acts_on_the_values_typed_even_while_a_field_h
         page.locator("#cloudlora_create_job").click()
         _wait_for_jobs(page, n)
         expect(page.locator("#cloudlora_create_job")).to_be_enabled(timeout=30_000)
-        newest = max(service.list_jobs(refresh=False), key=lambda j: j["created"])
-        expect(panel).to_contain_text(newest["id"], timeout=30_000)  # and it is the job shown
+        # The job this click made (creation times have whole seconds, and clicks can share one).
+        (new,) = {j["id"] for j in service.list_jobs(refresh=False)} - known
+        known.add(new)
+        expect(panel).to_contain_text(new, timeout=30_000)  # and it is the job shown
     assert _steps_of_each_job() == [11, 12, 13], "one job per click, each with the value typed"
 
 
