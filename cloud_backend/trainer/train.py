@@ -76,9 +76,11 @@ def _time_ids(entries, device) -> torch.Tensor:
 
 class Trainer:
     def __init__(self, cfg, paths: RunPaths, *, device: torch.device | None = None, log=None, stop_flag=None,
-                 cpu_autocast: bool = False, started: float | None = None):
-        """started: time.perf_counter() when the process began work (the time to first step counts from it)."""
+                 cpu_autocast: bool = False, started: float | None = None, fast: bool = True):
+        """started: time.perf_counter() when the process began work (the time to first step counts from it).
+        fast: the fused LoRA / compute-dtype norm path (fast_path.py); False runs peft's own layers."""
         self.cpu_autocast = cpu_autocast
+        self.fast = fast
         self.cfg = cfg
         self.paths = paths
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -214,6 +216,9 @@ class Trainer:
         self.scheduler = build_scheduler(cfg.lr_scheduler, self.optimizer, cfg.warmup_steps(self.total_steps),
                                          self.total_steps, cfg.lr_scheduler_num_cycles, cfg.lr_scheduler_power)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.autocast_dtype == torch.float16 else None
+        if self.fast:
+            from . import fast_path
+            fast_path.apply(c, self.optimizer, self.autocast_dtype, self.log)
 
     # --- one micro-batch
     def _text(self, captions: list[str]):
@@ -251,6 +256,10 @@ class Trainer:
         noise, timesteps = noise.to(self.device), timesteps.to(self.device)
         noisy = c.noise_scheduler.add_noise(latents, noise, timesteps)
         hidden, pooled = self._text([e.caption for e in entries])
+        if self.fast and self.autocast_dtype is not None:
+            # Cast once here, not in each of the UNet's cross-attention k/v projections (140 in SDXL, twice with
+            # checkpointing): autocast would cast it to this very dtype in every one.
+            hidden = hidden.to(self.autocast_dtype)
         kwargs = {}
         if c.family == "sdxl":
             kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": _time_ids(entries, self.device)}
