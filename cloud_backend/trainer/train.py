@@ -167,7 +167,8 @@ class Trainer:
             self.text_cache = encode.TextCache()
             captions = [data_mod.process_caption(ex.caption, cfg, random.Random(0), 1) for ex in all_examples]
             captions += [ex.caption for ex in held_out]
-            self.text_cache.fill(c, captions, cfg.clip_skip, self.device)
+            with self._autocast():  # the encoders are in the compute dtype: run them as the steps would
+                self.text_cache.fill(c, captions, cfg.clip_skip, self.device)
         # What the steps never use now leaves the GPU until a sample needs it.
         self.placement = placement.Placement(c, self.device, placement.idle_during_steps(
             cfg, latents_cached=self.latents is not None, text_cached=self.text_cache is not None))
