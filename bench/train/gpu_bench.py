@@ -49,7 +49,8 @@ except ImportError:  # a bare checkout (the GPU machine): the import names from 
 from cloudlora_backend.trainer import archs, config, data, fused_lora, norms  # noqa: E402
 from cloudlora_backend.trainer.lora import UNET_TARGETS  # noqa: E402
 from cloudlora_backend.trainer.models import make_noise_scheduler  # noqa: E402
-from cloudlora_backend.trainer.train import RunPaths, Trainer, _snr_weights  # noqa: E402
+from cloudlora_backend.trainer.noise import snr_weights  # noqa: E402
+from cloudlora_backend.trainer.train import RunPaths, Trainer  # noqa: E402
 
 TFLOP = {("sd15", False): 1.75, ("sd15", True): 2.40, ("sdxl", False): 14.4, ("sdxl", True): 20.5}
 SIZE = {"sd15": 512, "sdxl": 1024}
@@ -239,7 +240,7 @@ def bare_step_fn(family: str, unet, params, opt, batch: int, device: torch.devic
         with torch.autocast(device.type, dtype=torch.bfloat16):
             pred = unet(noisy, t, ctx, **kwargs).sample
         loss = torch.nn.functional.mse_loss(pred.float(), noise, reduction="none").mean([1, 2, 3])
-        (loss * _snr_weights(sched, t, 5.0, False)).mean().backward()
+        (loss * snr_weights(sched, t, 5.0, False)).mean().backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
     return step
