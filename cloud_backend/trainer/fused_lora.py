@@ -9,7 +9,8 @@ whenever the fp32 masters changed (the optimizer stepped, a checkpoint was resto
 cast twice per call; the masters still receive fp32 gradients and stay what the optimizer, the checkpoint and the
 Kohya writer see. A layer becomes a `FusedLoraLinear` by a class swap: it keeps peft's own forward for anything the
 fused path does not cover (several or disabled adapters, merged weights, dropout, DoRA and other variants, extra
-forward arguments), and other layer kinds (LoCon's Conv2d, ...) are never swapped.
+forward arguments), and other layer kinds (LoCon's Conv2d, ...) are never swapped. Forward pre-hooks on a layer
+(the trainer's DoRA, dora.py, scales the input in one) run before the fused forward exactly as before peft's.
 
 With the compute dtype equal to the masters' (fp32 on a CPU) no copy is made; the saving is then the fused ops.
 """

@@ -185,6 +185,7 @@ def test_the_first_20_steps_lose_what_peft_s_path_loses_and_the_lora_loads_fully
     assert max(rel[:3]) < first and max(rel) < 2e-2, [f"{r:.1e}" for r in rel]
     moved = max(float(p.detach().abs().max()) for k, p in fast_t.params.items() if "lora_B" in k)
     assert moved > 0, "nothing trained"
+    peft_t.session_id = fast_t.session_id = 1  # what run() sets before it saves
     lora_a = peft_t.save_lora(tmp_path / "peft.safetensors", 20, 0.0)
     lora_b = fast_t.save_lora(tmp_path / "fast.safetensors", 20, 0.0)
     counts = assert_a1111_loadable(lora_b, load_components(model, arch))
@@ -195,3 +196,21 @@ def test_the_first_20_steps_lose_what_peft_s_path_loses_and_the_lora_loads_fully
     # The same weights up to that drift: at most about lr (1e-3) per step apart, against what training moved them.
     worst_w = max(float((ta[k] - tb[k]).abs().max()) for k in ta if "lora_up" in k)
     assert worst_w < 20 * 1e-3 and worst_w < moved, (worst_w, moved)
+
+
+@pytest.mark.parametrize("network,fused", [
+    # LoCon: the resnets' time_emb_proj linears join (182 fused); the 3x3 convolutions stay peft's
+    ('network_args = ["conv_dim=4", "conv_alpha=2"]\n', 182),
+    # DoRA (dora.py) scales each layer's input in a forward pre-hook: it runs before the fused forward as before peft's
+    ('network_module = "lycoris.kohya"\nnetwork_args = ["dora_wd=True"]\n', 160),
+], ids=["locon", "dora"])
+def test_locon_and_dora_train_the_same_with_the_fast_path_on(network, fused, tmp_path, tiny_sd15_path):
+    toml = network + "network_dim = 4\nnetwork_alpha = 2\nlearning_rate = 1e-3\nunet_lr = 1e-3\nmax_train_steps = 3\n"
+    peft_t = _trainer(tmp_path / "peft", "sd15", tiny_sd15_path, False, toml, False)
+    fast_t = _trainer(tmp_path / "fast", "sd15", tiny_sd15_path, True, toml, False)
+    assert sum(isinstance(m, fused_lora.FusedLoraLinear) for m in fast_t.components.unet.modules()) == fused
+    assert fast_t.params.keys() == peft_t.params.keys()
+    batches = data.epoch_batches(peft_t.data, peft_t.cfg, 1, peft_t.cfg.train_batch_size)
+    for i in range(3):
+        a, b = _step(peft_t, batches[i % len(batches)], i), _step(fast_t, batches[i % len(batches)], i)
+        assert abs(a - b) <= 1e-6 * abs(a), (i, a, b)
