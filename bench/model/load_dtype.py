@@ -7,6 +7,7 @@ the memory a load really allocates). On the CPU both paths convert on the CPU; o
 fp16 tensors to the GPU and casts them there, which no CPU figure shows.
 
     .venv/trainer/bin/python bench/model/load_dtype.py [--families sd15 sdxl] [--repeat 2] [--dir /tmp/cloudlora-bench]
+    .venv/trainer/bin/python bench/model/load_dtype.py --tiny --repeat 5    # the tiny test models instead
 
 SDXL's old path needs about 14 GB of anonymous memory; it is skipped (and said so) when the machine has less than
 that plus 4 GB available.
@@ -79,6 +80,7 @@ def main() -> None:
     ap.add_argument("--families", nargs="+", default=["sd15", "sdxl"])
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--dir", default="/tmp/cloudlora-bench")
+    ap.add_argument("--tiny", action="store_true", help="the tiny test checkpoints (.cache/tiny) instead")
     ap.add_argument("--child", nargs=2, metavar=("PATH", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -91,13 +93,19 @@ def main() -> None:
     results = {}
     for family in args.families:
         path = Path(args.dir) / f"random-{family}-full.safetensors"
-        if not path.exists():
+        if args.tiny:
+            from cloudlora_backend.trainer.tiny import is_current, make_tiny_checkpoint
+
+            path = ROOT / ".cache" / "tiny" / f"tiny-{family}.safetensors"
+            if not is_current(path, family):
+                make_tiny_checkpoint(family, path)
+        elif not path.exists():
             t = time.perf_counter()
             full_size.write(path, family, "stream")
             print(f"wrote {path} ({path.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - t:.0f} s", flush=True)
         subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)  # page cache warm
         modes = ["old", "new"]
-        if available_gb() < OLD_ANON_GB[family] + 4:
+        if not args.tiny and available_gb() < OLD_ANON_GB[family] + 4:
             print(f"{family}: old path skipped: {available_gb():.1f} GB available, it needs about "
                   f"{OLD_ANON_GB[family]:.0f} GB + 4 GB of headroom", flush=True)
             modes = ["new"]
@@ -114,7 +122,7 @@ def main() -> None:
     for family, r in results.items():
         for mode, runs in r["runs"].items():
             label = "fp32, then cast to bf16 (before)" if mode == "old" else "straight to bf16, VAE fp32 (now)"
-            print(f"| {family} ({r['file_gb']:.2f} GB fp16 file) | {label} "
+            print(f"| {'tiny ' if args.tiny else ''}{family} ({r['file_gb']:.3f} GB fp16 file) | {label} "
                   f"| {statistics.median(x['seconds'] for x in runs):.1f} s "
                   f"| {max(x['peak_rss_gib'] for x in runs):.2f} GiB | {max(x['peak_anon_gib'] for x in runs):.2f} GiB "
                   f"| {runs[0]['model_bytes_gib']:.2f} GiB |")
