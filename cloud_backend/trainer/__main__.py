@@ -19,7 +19,8 @@ Outputs:
     output/effective-config.toml                    the config as trained (defaults and overrides applied)
     checkpoints/state.pt  resumable state; a run finding one continues from its step
     cache/                latents on disk, generated class images
-stdout: one line per step, `step=120/1000 loss=0.0831 lr=0.0001 it/s=3.2`, flushed.
+stdout: one line per step, `step=120/1000 loss=0.0831 lr=0.0001 it/s=3.2`, flushed; at the end a summary of time
+        and peak GPU/host memory per phase, and the same as one `phases={...}` JSON line (phases.py).
 
 Exit codes:
     0    completed: the LoRA is in model/
@@ -35,6 +36,7 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -206,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default="/opt/ml", help="the job folder (default /opt/ml)")
     args = parser.parse_args(argv)
     root = Path(args.root)
+    started = time.perf_counter()  # before torch and diffusers import: the time to first step counts them
     stop = {"flag": False}
 
     def on_term(signum, _frame):
@@ -218,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg, paths = prepare(root)
         if cfg.family == "flux":
             from .flux.train import FluxTrainer as Trainer
-        trainer = Trainer(cfg, paths, stop_flag=lambda: stop["flag"])
+        trainer = Trainer(cfg, paths, stop_flag=lambda: stop["flag"], started=started)
         trainer.setup()
         result = trainer.run()
         print(f"done: {result.lora} ({result.steps} steps, final loss {result.final_loss:.4f})", flush=True)

@@ -3,6 +3,10 @@
 Single files are read once (memory-mapped) and each component is converted with diffusers' own single-file
 converters against the shipped configs in arch/ (full size or tiny, picked by tensor shapes), so nothing ever
 touches the hub. The tokenizers are built from open_clip's BPE file (tokenizer.py).
+
+Each component is built straight in the dtype and on the device it trains in: on a GPU the UNet's tensors go to the
+GPU as they are in the file (fp16) and are cast there, so the CPU never converts the 2.6 B SDXL UNet weights and
+never holds an fp32 copy of the model (the old path made one: fp16 file -> fp32 on the CPU -> GPU -> bf16).
 """
 from __future__ import annotations
 
@@ -139,7 +143,19 @@ def _missing_parts(family: str, keys, need_vae: bool) -> list[str]:
             if root not in present and (need_vae or part != "VAE")]
 
 
-def _load_single_file(path: Path, family: str | None, dtype: torch.dtype, need_vae: bool = True):
+def _stage(checkpoint: dict, root: str, device: torch.device, dtype: torch.dtype) -> None:
+    """Puts the floating-point tensors under `root` on `device` in `dtype`, one tensor at a time, in place.
+
+    Moved first, then cast: on a GPU the cast runs there. Already staged tensors make diffusers' own `.to(dtype)`
+    and `.to(device)` no-ops, so the model's parameters are these very tensors (no second copy)."""
+    for key in [k for k in checkpoint if k.startswith(root)]:
+        value = checkpoint[key]
+        if value.is_floating_point():
+            checkpoint[key] = value.to(device).to(dtype)
+
+
+def _load_single_file(path: Path, family: str | None, dtype: torch.dtype, need_vae: bool = True,
+                      vae_dtype: torch.dtype | None = None, device: torch.device | None = None):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
@@ -169,16 +185,28 @@ def _load_single_file(path: Path, family: str | None, dtype: torch.dtype, need_v
     if folder is None:
         raise ModelLoadError(f"{path} has {family} keys but layer widths that match neither the real {family} "
                              "architecture nor the tiny test one.")
-    common = dict(config=str(folder), local_files_only=True, torch_dtype=dtype)
+    device = torch.device(device or "cpu")
+    vae_dtype = vae_dtype or dtype
+    roots = PART_ROOTS[family]
+    _stage(checkpoint, roots["UNet"], device, dtype)
+    _stage(checkpoint, roots["VAE"], device, vae_dtype)
+    # diffusers builds text encoders on the CPU whatever the tensors' device: staged there, then moved once.
+    for part, root in roots.items():
+        if part not in ("UNet", "VAE"):
+            _stage(checkpoint, root, torch.device("cpu"), dtype)
+    common = dict(config=str(folder), local_files_only=True)
     classes = [("text_encoder", CLIPTextModel)]
     if family == "sdxl":
         classes.append(("text_encoder_2", CLIPTextModelWithProjection))
     try:
         with _quiet_cast_warning():
-            unet = UNet2DConditionModel.from_single_file(checkpoint, subfolder="unet", **common)
-            vae = AutoencoderKL.from_single_file(checkpoint, subfolder="vae", **common) if need_vae else None
+            unet = UNet2DConditionModel.from_single_file(checkpoint, subfolder="unet", torch_dtype=dtype,
+                                                         device=device, **common)
+            vae = AutoencoderKL.from_single_file(checkpoint, subfolder="vae", torch_dtype=vae_dtype, device=device,
+                                                 **common) if need_vae else None
         with _no_weight_init():  # every weight comes from the checkpoint: random init is wasted time
-            encoders = [create_diffusers_clip_model_from_ldm(cls, checkpoint, subfolder=sub, **common)
+            encoders = [create_diffusers_clip_model_from_ldm(cls, checkpoint, subfolder=sub, torch_dtype=dtype,
+                                                             **common).to(device)
                         for sub, cls in classes]
     except Exception as err:  # noqa: BLE001 - diffusers raises KeyError/ValueError/RuntimeError/its own errors
         raise ModelLoadError(f"{path} could not be converted as a {family} checkpoint: {err}") from err
@@ -188,7 +216,8 @@ def _load_single_file(path: Path, family: str | None, dtype: torch.dtype, need_v
     return family, folder, unet, vae, encoders
 
 
-def _load_diffusers_folder(path: Path, family: str | None, dtype: torch.dtype):
+def _load_diffusers_folder(path: Path, family: str | None, dtype: torch.dtype, vae_dtype: torch.dtype | None = None,
+                           device: torch.device | None = None):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
@@ -203,7 +232,7 @@ def _load_diffusers_folder(path: Path, family: str | None, dtype: torch.dtype):
     common = dict(local_files_only=True, torch_dtype=dtype, low_cpu_mem_usage=True)
     try:
         unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **common)
-        vae = AutoencoderKL.from_pretrained(path, subfolder="vae", **common)
+        vae = AutoencoderKL.from_pretrained(path, subfolder="vae", **{**common, "torch_dtype": vae_dtype or dtype})
         import transformers
 
         # transformers >= 4.56 names it `dtype`; older versions only know `torch_dtype`.
@@ -214,6 +243,9 @@ def _load_diffusers_folder(path: Path, family: str | None, dtype: torch.dtype):
             encoders.append(CLIPTextModelWithProjection.from_pretrained(path, subfolder="text_encoder_2", **te_kwargs))
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"{path} is not a complete diffusers {family} folder: {err}") from err
+    if device is not None:
+        for model in [unet, vae, *encoders]:
+            model.to(device)
     return family, path, unet, vae, encoders
 
 
@@ -256,26 +288,32 @@ def make_noise_scheduler(prediction_type: str = "epsilon"):
 
 
 def load_components(model_path: Path | str, family: str | None = None, vae_path: Path | str | None = None,
-                    dtype: torch.dtype = torch.float32, tokenizer_cache: Path | str | None = None) -> Components:
+                    dtype: torch.dtype = torch.float32, tokenizer_cache: Path | str | None = None, *,
+                    vae_dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Components:
     """Loads UNet, VAE, text encoders and tokenizers of an SD1.5/SDXL base model, offline.
 
-    family: "sd15" | "sdxl", or None to detect it from the keys. vae_path: an optional separate VAE. The models are
-    returned in eval mode with gradients off; the caller decides what trains.
+    family: "sd15" | "sdxl", or None to detect it from the keys. vae_path: an optional separate VAE. dtype: the
+    UNet's and text encoders' dtype (and the VAE's unless vae_dtype is given). device: where the models are built
+    (default the CPU). The models are returned in eval mode with gradients off; the caller decides what trains.
     """
+    device = torch.device(device) if device is not None else None
     path = Path(model_path)
     if family not in (None, "", *archs.FAMILIES):
         raise ModelLoadError(f"unknown model family {family!r}; expected sd15 or sdxl.")
     if not path.exists():
         raise ModelLoadError(f"the base model {path} does not exist.")
     if path.is_dir():
-        family, folder, unet, vae, encoders = _load_diffusers_folder(path, family or None, dtype)
+        family, folder, unet, vae, encoders = _load_diffusers_folder(path, family or None, dtype, vae_dtype, device)
     elif path.suffix.lower() in SINGLE_FILE_SUFFIXES:
         # With a separate VAE the checkpoint's own VAE is never converted (and may be absent).
-        family, folder, unet, vae, encoders = _load_single_file(path, family or None, dtype, need_vae=not vae_path)
+        family, folder, unet, vae, encoders = _load_single_file(path, family or None, dtype, need_vae=not vae_path,
+                                                                vae_dtype=vae_dtype, device=device)
     else:
         raise ModelLoadError(f"{path} is neither a diffusers folder nor a .safetensors/.ckpt checkpoint.")
     if vae_path:
-        vae = load_vae(vae_path, Path(folder) if not path.is_dir() else path, dtype)
+        vae = load_vae(vae_path, Path(folder) if not path.is_dir() else path, vae_dtype or dtype)
+        if device is not None:
+            vae.to(device)
     for model in [unet, vae, *encoders]:
         model.requires_grad_(False)
         model.eval()

@@ -1,7 +1,13 @@
 """Sample images during training: Kohya's prompt-line syntax (--n negative, --w, --h, --s steps, --l CFG, --d seed,
---g FLUX.1's embedded guidance; parsed in prompt_lines.py) rendered with the model being trained, saved as PNG."""
+--g FLUX.1's embedded guidance; parsed in prompt_lines.py) rendered with the model being trained, saved as PNG.
+
+The denoising runs under the training's autocast; the VAE decode does not: it runs in the VAE's own dtype (fp32),
+so an fp16 GPU (a T4) never overflows the SDXL VAE into NaNs, and images larger than TILE_PX are decoded in
+overlapping TILE_PX tiles, so the decode's peak memory is that of a 512 px image whatever the sample size.
+"""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -26,6 +32,41 @@ def make_scheduler(sampler: str, base_scheduler):
     return cls.from_config(base_scheduler.config, steps_offset=1)
 
 
+TILE_PX = 512
+
+
+@contextlib.contextmanager
+def tiled(vae, tile_px: int = TILE_PX):
+    """diffusers' tiled VAE decode with tile_px tiles (its own default is the config's sample_size: 1024 for SDXL,
+    so a 1024 px sample would not be tiled). A VAE without diffusers' tiling attributes decodes whole."""
+    names = ("use_tiling", "tile_sample_min_size", "tile_latent_min_size")
+    if not all(hasattr(vae, n) for n in names):
+        yield
+        return
+    saved = [getattr(vae, n) for n in names]
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    vae.use_tiling, vae.tile_sample_min_size, vae.tile_latent_min_size = True, tile_px, tile_px // factor
+    try:
+        yield
+    finally:
+        for n, v in zip(names, saved):
+            setattr(vae, n, v)
+
+
+@torch.no_grad()
+def decode(pipeline, latents: torch.Tensor, tile_px: int = TILE_PX):
+    """Latents from the pipeline (output_type="latent") -> a PIL image, as the pipeline would decode them, but in
+    the VAE's dtype without autocast, tiled above tile_px."""
+    from .encode import latent_scale
+
+    vae = pipeline.vae
+    scale, shift = latent_scale(vae)
+    z = latents.to(vae.device, vae.dtype) / scale + shift
+    with torch.autocast(z.device.type, enabled=False), tiled(vae, tile_px):
+        image = vae.decode(z).sample
+    return pipeline.image_processor.postprocess(image.float(), output_type="pil")[0]
+
+
 @torch.no_grad()
 def render(pipeline, prompts: list[SamplePrompt], out_dir: Path, stem: str, default_size: tuple[int, int],
            seed: int, device, autocast_dtype=None) -> list[Path]:
@@ -42,9 +83,10 @@ def render(pipeline, prompts: list[SamplePrompt], out_dir: Path, stem: str, defa
             h = (sp.height or default_size[1]) // 8 * 8
             gen = torch.Generator(device="cpu").manual_seed(sp.seed if sp.seed is not None else seed + i)
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                image = pipeline(prompt=sp.prompt, negative_prompt=sp.negative or None, width=w, height=h,
-                                 num_inference_steps=sp.steps, guidance_scale=sp.cfg_scale, generator=gen,
-                                 output_type="pil").images[0]
+                latents = pipeline(prompt=sp.prompt, negative_prompt=sp.negative or None, width=w, height=h,
+                                   num_inference_steps=sp.steps, guidance_scale=sp.cfg_scale, generator=gen,
+                                   output_type="latent").images
+            image = decode(pipeline, latents)
             path = out_dir / f"{stem}_{i:02d}.png"
             image.save(path)
             paths.append(path)

@@ -5,6 +5,7 @@ index), and the checkpoint holds LoRA weights, optimizer, lr schedule, GradScale
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import sys
@@ -16,8 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint, data as data_mod, encode, masks, noise as noise_mod, outputs, sampling, validation
+from . import checkpoint, data as data_mod, encode, masks, noise as noise_mod, outputs, placement, sampling, validation
 from .optim import build_optimizer, build_scheduler
+from .phases import PhaseClock
 from .precision import pick_precision  # noqa: F401 - part of this module's interface
 from .progress import Progress
 
@@ -74,13 +76,17 @@ def _time_ids(entries, device) -> torch.Tensor:
 
 class Trainer:
     def __init__(self, cfg, paths: RunPaths, *, device: torch.device | None = None, log=None, stop_flag=None,
-                 cpu_autocast: bool = False):
+                 cpu_autocast: bool = False, started: float | None = None, fast: bool = True):
+        """started: time.perf_counter() when the process began work (the time to first step counts from it).
+        fast: the fused LoRA / compute-dtype norm path (fast_path.py); False runs peft's own layers."""
         self.cpu_autocast = cpu_autocast
+        self.fast = fast
         self.cfg = cfg
         self.paths = paths
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.log = log or (lambda msg: print(msg, flush=True))
         self.stop_flag = stop_flag or (lambda: False)
+        self.clock = PhaseClock(self.device, started)
 
     # --- setup
     def setup(self) -> None:
@@ -90,7 +96,8 @@ class Trainer:
         self.autocast_dtype = pick_precision(cfg.mixed_precision, self.device, self.log, self.cpu_autocast)
         self.data = data_mod.build(paths.dataset, cfg, [])  # fail fast on the dataset, before the model loads
         t0 = time.time()
-        self.components = self.load_components()
+        with self.clock.phase("load"):
+            self.components = self.load_components()
         c = self.components
         self.log(f"loaded {c.family} model {c.model_name} in {time.time() - t0:.1f}s")
         noise_mod.configure(self)
@@ -104,7 +111,8 @@ class Trainer:
         class_prompt = cfg.class_prompt
         if cfg.prior_preservation or paths.reg:
             from .prior import ensure_class_images
-            gen_dir = ensure_class_images(self, reg_dirs, class_prompt or self._layout_class_prompt())
+            with self.clock.phase("class images"):
+                gen_dir = ensure_class_images(self, reg_dirs, class_prompt or self._layout_class_prompt())
             if gen_dir is not None:
                 reg_dirs.append(gen_dir)
         if reg_dirs:
@@ -118,13 +126,17 @@ class Trainer:
         self.masks = masks.MaskCache(cfg) if masks.enabled(cfg) else None
         self.log(f"dataset: {len(self.data.examples)} images x repeats = {sum(self.data.repeats)} per epoch, "
                  f"{len(self.data.reg_examples)} class images, buckets {dict(sorted(self.data.buckets.items()))}")
-        self._setup_caches()
-        self._setup_lora()
+        with self.clock.phase("cache"):
+            self._setup_caches()
+        with self.clock.phase("setup"):
+            self._setup_lora()
 
     def load_components(self):
-        """The base model's parts (families with their own loader override this)."""
+        """The base model's parts (families with their own loader override this): straight into the compute dtype
+        on the device; the VAE stays fp32 (exact latents, no fp16 overflow)."""
         from .models import load_components
-        return load_components(self.paths.model, self.cfg.family, self.paths.vae)
+        return load_components(self.paths.model, self.cfg.family, self.paths.vae,
+                               dtype=self.autocast_dtype or torch.float32, vae_dtype=torch.float32, device=self.device)
 
     def place_models(self) -> None:
         c = self.components
@@ -155,7 +167,12 @@ class Trainer:
             self.text_cache = encode.TextCache()
             captions = [data_mod.process_caption(ex.caption, cfg, random.Random(0), 1) for ex in all_examples]
             captions += [ex.caption for ex in held_out]
-            self.text_cache.fill(c, captions, cfg.clip_skip, self.device)
+            with self._autocast():  # the encoders are in the compute dtype: run them as the steps would
+                self.text_cache.fill(c, captions, cfg.clip_skip, self.device)
+        # What the steps never use now leaves the GPU until a sample needs it.
+        self.placement = placement.Placement(c, self.device, placement.idle_during_steps(
+            cfg, latents_cached=self.latents is not None, text_cached=self.text_cache is not None))
+        self.placement.offload()
 
     def _setup_lora(self) -> None:
         from . import network_setup
@@ -200,6 +217,9 @@ class Trainer:
         self.scheduler = build_scheduler(cfg.lr_scheduler, self.optimizer, cfg.warmup_steps(self.total_steps),
                                          self.total_steps, cfg.lr_scheduler_num_cycles, cfg.lr_scheduler_power)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.autocast_dtype == torch.float16 else None
+        if self.fast:
+            from . import fast_path
+            fast_path.apply(c, self.optimizer, self.autocast_dtype, self.log)
 
     # --- one micro-batch
     def _text(self, captions: list[str]):
@@ -237,6 +257,10 @@ class Trainer:
         noise, timesteps = noise.to(self.device), timesteps.to(self.device)
         noisy = c.noise_scheduler.add_noise(latents, noise, timesteps)
         hidden, pooled = self._text([e.caption for e in entries])
+        if self.fast and self.autocast_dtype is not None:
+            # Cast once here, not in each of the UNet's cross-attention k/v projections (140 in SDXL, twice with
+            # checkpointing): autocast would cast it to this very dtype in every one.
+            hidden = hidden.to(self.autocast_dtype)
         kwargs = {}
         if c.family == "sdxl":
             kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": _time_ids(entries, self.device)}
@@ -262,7 +286,16 @@ class Trainer:
                 "batch": cfg.train_batch_size, "accum": cfg.gradient_accumulation_steps,
                 "network": [cfg.network.kind, cfg.network.conv_dim, len(self.params)]}
 
+    def log_phases(self) -> None:
+        """The closing summary: time, peak GPU memory and peak RSS per phase; then the `phases=` JSON line."""
+        for line in self.clock.summary():
+            self.log(line)
+
     def save_checkpoint(self, step: int, epoch_losses) -> None:
+        with self.clock.phase("save"):
+            self._save_checkpoint(step, epoch_losses)
+
+    def _save_checkpoint(self, step: int, epoch_losses) -> None:
         checkpoint.save(self.paths.checkpoints, step=step, params=self.params, optimizer=self.optimizer,
                         scheduler=self.scheduler, scaler=self.scaler, fingerprint=self.fingerprint(),
                         epoch_losses=epoch_losses,
@@ -312,6 +345,7 @@ class Trainer:
             first = k * accum
             micros = range(first, min(first + accum, self.batches_per_epoch))
             t_step = time.time()
+            self.clock.begin("steps")
             self.optimizer.zero_grad(set_to_none=True)
             step_loss = 0.0
             if epoch not in epoch_cache:
@@ -333,6 +367,8 @@ class Trainer:
             else:
                 self.optimizer.step()
             self.scheduler.step()
+            self.clock.end("steps")
+            self.clock.step_done()
             step += 1
             step_times = (step_times + [time.time() - t_step])[-20:]
             losses.append(step_loss)
@@ -347,12 +383,15 @@ class Trainer:
             epoch_end = epoch_no if step % self.steps_per_epoch == 0 else (
                 math.ceil(step / self.steps_per_epoch) if step == self.total_steps else None)
             if self.validator.due(step, epoch_end):
-                validation.validate(self, board, step, epoch_end, sum(epoch_losses) / len(epoch_losses))
+                with self.clock.phase("validation"):
+                    validation.validate(self, board, step, epoch_end, sum(epoch_losses) / len(epoch_losses))
             if step % self.steps_per_epoch == 0:
                 board.epoch(epoch_no, sum(epoch_losses) / len(epoch_losses))
                 epoch_losses = []
                 if cfg.save_every_n_epochs and epoch_no % cfg.save_every_n_epochs == 0 and step < self.total_steps:
-                    self.save_lora(paths.model_dir / f"{paths.output_name}-{epoch_no:06d}.safetensors", step, started)
+                    with self.clock.phase("save"):
+                        self.save_lora(paths.model_dir / f"{paths.output_name}-{epoch_no:06d}.safetensors", step,
+                                       started)
                 if cfg.sample_every_n_epochs and prompts and epoch_no % cfg.sample_every_n_epochs == 0:
                     samples += self.sample(prompts, f"e{epoch_no:06d}")
             if cfg.sample_every_n_steps and prompts and step % cfg.sample_every_n_steps == 0:
@@ -364,12 +403,15 @@ class Trainer:
                 self.save_checkpoint(step, epoch_losses)
                 board.close()
                 progress.close()
+                self.log_phases()
                 raise Stopped(step)
         progress.close()
         validation.report_best(self, step)
-        lora = self.save_lora(paths.model_dir / f"{paths.output_name}.safetensors", step, started)
+        with self.clock.phase("save"):
+            lora = self.save_lora(paths.model_dir / f"{paths.output_name}.safetensors", step, started)
         samples += self.finish(prompts, samples, step)
         board.close()
+        self.log_phases()
         return RunResult(lora, step, losses[-1] if losses else float("nan"), losses, samples)
 
     # --- outputs
@@ -382,7 +424,8 @@ class Trainer:
         return outputs.save_lora(path, self.components, self.cfg, facts)
 
     def sample(self, prompts, stem: str) -> list[Path]:
-        return self.sample_base(prompts, self.paths.model_dir / "samples", stem, self.cfg.seed)
+        with self.clock.phase("samples"):
+            return self.sample_base(prompts, self.paths.model_dir / "samples", stem, self.cfg.seed)
 
     def sample_base(self, prompts, out_dir: Path, stem: str, seed: int) -> list[Path]:
         """Renders prompts with the model as it is now (base model before the LoRA is added)."""
@@ -390,8 +433,10 @@ class Trainer:
         c = self.components
         pipe = build_pipeline(c, sampling.make_scheduler(self.cfg.sample_sampler, c.noise_scheduler))
         pipe.set_progress_bar_config(disable=True)
-        return sampling.render(pipe, prompts, out_dir, stem, self.cfg.resolution_wh, seed, self.device,
-                               self.autocast_dtype)
+        placed = getattr(self, "placement", None)
+        with placed.everything_on_device() if placed else contextlib.nullcontext():
+            return sampling.render(pipe, prompts, out_dir, stem, self.cfg.resolution_wh, seed, self.device,
+                                   self.autocast_dtype)
 
     def finish(self, prompts, samples: list[Path], step: int) -> list[Path]:
         """Sidecar and preview: the last sample, or one render of the trigger words when there are no prompts."""
@@ -400,9 +445,14 @@ class Trainer:
             trigger = sampling.SamplePrompt(", ".join(self.data.triggers) or p.output_name, steps=20)
             new = self.sample(prompts[-1:] or [trigger], "final")
         last = (samples + new)[-1]
+        with self.clock.phase("save"):
+            self._write_preview_and_sidecar(last, step)
+        return new
+
+    def _write_preview_and_sidecar(self, last: Path, step: int) -> None:
+        p = self.paths
         outputs.write_preview(p.model_dir / f"{p.output_name}.preview.png", last)
         outputs.write_sidecar(p.model_dir / f"{p.output_name}.json", family=self.components.family,
                               triggers=self.data.triggers, output_name=p.output_name,
                               model_name=self.components.model_name, dataset_name=p.dataset_name, steps=step,
                               cfg=self.cfg)
-        return new

@@ -99,6 +99,12 @@ def cmd_show(args) -> int:
         print(f"  why: {job['explanation']['message']}")
         if job["explanation"].get("fix"):
             print(f"  fix: {job['explanation']['fix']}")
+    if job.get("phases"):
+        from ..jobs import phases
+
+        print("  --- where the time went (phase, time, share, peak GPU, peak host) ---")
+        for row in phases.table(job["phases"]):
+            print("  " + "  ".join(row))
     if job["log_tail"]:
         print("  --- log tail ---")
         for line in job["log_tail"][-15:]:

@@ -21,7 +21,7 @@ from ..errors import UserError
 from ..settings import Settings, data_dir
 from ..store.base import AlreadyExists
 from . import estimate as estimate_mod
-from . import best_epoch, events, failures, local, outputs, progress, records
+from . import best_epoch, events, failures, local, outputs, phases, progress, records
 from .records import TERMINAL, JobRecord
 from .spec import JobSpec, normalise, validate
 
@@ -375,6 +375,7 @@ def get_job(job_id: str, settings: Settings | None = None, *, log_lines: int = 2
                outputs=[str(p) for p in lora_files], explanation=None, config=rec.spec.config,
                best_epoch=best_epoch.of_job(rec, lora_files))
     out["progress"] = progress.progress(out, tail)
+    out["phases"] = phases.parse(tail_text)  # where a finished run's time and memory went (None while running)
     if rec.status == "Failed":
         exp = failures.explain(rec.failure, "\n".join(tail[-60:]), instance_type=rec.spec.instance_type)
         out["explanation"] = exp.as_dict() if exp else None

@@ -14,6 +14,7 @@ import gradio as gr
 
 from .. import settings as settings_mod
 from ..errors import UserError
+from . import phase_view
 
 LIST_HEADERS = ["ID", "LoRA", "Model", "Dataset", "Instance", "Status", "Step", "Elapsed", "Cost"]
 _COLOURS = {"Completed": "#2e7d32", "Failed": "#c62828", "Stopped": "#757575"}
@@ -163,7 +164,7 @@ def job_details(job_id, picked=None, seen=None):
     outputs = [o.rsplit("/", 1)[-1] for o in j.get("outputs") or []]
     final = f"{j['lora_name']}.safetensors" if f"{j['lora_name']}.safetensors" in outputs else \
         (outputs[-1] if outputs else None)
-    return [panel_html(j), log, plot, samples, _explanation(j), use_text,
+    return [panel_html(j), log, plot, samples, _explanation(j) + phase_view.section(j), use_text,
             gr.update(visible=running), gr.update(visible=not running),
             gr.update(visible=j["status"] == "Completed" or bool(outputs)), gr.update(visible=True),
             gr.update(visible=bool(outputs), choices=outputs, value=picked if picked in outputs else final),

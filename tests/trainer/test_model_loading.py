@@ -178,3 +178,16 @@ def test_an_old_sd1_checkpoint_without_clips_text_model_level_loads_the_same(tmp
     a, b = load_components(path), load_components(tiny_sd15_path)
     for (name, x), y in zip(a.text_encoders[0].state_dict().items(), b.text_encoders[0].state_dict().values()):
         assert torch.equal(x, y), name
+
+
+def test_a_model_loads_straight_into_the_compute_dtype_on_its_device_with_the_vae_in_fp32(tiny_sdxl_path):
+    """What a GPU run does (bf16 UNet and text encoders, fp32 VAE), here on the CPU: the same values as loading in
+    fp32 and casting, without the fp32 copy."""
+    full = load_components(tiny_sdxl_path)
+    half = load_components(tiny_sdxl_path, dtype=torch.bfloat16, vae_dtype=torch.float32, device="cpu")
+    assert {p.dtype for m in [half.unet, *half.text_encoders] for p in m.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in half.vae.parameters()} == {torch.float32}
+    assert {p.device.type for m in [half.unet, half.vae, *half.text_encoders] for p in m.parameters()} == {"cpu"}
+    for a, b in [(full.unet, half.unet), (full.vae, half.vae)] + list(zip(full.text_encoders, half.text_encoders)):
+        for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+            assert torch.equal(p.to(q.dtype), q), name

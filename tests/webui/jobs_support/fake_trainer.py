@@ -8,7 +8,8 @@ of the job's family) and <output_name>-000001 on success. Behaviour from the env
 FAKE_DELAY seconds per step (default 0.2), FAKE_FAIL (a failure text), FAKE_CRASH_ON_STOP (a SIGTERM makes it crash,
 exit 4, instead of checkpointing), FAKE_OUTLIVE_RUNNER (it drops the parent-death signal, like a trainer on a system
 without one, so it outlives a killed runner), FAKE_VALIDATION ("0.5,0.3,0.4": a validation loss per epoch, logged as the trainer does, with an epoch file for each
-epoch but the last). The network channel's file, if any, is named in the log.
+epoch but the last), FAKE_TAIL (lines printed at the end of a successful run, e.g. the trainer's closing `phases=`
+summary). The network channel's file, if any, is named in the log.
 """
 import json
 import os
@@ -98,4 +99,6 @@ if not validation:
 from PIL import Image  # noqa: E402
 
 Image.new("RGB", (16, 16), (200, 60, 40)).save(model / "samples" / "final_00.png")
+for line in os.environ.get("FAKE_TAIL", "").splitlines():
+    print(line, flush=True)
 print("done", flush=True)
