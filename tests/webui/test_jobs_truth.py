@@ -137,8 +137,12 @@ def test_a_job_whose_runner_and_trainer_were_both_killed_is_an_orphan_that_can_s
     fake_trainer(steps=150, delay=0.1)
     job = service.create_job(_spec(job_env))
     _wait_for(job["id"], ("Training",))
-    for name in ("trainer.pid", "runner.pid"):  # the trainer first: it gets no chance to checkpoint
-        os.kill(_pid(job_env, job["id"], name), signal.SIGKILL)
+    # Both die with no word: the runner is frozen first, so it cannot record the trainer's death in between (a race
+    # a loaded machine lost), then the trainer (no chance to checkpoint), then the runner.
+    runner, trainer = _pid(job_env, job["id"], "runner.pid"), _pid(job_env, job["id"], "trainer.pid")
+    os.kill(runner, signal.SIGSTOP)
+    os.kill(trainer, signal.SIGKILL)
+    os.kill(runner, signal.SIGKILL)
     failed = _wait_for(job["id"], ("Failed",), timeout=20)
     assert failed["secondary_status"] == "Orphaned"
     assert "gone without recording an exit status" in failed["failure"] and "from step 0" in failed["failure"]
