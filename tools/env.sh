@@ -35,7 +35,7 @@ env_webui() {
 }
 
 # The test tools of .venv/host (tests/host): what the suite itself imports, nothing of this project's dependencies.
-HOST_TEST_TOOLS='pytest>=7.4,<9 playwright>=1.40,<2'
+HOST_TEST_TOOLS='pytest>=7.4,<9 pytest-timeout>=2.3,<3 playwright>=1.40,<2'
 
 env_host() {  # .venv/host: a WebUI venv as A1111 1.10.1 leaves it, WITHOUT this project (tests/host installs it as A1111 does)
   local v="$VENVS/host" want
@@ -65,7 +65,7 @@ _trainer_venv() {  # _trainer_venv DIR STAMP-INPUT REQUIREMENTS-FILE: torch 2.13
   # torch first and pinned: an unpinned torch would pull several GB of CUDA packages. Then the requirements with
   # torch held where it is (the lock never moves an installed torch).
   _pip "$v/bin/python" -m pip install -q "torch==2.13.0"
-  _pip "$v/bin/python" -m pip install -q -r "$reqs" "torch==2.13.0" "pytest>=7.4,<9"
+  _pip "$v/bin/python" -m pip install -q -r "$reqs" "torch==2.13.0" "pytest>=7.4,<9" "pytest-timeout>=2.3,<3"
   # The project itself for the tests and `cloudlora` (boto3, platformdirs), with every locked package kept.
   _pip "$v/bin/python" -m pip install -q -c "$reqs" -c <(echo "torch==2.13.0") -e "$ROOT"
   _pip "$v/bin/python" -m pip check >/dev/null || { "$v/bin/python" -m pip check; return 1; }

@@ -67,7 +67,7 @@ def test_a_profile_that_needs_an_mfa_code_is_refused_without_prompting(tmp_path)
     env.update(AWS_CONFIG_FILE=str(config), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "credentials"),
                AWS_PROFILE="admin", AWS_EC2_METADATA_DISABLED="true", HOME=str(tmp_path),
                AWS_ENDPOINT_URL="http://127.0.0.1:9")  # nothing may leave the machine, even if it tried
-    run = subprocess.run([sys.executable, "-m", "cloudlora", "doctor", "--json"], capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-m", "cloudlora", "doctor", "--json", "--backend", "sagemaker"], capture_output=True, text=True,
                          env=env, stdin=subprocess.DEVNULL, timeout=120, start_new_session=True)  # no terminal
     assert run.returncode == 1, run.stderr
     creds = next(c for c in json.loads(run.stdout)["checks"] if c["name"] == "aws credentials")

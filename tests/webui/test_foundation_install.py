@@ -56,7 +56,9 @@ def pinned_venv():
         if not (venv / ".complete").exists():
             subprocess.run([_base_python(), "-m", "venv", "--clear", str(venv)], check=True)
             pip = [_python(venv), "-m", "pip", "install", "-q"]
-            subprocess.run(pip + ["pip>=23", "setuptools>=64,<70", "wheel"], check=True)
+            # --upgrade, as tools/env.sh does: the pip that `venv` bundles (23.0 on Python 3.10) backtracks for
+            # hours over huggingface_hub's dependencies on these pins; a current pip resolves them in seconds.
+            subprocess.run(pip + ["--upgrade", "pip>=23", "setuptools>=64,<70", "wheel"], check=True)
             subprocess.run(pip + ["-r", str(PINS)], check=True)
             (venv / ".complete").write_text("ok")
         yield venv
