@@ -19,6 +19,7 @@ from cloudlora_backend.trainer import layout as L
 from ..errors import UserError
 from . import claims, transfer
 from .dataset_check import Report, check_dataset
+from .image_check import sha256_file
 from .models import check_name, now_iso, safe_name
 
 THREADS = 8
@@ -48,14 +49,6 @@ def dataset_files(report: Report) -> list[tuple[str, Path]]:
     for rel in filter(None, extra):
         files[rel] = root / rel
     return sorted(files.items())
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def dataset_sha256(hashes: list[tuple[str, str]]) -> str:
@@ -90,7 +83,7 @@ def upload_dataset(store, path: Path | str, name: str | None = None,
     for rel, p in files:
         if cancel is not None and cancel.is_set():
             raise transfer.Cancelled("cancelled")
-        hashes.append((rel, _sha256(p)))
+        hashes.append((rel, sha256_file(p)))
         hasher.add(p.stat().st_size, item=rel, file_done=True)
     digest = dataset_sha256(hashes)
     old = _manifest_or_none(store, name)

@@ -46,7 +46,8 @@ def not_a_file(path: Path) -> str | None:
 _big_decode = threading.Lock()  # one large decode at a time bounds the check's memory
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The file's SHA-256, read in 1 MiB pieces."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -65,7 +66,7 @@ def check_image(path: Path) -> tuple[str | None, tuple[int, int] | None, str]:
         return f"not-a-file: {kind}", None, ""
     if os.path.getsize(path) == 0:
         return "corrupt: the file is empty: 0 bytes", None, ""
-    digest = _sha256_file(path)
+    digest = sha256_file(path)
     try:
         with Image.open(path) as img:
             size, fmt = img.size, img.format
