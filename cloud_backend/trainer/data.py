@@ -213,20 +213,24 @@ def batches_per_epoch(data: TrainData, batch_size: int) -> int:
     return sum(-(-c // batch_size) for c in counts.values())
 
 
+def fit_to_bucket(im: Image.Image, ex: Example, flip: bool, resample) -> Image.Image:
+    """The example's image geometry: resized to its placement, centre-cropped to its bucket, flipped if asked. The
+    pixels and the loss mask go through this one function, so they always line up."""
+    rw, rh = ex.placement.resized
+    if im.size != (rw, rh):
+        im = im.resize((rw, rh), resample)
+    bw, bh = ex.placement.bucket
+    left, top = (rw - bw) // 2, (rh - bh) // 2
+    im = im.crop((left, top, left + bw, top + bh))
+    return im.transpose(Image.FLIP_LEFT_RIGHT) if flip else im
+
+
 def load_pixels(ex: Example, flip: bool) -> np.ndarray:
     """The image resized and centre-cropped to its bucket, as float32 CHW in [-1, 1]."""
     try:
         with Image.open(ex.image) as im:
             im = im.convert("RGB")
-            rw, rh = ex.placement.resized
-            if im.size != (rw, rh):
-                im = im.resize((rw, rh), Image.LANCZOS)
-            bw, bh = ex.placement.bucket
-            left, top = (rw - bw) // 2, (rh - bh) // 2
-            im = im.crop((left, top, left + bw, top + bh))
-            if flip:
-                im = im.transpose(Image.FLIP_LEFT_RIGHT)
-            arr = np.asarray(im, dtype=np.float32)
+            arr = np.asarray(fit_to_bucket(im, ex, flip, Image.LANCZOS), dtype=np.float32)
     except (UnidentifiedImageError, OSError) as err:
         raise DatasetError(f"Image {ex.image} cannot be decoded ({err}); remove it or re-save it.") from err
     return (arr / 127.5 - 1.0).transpose(2, 0, 1).copy()

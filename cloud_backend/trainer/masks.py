@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .data import DatasetError, Example
+from .data import DatasetError, Example, fit_to_bucket
 from .layout import IMAGE_EXTS
 
 
@@ -51,15 +51,8 @@ def check(examples: list[Example], cfg) -> None:
 
 
 def _to_bucket(im: Image.Image, example: Example, flip: bool) -> np.ndarray:
-    """The same resize + centre crop + flip as data.load_pixels, for one channel."""
-    rw, rh = example.placement.resized
-    if im.size != (rw, rh):
-        im = im.resize((rw, rh), Image.BILINEAR)
-    bw, bh = example.placement.bucket
-    left, top = (rw - bw) // 2, (rh - bh) // 2
-    im = im.crop((left, top, left + bw, top + bh))
-    if flip:
-        im = im.transpose(Image.FLIP_LEFT_RIGHT)
+    """One channel through the same resize + centre crop + flip as the pixels (data.fit_to_bucket)."""
+    im = fit_to_bucket(im, example, flip, Image.BILINEAR)
     return np.asarray(im, dtype=np.float32) / 255.0
 
 

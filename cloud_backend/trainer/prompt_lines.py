@@ -26,27 +26,19 @@ class PromptError(ValueError):
     pass
 
 
+_OPTIONS = {"n": ("negative", str), "w": ("width", int), "h": ("height", int), "s": ("steps", int),
+            "l": ("cfg_scale", float), "d": ("seed", int), "g": ("guidance", float)}  # flag -> (field, type)
+
+
 def parse_prompt_line(line: str) -> SamplePrompt:
     """'a cat --n blurry --w 512 --h 768 --s 28 --l 6.5 --d 7' -> SamplePrompt. Raises PromptError."""
     parts = OPTION_RE.split(" " + line.strip())
     sp = SamplePrompt(prompt=parts[0].strip())
     for flag, value in zip(parts[1::2], parts[2::2]):
         value = value.strip()
+        attr, kind = _OPTIONS[flag]
         try:
-            if flag == "n":
-                sp.negative = value
-            elif flag == "w":
-                sp.width = int(value)
-            elif flag == "h":
-                sp.height = int(value)
-            elif flag == "s":
-                sp.steps = int(value)
-            elif flag == "l":
-                sp.cfg_scale = float(value)
-            elif flag == "d":
-                sp.seed = int(value)
-            elif flag == "g":
-                sp.guidance = float(value)
+            setattr(sp, attr, kind(value))
         except ValueError as err:
             raise PromptError(f"sample prompt {line!r}: --{flag} {value!r} is not a number") from err
     if not sp.prompt:
