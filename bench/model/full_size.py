@@ -21,22 +21,14 @@ _DTYPES = {torch.float16: "F16", torch.float32: "F32", torch.int64: "I64", torch
 
 def build_models(family: str, device="meta", dtype=torch.float16, tiny: bool = False):
     """(unet, vae, text_encoders) of the shipped configs, default-initialised on `device` (no values on meta)."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
     folder = archs.arch_dir(family, tiny)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
         with torch.device(device):
-            unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder / "unet"))
-            vae = AutoencoderKL.from_config(AutoencoderKL.load_config(folder / "vae"))
-            encoders = [CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder"))]
-            if family == "sdxl":
-                encoders.append(CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(folder / "text_encoder_2")))
+            return archs.models_from_configs(folder, family)
     finally:
         torch.set_default_dtype(previous)
-    return unet, vae, encoders
 
 
 def _random_like(key: str, t: torch.Tensor, g: torch.Generator) -> torch.Tensor:

@@ -28,6 +28,21 @@ def arch_dir(family: str, tiny: bool = False) -> Path:
     return ARCH_ROOT / (f"{family}-tiny" if tiny else family)
 
 
+def models_from_configs(folder: Path, family: str):
+    """(unet, vae, text_encoders) built from a shipped config folder, default-initialised with torch's current
+    default dtype, device and RNG (tiny.py seeds them for the tests; bench/model/full_size.py picks dtype and
+    device). The text encoders: CLIP-L, plus OpenCLIP bigG with its projection for SDXL."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder / "unet"))
+    vae = AutoencoderKL.from_config(AutoencoderKL.load_config(folder / "vae"))
+    encoders = [CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder"))]
+    if family == "sdxl":
+        encoders.append(CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(folder / "text_encoder_2")))
+    return unet, vae, encoders
+
+
 def read_config(folder: Path, sub: str) -> dict:
     name = "scheduler_config.json" if sub == "scheduler" else "config.json"
     return json.loads((folder / sub / name).read_text(encoding="utf-8"))

@@ -2,7 +2,8 @@
 
 Same blocks, layers per block, transformer depths and text-encoder depths as the real models (so the LoRA key sets
 are identical), tiny widths (the `*-tiny` configs in arch/). Written in the A1111 single-file layout.
-Deterministic: the same seed and torch version give the same file.
+Deterministic: the same seed and torch version give the same tensors (safetensors orders the header's metadata keys
+as it likes, so the bytes may differ).
 """
 from __future__ import annotations
 
@@ -19,23 +20,15 @@ ARCHES = ("sd15", "sdxl", "flux")  # flux: flux/tiny.py (an all-in-one FLUX.1 fi
 
 def build_tiny_models(arch: str, seed: int = 0):
     """(unet, vae, text_encoders) with random weights from the tiny config of `arch`."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
     if arch not in ARCHES:
         raise ValueError(f"unknown arch {arch!r}; expected one of {', '.join(ARCHES)}")
     folder = archs.arch_dir(arch, tiny=True)
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder / "unet"))
-        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(folder / "vae"))
-        encoders = [CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder"))]
-        if arch == "sdxl":
-            encoders.append(CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(folder / "text_encoder_2")))
+        return archs.models_from_configs(folder, arch)
     finally:
         torch.random.set_rng_state(generator_state)
-    return unet, vae, encoders
 
 
 def arch_digest(arch: str) -> str:
