@@ -49,21 +49,33 @@ class Refusal:
         return {"message": self.message, "fix": self.fix}
 
 
+_HOST_RE = re.compile(r"(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?\.?))(?::(?P<port>[0-9]{1,5}))?")
+
+
+def parse_host(value: str, scheme: str = "http") -> tuple[str, int | None] | None:
+    """A Host header (or an origin's authority) as (name, port), or None when it is not exactly one host.
+
+    Strict on purpose: 'localhost:7860@evil.com', 'a b', two hosts, userinfo, an empty value or a port that is not
+    ASCII digits are no host at all (a lenient split read the first as 'localhost'). No port: the scheme's default."""
+    m = _HOST_RE.fullmatch((value or "").strip().lower())
+    if not m:
+        return None
+    port = int(m.group("port")) if m.group("port") else DEFAULT_PORTS.get(scheme)
+    if port is not None and not 0 < port < 65536:
+        return None
+    if m.group("v6") is not None:
+        try:
+            ipaddress.IPv6Address(m.group("v6"))
+        except ValueError:
+            return None
+        return m.group("v6"), port
+    return m.group("name").rstrip("."), port
+
+
 def split_host(value: str, scheme: str = "http") -> tuple[str, int | None]:
-    """'Example.com:7860' -> ('example.com', 7860); '[::1]:80' -> ('::1', 80); no port -> the scheme's default."""
-    value = (value or "").strip().lower()
-    port: int | None = DEFAULT_PORTS.get(scheme)
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        if rest.startswith(":") and rest[1:].isdigit():
-            port = int(rest[1:])
-        return host, port
-    if value.count(":") == 1:
-        host, _, p = value.partition(":")
-        if p.isdigit():
-            return host, int(p)
-        return host, port
-    return value, port
+    """'Example.com:7860' -> ('example.com', 7860); '[::1]:80' -> ('::1', 80); no port -> the scheme's default;
+    anything that is not exactly one host -> ('', None), which no policy allows."""
+    return parse_host(value, scheme) or ("", None)
 
 
 def _is_ip(host: str) -> bool:
@@ -86,36 +98,53 @@ def _origin_parts(origin: str) -> tuple[str, str, int | None] | None:
     m = re.fullmatch(r"(https?)://([^/?#]+)/?", origin.strip().lower())
     if not m:
         return None
-    host, port = split_host(m.group(2), m.group(1))
-    return m.group(1), host, port
+    parsed = parse_host(m.group(2), m.group(1))
+    return None if parsed is None else (m.group(1), *parsed)
 
 
-def same_origin(origin: str, host_header: str) -> bool:
-    """Is `origin` the page of the server this request was sent to (by its Host header)?"""
+def _http_scheme(scheme: str) -> str:
+    """A websocket's page is http(s): ws -> http, wss -> https."""
+    return {"ws": "http", "wss": "https"}.get((scheme or "http").lower(), (scheme or "http").lower())
+
+
+def same_origin(origin: str, host_header: str, scheme: str | None = None, proxied: bool = False) -> bool:
+    """Is `origin` the page of the server this request was sent to (by its Host header and, when given, the
+    request's own scheme)? `proxied`: the Host is a name the user configured for a proxy in front (--share, a LAN
+    name), which may end TLS, so an https page may reach this http server through it."""
     parts = _origin_parts(origin)
     if parts is None or not host_header:  # "null" (a sandboxed frame, a file:// page) is never the same origin
         return False
+    if scheme is not None and parts[0] != _http_scheme(scheme) and not (proxied and parts[0] == "https"):
+        return False  # https://127.0.0.1:PORT is another origin than http://127.0.0.1:PORT
     return (parts[1], parts[2]) == split_host(host_header, parts[0])
 
 
 def refusal(policy: Policy, method: str, headers: Mapping[str, str], scheme: str = "http", *,
-            require_json: bool = True) -> Refusal | None:
+            require_json: bool = True, own_port: int | None = None) -> Refusal | None:
     """Why this request must be refused, or None. `headers`: lower-case names. require_json=False leaves out the
-    JSON rule (gradio's own routes take forms and uploads; there the token cookie, SameSite=Lax, does that job)."""
+    JSON rule (gradio's own routes take forms and uploads; there the token cookie, SameSite=Lax, does that job).
+    `own_port`: the port this server listens on, which the Host must name (the standalone app; inside the WebUI a
+    proxy or --share may front another port)."""
     host_header = headers.get("host", "")
-    host, _port = split_host(host_header, scheme)
-    if host_header and not host_allowed(policy, host):
+    parsed = parse_host(host_header, _http_scheme(scheme))
+    host = parsed[0] if parsed else host_header.strip().lower()
+    if parsed is None or not host_allowed(policy, host):
         return Refusal(403, f"This server does not answer to the name '{host}' (only this machine's own addresses).",
                        "Open it as http://127.0.0.1:PORT. A name of your own (a LAN name, a proxy) goes into "
                        "CLOUDLORA_ALLOWED_HOSTS (comma-separated) or the allowed_hosts setting.")
+    if own_port is not None and parsed[1] != own_port:
+        return Refusal(403, f"This server listens on port {own_port}, not {parsed[1]} (the Host header).",
+                       f"Open it as http://127.0.0.1:{own_port}.")
     origin = headers.get("origin")
-    site = headers.get("sec-fetch-site", "")
+    # Browsers send these values in lower case; a client that does not is compared the same way.
+    site = headers.get("sec-fetch-site", "").strip().lower()
     trusted = origin is not None and origin.strip().lower().rstrip("/") in policy.origins
-    if origin is not None and not trusted and not same_origin(origin, host_header):
+    proxied = not _is_ip(host) and host not in LOOPBACK_NAMES
+    if origin is not None and not trusted and not same_origin(origin, host_header, scheme, proxied):
         return Refusal(403, f"Requests from another web page ({origin}) are refused.",
                        "Call the API from a script or from this app's own page; a front-end of your own needs its "
                        "origin in the WebUI's --cors-allow-origins.")
-    if site in ("cross-site", "same-site") and not trusted:
+    if site not in ("", "same-origin", "none") and not trusted:  # cross-site, same-site, or anything unknown
         return Refusal(403, "Requests from another web page are refused.",
                        "Call the API from a script or from this app's own page.")
     if require_json and method.upper() == "POST":

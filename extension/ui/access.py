@@ -23,9 +23,9 @@ TOKEN_ENV = "CLOUDLORA_UI_TOKEN"
 HEADER = "x-cloudlora-token"  # lower-case, as ASGI gives header names
 HEADER_NAME = "X-CloudLoRA-Token"
 POLICY = guard.Policy(ip_hosts=False)  # bound to 127.0.0.1: loopback names and addresses only
-# What gradio 3.41 asks of its own server without any credential: the launch ping (idempotent) and the queue's
-# iterator reset (it sends no credential there; the Host and Origin checks still apply).
-OPEN_PATHS = frozenset({"/startup-events", "/reset", "/reset/"})
+# gradio's launch() pings this route of its own server without any credential (and ignores the answer): it is
+# refused like every other route, and start_gradio() sends the ping again with the token.
+STARTUP_PATH = "/startup-events"
 
 
 class Access:
@@ -95,7 +95,9 @@ class AccessMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         path = scope.get("path", "")
         method = scope.get("method", "GET")
-        found = guard.refusal(POLICY, method, headers, require_json=False)
+        server = scope.get("server") or ("", None)
+        found = guard.refusal(POLICY, method, headers, scope.get("scheme", "http"), require_json=False,
+                              own_port=server[1])
         if found is None:
             found, redirect = self._credential(scope, headers, path, method)
             if redirect is not None:
@@ -132,11 +134,21 @@ class AccessMiddleware:
         queue_token = getattr(scope.get("app"), "queue_token", None)  # gradio 3's queue calling /api/predict
         if queue_token and _bearer(headers.get("authorization"), queue_token):
             return None, None
-        if path in OPEN_PATHS:
-            return None, None
         return guard.Refusal(401, "This is a private Cloud LoRA Trainer app: open the address `cloudlora ui` printed "
                                   "(it ends with ?token=...).",
                              f"Scripts send the token in the {HEADER_NAME} header (CLOUDLORA_UI_TOKEN sets it)."), None
+
+
+def start_gradio(local_url: str, access: Access, timeout: float = 30) -> bool:
+    """Runs gradio's startup events (its queue) with the token: launch()'s own ping carried none and was refused.
+    True when gradio started them now, False when they ran already."""
+    import urllib.request
+
+    url = local_url.split("?", 1)[0].rstrip("/") + STARTUP_PATH
+    request = urllib.request.Request(url, headers={HEADER_NAME: access.token})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1 never goes through a proxy
+    with opener.open(request, timeout=timeout) as r:
+        return json.loads(r.read() or b"false") is True
 
 
 def cookie_name(scope) -> str:

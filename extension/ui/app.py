@@ -80,6 +80,7 @@ def serve(port: int | None = None, api_auth: str | None = None, block: bool = Tr
                               show_error=True, inbrowser=False, share=False, quiet=True,
                               **access.launch_kwargs(gate))
     access.protect(app)
+    access.start_gradio(url, gate)
     api.mount(app, api_auth, access.POLICY)
     from ..webui import cap_graceful_shutdown  # imports no `modules.*` at module level
 
