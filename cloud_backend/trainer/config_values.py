@@ -2,6 +2,7 @@
 and allowed values, and how values are shown in messages (as TOML, e.g. true, "x")."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import tomlkit
@@ -33,6 +34,39 @@ def _num_from_str(v):
     return int(f) if f.is_integer() and "." not in v and "e" not in v.lower() else f
 
 
+def not_finite(name: str, v) -> str | None:
+    """The one check every numeric field passes through (TOML, REST, form, CLI): NaN and +-infinity are refused by
+    name. NaN compares false with every bound, so range checks alone let it through (a paid job trains a NaN LoRA)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return f"{name} = {'nan' if math.isnan(v) else ('inf' if v > 0 else '-inf')} is not a finite number; " \
+               "NaN and infinity are refused"
+    return None
+
+
+def finite_number(name: str, v, *, integer: bool = False, lo: float | None = None, hi: float | None = None):
+    """A numeric field outside the TOML (a request body, a form, a flag) as a finite number, or ValueError naming
+    the field: not a number, NaN, infinity, not whole when `integer`, or outside [lo, hi]."""
+    if isinstance(v, str):
+        parsed = _num_from_str(v.strip())
+        if parsed is None:
+            raise ValueError(f"{name} = {v!r} is not a number")
+        v = parsed
+    if not _is_num(v):
+        raise ValueError(f"{name} = {v!r} is not a number")
+    err = not_finite(name, float(v))
+    if err:
+        raise ValueError(err)
+    if integer:
+        if isinstance(v, float) and not v.is_integer():
+            raise ValueError(f"{name} = {v!r} must be a whole number")
+        v = int(v)
+    if lo is not None and v < lo:
+        raise ValueError(f"{name} = {v!r} is too small: it must be >= {lo:g}")
+    if hi is not None and v > hi:
+        raise ValueError(f"{name} = {v!r} is too large: it must be <= {hi:g}")
+    return v
+
+
 def _range_error(o: Option, v) -> str | None:
     lo, hi = o.min, o.max
     if lo is not None and (v < lo or (o.min_exclusive and v <= lo)):
@@ -58,6 +92,8 @@ def normalise_value(o: Option, v) -> tuple[Any, str | None, str | None]:
             v = _num_from_str(v)
         if not _is_num(v):
             return v, f"{o.name} = {show(v)} must be {'a whole number' if k == 'int' else 'a number'}", None
+        if not_finite(o.name, v):
+            return v, not_finite(o.name, v), None
         if k == "int":
             if isinstance(v, float) and not v.is_integer():
                 return v, f"{o.name} = {show(v)} must be a whole number", None
@@ -75,6 +111,8 @@ def normalise_value(o: Option, v) -> tuple[Any, str | None, str | None]:
                 x = float(x)
             if not _is_num(x):
                 return v, f"{o.name} = {show(v)} must be a number or a list of two numbers", None
+            if not_finite(o.name, x):
+                return v, not_finite(o.name, x), None
             err = _range_error(o, float(x))
             if err:
                 return v, err, None

@@ -254,13 +254,13 @@ def from_images(images: list[Path | str], trigger: str, repeats: int | str = 10,
                 captions: dict[str, str] | None = None) -> Path:
     """Builds <new folder>/<repeats>_<trigger>/ with copies of the images (and their .txt captions when given or
     lying beside them); returns the new dataset root."""
+    from cloudlora_backend.trainer.config_values import finite_number
+
     trigger = check_trigger(trigger)
-    try:
-        repeats = int(repeats)
-    except (TypeError, ValueError):
-        repeats = 0
-    if repeats < 1:
-        raise UserError(f"Repeats must be a positive whole number, not {repeats!r}.", "Use e.g. 10.")
+    try:  # the one numeric check (NaN and infinity refused by name), as every other numeric field
+        repeats = finite_number("repeats", repeats, integer=True, lo=1, hi=L.MAX_REPEATS)
+    except ValueError as err:
+        raise UserError(f"Repeats must be a whole number from 1 to {L.MAX_REPEATS}: {err}.", "Use e.g. 10.") from err
     files = [Path(p) for p in images]
     if not files:
         raise UserError("No images were given.", "Drop or pick the images first.")

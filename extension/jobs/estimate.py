@@ -137,9 +137,30 @@ def _local(total: int, epochs: float, per_epoch: int, config: dict, family: str,
     return Estimate(total, epochs, per_epoch, seconds, None, None, note)
 
 
+def refuse_what_the_check_refuses(config_text_or_dict, family: str) -> None:
+    """An estimate of a config that could never run (max_train_steps = -5, learning_rate = nan, 1e30 steps) is no
+    estimate: the config check's errors are raised, as job creation would raise them."""
+    from cloudlora_backend.trainer import config as kohya_config
+
+    from ..errors import UserError
+
+    if isinstance(config_text_or_dict, str):
+        text = config_text_or_dict
+    else:
+        import tomlkit
+
+        text = tomlkit.dumps(dict(config_text_or_dict))
+    report = kohya_config.check(text, family)
+    if report.errors:
+        raise UserError("No estimate: the config has problems: " + "; ".join(report.errors) + ".",
+                        "Fix them (Format config Params / `cloudlora config check FILE` lists them all).")
+
+
 def estimate(config_text_or_dict, *, family: str, images_per_epoch: int, instance_type: str,
              backend: str, spot: bool = False, local_gpu: str | None = None, cpu_cores: int = 1) -> Estimate:
-    """local_gpu: the local GPU's name, "" for none (the CPU trains: the time is estimated), None for unknown."""
+    """local_gpu: the local GPU's name, "" for none (the CPU trains: the time is estimated), None for unknown.
+    Raises UserError for a config the config check refuses."""
+    refuse_what_the_check_refuses(config_text_or_dict, family)
     config = flatten(config_text_or_dict)
     total, per_epoch, epochs = steps(config, images_per_epoch)
     if backend == "local":
