@@ -18,6 +18,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 TAG = "[Cloud LoRA Trainer]"
+
+
+def _load_system():
+    """extension/system.py, the one place the platform is read, loaded by path (the package is not importable yet)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_cloudlora_install_system", ROOT / "extension" / "system.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+WINDOWS = _load_system().WINDOWS
 HOST_PINS = ["gradio", "fastapi", "pydantic", "numpy", "Pillow", "protobuf", "transformers", "torch"]
 NEVER = {"sagemaker"}  # needs pydantic 2, which breaks A1111's fastapi 0.94
 
@@ -179,8 +192,30 @@ def host_constraints(exclude: set[str]) -> list[str]:
     return lines
 
 
+def commandline_args() -> list[str]:
+    """COMMANDLINE_ARGS split as the user's shell would: Windows rules there (`--lora-dir "D:\\Loras\\"` is not an
+    unclosed quote); never an exception (a malformed line gives its plain words)."""
+    text = os.environ.get("COMMANDLINE_ARGS", "")
+    try:
+        return [a.strip('"') for a in shlex.split(text, posix=False)] if WINDOWS else shlex.split(text)
+    except ValueError:
+        return text.split()
+
+
+def fix_command(missing: list[str]) -> str:
+    """The pip command for the user to paste into their shell: POSIX quoting, or cmd.exe's on Windows.
+
+    cmd.exe knows no `'...'`, and outside double quotes `<` `>` in a specifier are redirections (a file `=1.34,`
+    appears) and a space in the venv's path splits it. subprocess.list2cmdline quotes only spaces, so each argument
+    with a space or a cmd.exe metacharacter is put in double quotes (paths and specifiers never hold a `"`)."""
+    argv = [sys.executable, "-m", "pip", "install", *missing]
+    if not WINDOWS:
+        return " ".join(shlex.quote(a) for a in argv)
+    return " ".join(f'"{a}"' if re.search(r'[\s&|<>^(),;=%!]', a) else a for a in argv)
+
+
 def skip_install_requested(launch=None) -> bool:
-    args = list(sys.argv) + shlex.split(os.environ.get("COMMANDLINE_ARGS", ""))
+    args = list(sys.argv) + commandline_args()
     if "--skip-install" in args:
         return True
     return bool(launch is not None and getattr(getattr(launch, "args", None), "skip_install", False))
@@ -224,7 +259,7 @@ def main() -> int:
         install(missing, launch)
     except Exception as err:  # the WebUI only prints installer failures; say what to do
         print(f"{TAG} could not install {', '.join(missing)}: {err}\n"
-              f"{TAG} fix: run `{sys.executable} -m pip install {' '.join(shlex.quote(m) for m in missing)}` "
+              f"{TAG} fix: run `{fix_command(missing)}` "
               "and restart the WebUI", file=sys.stderr)
         return 1
     still = needed(read_dependencies(ROOT / "pyproject.toml"))

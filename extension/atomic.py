@@ -5,16 +5,36 @@ Each write goes to its own hidden temp file in the same folder (`.<name>.<random
 file never collide), is flushed, then renamed over the target (os.replace is atomic on POSIX and Windows). Files are
 private (0600) unless a mode is given, like every file of the data folder and the store (private_files.py). Stdlib
 only: the detached runner uses it too.
+
+On Windows the rename fails with PermissionError while any process has the target open (Python's open() does not
+share delete access; the polling tab, Defender and the Search indexer open files briefly), so `replace` retries it
+for about a second before giving up. Every tmp-then-rename of the extension goes through `replace`.
 """
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 
 from .private_files import FILE_MODE
 
 TMP_SUFFIX = ".tmp"
+REPLACE_TRIES = 10  # back-off 0.01 s doubling, capped at 0.25 s: about 1.2 s in all before the error is raised
+
+
+def replace(src: Path | str, dst: Path | str) -> None:
+    """os.replace, retried on PermissionError (a reader holding `dst` open on Windows); raises the last error."""
+    delay = 0.01
+    for attempt in range(REPLACE_TRIES):
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError:
+            if attempt == REPLACE_TRIES - 1:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
 
 
 def is_temp_name(name: str) -> bool:
@@ -45,7 +65,7 @@ def write_bytes(path: Path | str, data: bytes, *, mode: int = FILE_MODE, fsync: 
             _write_all(fd, data, fsync)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
         raise

@@ -52,8 +52,11 @@ def tighten(path: Path | str, mode: int) -> None:
 
 
 def open_fd(path: Path | str, flags: int) -> int:
-    """os.open with mode 0600 for a new file; an existing file of ours is tightened to 0600 too."""
-    fd = os.open(path, flags | os.O_CREAT, FILE_MODE)
+    """os.open with mode 0600 for a new file; an existing file of ours is tightened to 0600 too.
+
+    Always binary (O_BINARY): without it Windows' C runtime opens the fd in text mode and turns every 0x0A written
+    into 0x0D 0x0A, so a checkpoint or PNG copied into the store would come out corrupt."""
+    fd = os.open(path, flags | os.O_CREAT | getattr(os, "O_BINARY", 0), FILE_MODE)
     try:
         st = os.fstat(fd)
         if (not hasattr(os, "getuid") or st.st_uid == os.getuid()) and stat.S_IMODE(st.st_mode) & ~FILE_MODE:

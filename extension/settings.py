@@ -12,7 +12,7 @@ from typing import Callable, Mapping
 
 import platformdirs
 
-from . import private_files
+from . import atomic, private_files
 
 APP = "cloudlora"
 
@@ -117,7 +117,7 @@ def save(updates: Mapping[str, str]) -> Path:
     private_files.ensure_dir(path.parent)
     tmp = path.with_suffix(".tmp")
     private_files.write_text(tmp, json.dumps(data, indent=2, sort_keys=True))
-    tmp.replace(path)
+    atomic.replace(tmp, path)
     return path
 
 

@@ -13,9 +13,27 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 _FORCED = os.environ.get("CLOUDLORA_PLATFORM", "").strip().lower()
 
 WINDOWS: bool = os.name == "nt" or _FORCED == "windows"
 MACOS: bool = sys.platform == "darwin" or _FORCED == "macos"
 LINUX: bool = not WINDOWS and not MACOS and sys.platform.startswith("linux")
+
+
+def find_nvidia_smi() -> str | None:
+    """The nvidia-smi to run, or None. On Windows, older drivers install it outside PATH: in
+    `%ProgramFiles%\\NVIDIA Corporation\\NVSMI` (before R400) or `%SystemRoot%\\System32` (DCH drivers)."""
+    import shutil
+
+    found = shutil.which("nvidia-smi")
+    if found or not WINDOWS:
+        return found
+    folders = [Path(os.environ.get("ProgramFiles", r"C:\Program Files"), "NVIDIA Corporation", "NVSMI"),
+               Path(os.environ.get("SystemRoot", r"C:\Windows"), "System32")]
+    for folder in folders:
+        exe = folder / "nvidia-smi.exe"
+        if exe.is_file():
+            return str(exe)
+    return None

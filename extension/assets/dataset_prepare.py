@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cloudlora_backend.trainer import layout as L
 
-from .. import host
+from .. import atomic, host
 from ..errors import UserError
 from ..settings import data_dir
 from . import transfer
@@ -65,8 +65,8 @@ def write_caption(root: Path | str, image: Path | str, text: str) -> Path:
     if not Path(image).is_file():
         raise UserError(f"{Path(image).name} does not exist.", "Validate the dataset again.")
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(" ".join(text.split()) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    tmp.write_bytes((" ".join(text.split()) + "\n").encode("utf-8"))  # LF on every OS, like the other captions
+    atomic.replace(tmp, path)
     return path
 
 

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from .. import private_files
+from .. import atomic, private_files
 from ..settings import data_dir
 
 CHUNK = 4 << 20
@@ -36,7 +36,7 @@ def _save(data: dict) -> None:
     private_files.ensure_dir(path.parent)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     private_files.write_text(tmp, json.dumps(data, indent=0, sort_keys=True))  # it lists the user's file paths
-    tmp.replace(path)
+    atomic.replace(tmp, path)
 
 
 def identity(path: Path | str) -> dict:

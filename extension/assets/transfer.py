@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from .. import private_files
+from .. import atomic, private_files
 from ..errors import UserError
 from ..settings import data_dir
 from . import hashcache
@@ -325,7 +325,13 @@ def _local_upload(store, key, path, size, sha256, meta, meter, cancel) -> Upload
             meter.add(len(chunk))
         out.flush()
         os.fsync(out.fileno())
-    partial.replace(dest)
+    copied = partial.stat().st_size
+    if copied != size:  # never store bytes that are not the source's under the source's sha256
+        partial.unlink(missing_ok=True)  # the next try starts over
+        raise UserError(f"The copy of {path} into the local store came out {copied} bytes, not {size}: the file "
+                        "was changed while it was copied, or the store's disk altered it.",
+                        f"Upload it again; if it repeats, check the disk of {store.root}.")
+    atomic.replace(partial, dest)
     store._write_meta(dest, meta)
     try:
         state_path.unlink()

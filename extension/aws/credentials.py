@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
+from .. import atomic
 from ..errors import UserError
 
 PROFILE_RE = re.compile(r"^[A-Za-z0-9_.+@-]{1,64}$")
@@ -43,18 +43,13 @@ def _replace_section(text: str, header: str, body: dict[str, str]) -> str:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Atomically writes `text` with mode 0600 (the file never exists with wider permissions)."""
+    """Atomically writes `text` with mode 0600 (the file never exists with wider permissions).
+
+    Bytes, LF line ends: a text-mode file on Windows would write each line break as \r\r\n, which
+    `_replace_section` then reads as two, doubling the blank lines of the user's other profiles on every write."""
     if not path.parent.exists():
         path.parent.mkdir(parents=True, mode=0o700)  # like `aws configure`: ~/.aws readable by the user only
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".cloudlora-", text=True)  # mkstemp creates it 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_bytes(path, text.encode("utf-8"), mode=0o600)
 
 
 def validate(profile: str, access_key_id: str, secret_access_key: str) -> tuple[str, str, str]:

@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _tolerant_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -57,6 +58,17 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
+
+
+def _tolerant_output() -> None:
+    """A character the output's encoding lacks (`·` redirected under a Windows OEM code page) prints as `?`,
+    instead of raising UnicodeEncodeError in the middle of a listing."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream.errors == "strict":  # stderr's default backslashreplace is tolerant already
+                stream.reconfigure(errors="replace")
+        except (AttributeError, ValueError, OSError):  # not a TextIOWrapper (a test's StringIO), or closed
+            pass
 
 
 def _quiet_stdout() -> None:

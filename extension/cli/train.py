@@ -5,8 +5,9 @@ uploaded to the store first (deduplicated by content, so a second run does not u
 """
 from __future__ import annotations
 
+import os
 import sys
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from .. import settings as settings_mod
 from ..errors import UserError
@@ -47,16 +48,25 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_train)
 
 
+def looks_like_path(value: str) -> bool:
+    """True for a path written the POSIX or the Windows way: `./x`, `~/x`, `a/b`, `a\\b`, `C:\\x`, `C:x`, `\\\\srv\\share`.
+
+    Judged by the text alone, the same on every OS, so `D:\\data\\ds` typed on Windows is never looked up as a
+    store name (the local store would build `models/D:\\data\\ds/manifest.json` under its root)."""
+    return ("/" in value or "\\" in value or value.startswith((".", "~"))
+            or bool(PureWindowsPath(value).drive) or os.path.isabs(value))
+
+
 def _resolve(kind: str, value: str, store) -> tuple[str, object]:
     """("name", store name) or ("path", local path to upload), deciding nothing by surprise.
 
-    A value with a '/' (or starting with '.' or '~') is a path. A bare word is a store name; only when the store has
+    A value with a '/' or '\\', a drive ('C:'), or starting with '.' or '~' is a path (`looks_like_path`; a store name
+    can hold none of these). A bare word is a store name; only when the store has
     nothing under that name and a file or folder of that name exists here is it a path. A store copy that is
     half-uploaded (files, no manifest) is an error naming both choices, never a silent upload of ./NAME."""
     from ..jobs.spec import read_manifest
 
-    is_path = "/" in value or value.startswith((".", "~"))
-    if not is_path:
+    if not looks_like_path(value):
         if store.head(f"{kind}s/{value}/manifest.json") is not None:
             return "name", value
         half = next(iter(store.list(f"{kind}s/{value}/")), None) is not None

@@ -217,7 +217,10 @@ def _run(state: GridState, rec, files, weights, prompts, settings) -> None:
         state.status, state.message = "failed", (err.message if isinstance(err, UserError) else str(err))
     finally:
         for name in names:  # the epoch files were only borrowed by the Lora folder
-            (temp / f"{name}.safetensors").unlink(missing_ok=True)
+            try:
+                (temp / f"{name}.safetensors").unlink(missing_ok=True)
+            except OSError:  # held open (Windows: the WebUI's loader, an antivirus): the others still go
+                log.warning("cloudlora: could not remove %s from the Lora folder", temp / f"{name}.safetensors")
         try:
             temp.rmdir()
         except OSError:  # another grid is rendering (or something else is in there): leave the folder

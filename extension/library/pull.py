@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import host
+from .. import atomic, host
 from ..errors import UserError
 
 SD_VERSION = {"sd15": "SD1", "sd2": "SD2", "sdxl": "SDXL", "flux": "Flux"}  # Forge's SdVersion names
@@ -116,7 +116,7 @@ def copy_with_metadata(src: Path, dest: Path, updates: dict[str, str]) -> None:
             out.write(struct.pack("<Q", len(raw)))
             out.write(raw)
             shutil.copyfileobj(f, out, 8 << 20)
-    os.replace(tmp, dest)
+    atomic.replace(tmp, dest)
 
 
 def extract_artifacts(tar_path: Path, dest: Path) -> None:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from .. import atomic
 from ..errors import UserError
 from ..settings import Settings
 from .base import AlreadyExists, ObjectInfo, ProgressFn, check_key
@@ -190,7 +191,7 @@ class S3Store:
 
         with aws_errors(self.settings, service="s3", what=f"downloading {self.uri(key)}"):
             self.client.download_file(self.bucket, key, str(tmp), Callback=cb, Config=config)
-        os.replace(tmp, dest)
+        atomic.replace(tmp, dest)
 
     def head(self, key: str) -> ObjectInfo | None:
         import botocore.exceptions as bx
