@@ -37,3 +37,7 @@ def find_nvidia_smi() -> str | None:
         if exe.is_file():
             return str(exe)
     return None
+
+# Where a venv keeps its interpreter follows the real OS, never CLOUDLORA_PLATFORM (the files are laid out by it).
+VENV_SCRIPTS: str = "Scripts" if os.name == "nt" else "bin"
+VENV_PYTHON: str = "python.exe" if os.name == "nt" else "python"
