@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from .. import atomic, bootstrap, private_files
+from .. import atomic, bootstrap, private_files, processes, system
 from ..errors import UserError
 from ..settings import Settings, data_dir
 from . import trainer_env
@@ -43,14 +43,76 @@ def job_dir(store, job_id: str) -> Path:
     return data_dir() / "jobs" / job_id
 
 
+# Windows' classic path limit (MAX_PATH, 260 with the terminating NUL) applies unless long paths are enabled.
+WINDOWS_MAX_PATH = 259
+
+
 def _link_or_copy(src: Path, dest: Path) -> None:
+    """The store's file or folder at `dest`, without copying where the system allows: a symlink on Linux/macOS; on
+    Windows (symlinks need Developer Mode or admin) a hard link for a file and a junction for a folder, neither of
+    which needs a privilege. Else a copy, made under a temporary name, so a copy cut short is never reused."""
     private_files.ensure_dir(dest.parent)
-    if dest.is_symlink() or dest.exists():
+    if dest.is_symlink() or (dest.exists() and (src.is_dir() or dest.stat().st_size == src.stat().st_size)):
         return
+    if dest.is_file():  # an earlier copy cut short (older versions copied in place): copy again
+        dest.unlink()
+    if not system.WINDOWS:
+        try:
+            os.symlink(src, dest, target_is_directory=src.is_dir())
+            return
+        except OSError:
+            pass
+    elif src.is_dir():
+        try:
+            import _winapi  # Windows only
+
+            _winapi.CreateJunction(str(src.resolve()), str(dest))
+            return
+        except (ImportError, AttributeError, OSError):  # not NTFS, or the suite's forced-Windows run
+            pass
+    else:
+        try:
+            os.link(src, dest)
+            return
+        except OSError:  # another volume, FAT/exFAT, a share: copy
+            pass
+    tmp = dest.with_name(dest.name + ".copying")
+    if tmp.is_dir():
+        shutil.rmtree(tmp, ignore_errors=True)
+    elif tmp.exists():
+        tmp.unlink()
+    (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp)
+    os.replace(tmp, dest)
+
+
+def _long_paths_enabled() -> bool:
+    """Windows 10+: HKLM\\SYSTEM\\CurrentControlSet\\Control\\FileSystem LongPathsEnabled = 1."""
     try:
-        os.symlink(src, dest, target_is_directory=src.is_dir())
-    except OSError:  # no symlinks (Windows without developer mode, some mounts): copy
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest)
+        import winreg
+
+        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"SYSTEM\CurrentControlSet\Control\FileSystem") as key:
+            return winreg.QueryValueEx(key, "LongPathsEnabled")[0] == 1
+    except (ImportError, OSError):
+        return False
+
+
+def check_path_lengths(jobdir: Path, dataset: Path) -> None:
+    """On Windows without long paths, a path over 259 characters cannot be opened: the trainer would fail on the
+    first such image with FileNotFoundError. Say so before the job starts, with the file and the fix."""
+    if not system.WINDOWS or _long_paths_enabled():
+        return
+    dest = jobdir / "input" / "data" / "dataset"
+    longest, name = 0, ""
+    for path in [dest, *(dest / p.relative_to(dataset) for p in dataset.rglob("*"))]:
+        if len(str(path)) > longest:
+            longest, name = len(str(path)), str(path)
+    if longest > WINDOWS_MAX_PATH:
+        raise UserError(f"The job's folder makes a path {longest} characters long, over Windows' limit of "
+                        f"{WINDOWS_MAX_PATH}: {name}",
+                        "Enable long paths (an administrator runs, in PowerShell: New-ItemProperty -Path "
+                        "HKLM:\\SYSTEM\\CurrentControlSet\\Control\\FileSystem -Name LongPathsEnabled -Value 1 "
+                        "-PropertyType DWORD -Force), or set CLOUDLORA_STORE to a short folder such as C:\\cl, or "
+                        "give the dataset shorter folder and file names.")
 
 
 def prepare(jobdir: Path, store, *, model_key: str, dataset_name: str, config_text: str,
@@ -61,12 +123,15 @@ def prepare(jobdir: Path, store, *, model_key: str, dataset_name: str, config_te
     for sub in ("input/config", "input/data/model", "input/data/config", "model", "output", "checkpoints", "runner"):
         private_files.ensure_dir(jobdir / sub)
     hp = {k: str(v) for k, v in hyperparameters.items()}
+    # The trainer names the dataset in the sidecar; it can read it from a symlink, not from a hard link or junction.
+    hp.setdefault("dataset_name", dataset_name)
     private_files.write_text(jobdir / "input/config/hyperparameters.json", json.dumps(hp, indent=2))
     private_files.write_text(jobdir / "input/data/config/config.toml", config_text)
     files = {model_key: jobdir / "input/data/model" / model_key.rsplit("/", 1)[-1]}
     files.update({key: jobdir / "input/data" / part / key.rsplit("/", 1)[-1] for part, key in (part_keys or {}).items()})
     dataset_dest = jobdir / "input/data/dataset"
     if getattr(store, "kind", "") == "local":
+        check_path_lengths(jobdir, Path(store.uri(f"datasets/{dataset_name}")))
         for key, dest in files.items():
             src = Path(store.uri(key))
             if not src.exists():
@@ -93,8 +158,10 @@ def start(jobdir: Path, settings: Settings) -> int:
     cmd += ["--python", python] if python else ["--managed"]
     run = private_files.ensure_dir(jobdir / "runner")
     with private_files.open_file(run / "runner.out", "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, close_fds=True, cwd=str(jobdir))
+        # Detached: its own session (POSIX) or process group outside the WebUI's console and Job object (Windows),
+        # so Ctrl+C in the WebUI's window or closing it does not reach the runner and the trainer.
+        proc = processes.spawn(cmd, detach=True, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               close_fds=True, cwd=str(jobdir), env=processes.child_env())
     atomic.write_text(run / "runner.pid", str(proc.pid))
     # Reap it when it ends (else it stays a zombie of this process); it does not stop with us.
     threading.Thread(target=proc.wait, name=f"cloudlora-reap-{proc.pid}", daemon=True).start()
@@ -102,20 +169,33 @@ def start(jobdir: Path, settings: Settings) -> int:
 
 
 def stop(jobdir: Path) -> str:
-    """SIGTERM to the trainer (it checkpoints), even one whose runner was killed; while queued, to the runner."""
+    """A stop request: the file runner/stop-requested, which the trainer polls after each step (it checkpoints and
+    exits 143) and the queued runner polls while it waits. On POSIX a SIGTERM says it at once as well, also to a
+    trainer whose runner was killed. Windows has no SIGTERM to send (os.kill there is TerminateProcess, which
+    would lose the steps since the last checkpoint): the runner ends the tree itself if the request is not
+    honoured in time."""
     run = jobdir / "runner"
     if (run / "exit.json").exists():
         return "already finished"
     atomic.write_text(run / "stop-requested", str(time.time()))
     trainer_pid = pid_alive(run, "trainer.pid")
     if trainer_pid:
-        os.kill(trainer_pid, signal.SIGTERM)
+        _signal_stop(trainer_pid)
         return "stopping the trainer (it saves a checkpoint first)"
     runner_pid = pid_alive(run, "runner.pid")
     if runner_pid:
-        os.kill(runner_pid, signal.SIGTERM)
+        _signal_stop(runner_pid)
         return "removed from the queue"
     return "not running"
+
+
+def _signal_stop(pid: int) -> None:
+    if system.WINDOWS:
+        return  # the stop file says it
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):  # it ended meanwhile: the stop file covers a restart too
+        pass
 
 
 # The files of one run of the runner; a resume clears them (train.log goes on, runner.out is kept as .prev).

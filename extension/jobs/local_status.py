@@ -17,53 +17,26 @@ import re
 import signal
 from pathlib import Path
 
+from .. import processes
+
 STEP_RE = re.compile(r"step=(\d+)/(\d+)(?:\s+loss=([0-9.eE+-]+|nan|inf))?")
 SIGTERM_STOP_RE = re.compile(r"stopped by SIGTERM at step (\d+)|stopped at step (\d+)")
 EXIT_STOPPED = 143  # the trainer's exit code after it checkpointed on SIGTERM
 
 
-def _boot_time() -> float:
-    try:
-        for line in Path("/proc/stat").read_text().splitlines():
-            if line.startswith("btime "):
-                return float(line.split()[1])
-    except OSError:
-        pass
-    return 0.0
-
-
-def _alive(pid: int, must_contain: str = "", pidfile: Path | None = None) -> bool:
+def _alive(pid: int, pidfile: Path | None = None) -> bool:
     """Is `pid` still the process we started? A zombie is not; a pid reused by a later process is not.
 
     With a pid file, "ours" means the process started no later than the file was written (a reused pid starts
-    after); the command line is not used then, because right after the fork it is still the parent's.
+    after). Never os.kill(pid, 0): on Windows that sends Ctrl+C to the console (processes.py).
     """
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat_path = Path(f"/proc/{pid}/stat")
-    if not stat_path.exists():
-        return True  # no /proc (macOS): trust kill(0)
-    try:
-        fields = stat_path.read_text().rsplit(")", 1)[-1].split()
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    if fields[0] == "Z":  # a zombie our own process has not reaped yet
-        return False
+    started_before = None
     if pidfile is not None:
         try:
-            written = pidfile.stat().st_mtime
-            started = _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            return True
-        return started <= written + 2.0
-    if must_contain and raw and must_contain.encode() not in raw:
-        return False  # the pid was reused by another program
-    return True
+            started_before = pidfile.stat().st_mtime
+        except OSError:
+            pass
+    return processes.alive(pid, started_before=started_before)
 
 
 def _read_int(path: Path) -> int | None:
@@ -219,6 +192,10 @@ def _ended(jobdir: Path, out: dict, tail: str, stop_requested: bool) -> dict:
         if code in (None, EXIT_STOPPED, -signal.SIGTERM):
             out["status"] = "Stopped"
             out["secondary_status"] = "Stopped by user (checkpoint kept)" if checkpoint else "Stopped by user"
+        elif info.get("forced"):  # it did not honour the stop file in time, so the runner ended its process tree
+            out["status"] = "Stopped"
+            out["secondary_status"] = (f"Stopped by user: ended after {info['forced']:.0f} s without stopping by "
+                                       "itself" + (" (the last periodic checkpoint is kept)" if checkpoint else ""))
         else:  # it crashed while stopping: say so, with the crash's own words
             out["status"], out["secondary_status"] = "Failed", "Crashed while stopping"
             out["failure"] = "The job was being stopped when the trainer failed.\n" + failure_text(jobdir, tail, info)

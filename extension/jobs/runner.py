@@ -5,15 +5,19 @@ Started in its own session by local.py, so it outlives the WebUI. It waits for t
 output to runner/train.log and records the exit status in runner/exit.json. Every state is a file, so any process
 can read the status later.
 
-The trainer never outlives its runner unnoticed: it inherits the GPU lock (so no second job starts while it lives,
-whatever happened to the runner), and on Linux it gets SIGTERM when the runner dies (a parent-death signal), so a
-`kill -9` of the runner makes it checkpoint and exit like a Stop; the job can then be resumed.
-Stdlib only (plus trainer_env for the managed venv).
+The trainer never outlives its runner unnoticed. On Linux and macOS it inherits the GPU lock (so no second job
+starts while it lives, whatever happened to the runner); on Linux it gets SIGTERM when the runner dies (a
+parent-death signal), and on macOS it watches its parent pid (CLOUDLORA_RUNNER_PID), so a `kill -9` of the runner
+makes it checkpoint and exit like a Stop; the job can then be resumed. On Windows a lock is not inherited and
+there is no such signal: the runner puts itself in a kill-on-close Job object first, so its trainer ends with it.
+
+Stop is a request (runner/stop-requested) that the trainer honours after its current step; only when it has not
+ended STOP_GRACE_S seconds later does the runner end the trainer's process tree.
+Stdlib, psutil and filelock only (plus trainer_env for the managed venv).
 """
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import signal
@@ -22,13 +26,16 @@ import sys
 import time
 from pathlib import Path
 
-from cloudlora import atomic, bootstrap, private_files
+from cloudlora import atomic, bootstrap, locks, private_files, processes, system
+
+# How long a trainer has to honour a stop request (finish its step, write the checkpoint) before its tree is ended.
+STOP_GRACE_S = float(os.environ.get("CLOUDLORA_STOP_GRACE_S") or 300)
 
 _stop = False
 _child: subprocess.Popen | None = None
 
 
-def _on_term(signum, frame):  # noqa: ARG001
+def _on_term(signum, frame):  # noqa: ARG001 - POSIX only in practice: Windows delivers no SIGTERM to a process
     global _stop
     _stop = True
     if _child is not None and _child.poll() is None:
@@ -46,7 +53,7 @@ def holder_file(lock: str | Path) -> Path:
 
 def _die_with_parent():
     """A preexec_fn (Linux): the child gets SIGTERM when this runner dies, even by SIGKILL. None elsewhere."""
-    if not sys.platform.startswith("linux"):
+    if not system.LINUX:
         return None
     try:
         import ctypes
@@ -66,6 +73,23 @@ def _die_with_parent():
     return preexec
 
 
+def _wait(child: subprocess.Popen, stop_asked, grace: float | None = None) -> tuple[int, float | None]:
+    """Waits for the trainer. Once a stop is asked it has `grace` seconds to checkpoint and exit by itself; then
+    its process tree is ended. (exit code, seconds waited before ending it or None)."""
+    grace = STOP_GRACE_S if grace is None else grace
+    asked_at = None
+    while True:
+        try:
+            return child.wait(timeout=0.5), None
+        except subprocess.TimeoutExpired:
+            pass
+        if asked_at is None and stop_asked():
+            asked_at = time.monotonic()
+        if asked_at is not None and time.monotonic() - asked_at > grace:
+            processes.kill_tree(child.pid, timeout=5.0)
+            return child.wait(), round(time.monotonic() - asked_at, 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     global _child
     ap = argparse.ArgumentParser(prog="cloudlora.jobs.runner")
@@ -82,14 +106,22 @@ def main(argv: list[str] | None = None) -> int:
     run.mkdir(parents=True, exist_ok=True)
     log = open(run / "train.log", "a", buffering=1, encoding="utf-8")
     signal.signal(signal.SIGTERM, _on_term)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):  # POSIX: the WebUI's terminal closing must not end it (Windows has no SIGHUP)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    processes.children_die_with_me()  # Windows: the trainer and pip end with this runner (a no-op elsewhere)
 
     def say(line: str) -> None:
         log.write(f"[cloudlora] {line}\n")
 
-    def finish(code: int | None, note: str = "") -> int:
-        stopped = _stop or (run / "stop-requested").exists()
-        _write_json(run / "exit.json", {"code": code, "stopped": stopped, "ended": time.time(), "note": note})
+    def stop_asked() -> bool:
+        return _stop or (run / "stop-requested").exists()
+
+    def finish(code: int | None, note: str = "", forced: float | None = None) -> int:
+        stopped = stop_asked()
+        info = {"code": code, "stopped": stopped, "ended": time.time(), "note": note}
+        if forced is not None:
+            info["forced"] = forced
+        _write_json(run / "exit.json", info)
         (run / "waiting").unlink(missing_ok=True)
         say(f"finished: exit {code}" + (" (stopped)" if stopped else "") + (f": {note}" if note else ""))
         return 0
@@ -103,41 +135,48 @@ def main(argv: list[str] | None = None) -> int:
             python = trainer_env.ensure(log=lambda s: log.write(s + "\n"))
             (run / "preparing").unlink(missing_ok=True)
         private_files.ensure_dir(Path(args.lock).parent)
-        lock_fd = private_files.open_fd(args.lock, os.O_RDWR)
+        gpu = locks.Lock(args.lock)
         ahead = None
         while True:
-            if _stop or (run / "stop-requested").exists():
+            if stop_asked():
                 (run / "waiting").unlink(missing_ok=True)
                 return finish(None, "stopped while queued")
-            try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if gpu.try_acquire():
                 break
-            except BlockingIOError:
-                # Queued, and the status says behind which job (the holder writes its id once it has the lock).
-                try:
-                    holder = holder_file(args.lock).read_text(encoding="utf-8").strip()
-                except OSError:
-                    holder = ""
-                if holder != ahead:
-                    ahead = holder
-                    atomic.write_text(run / "waiting", holder)
-                    say(f"waiting for the GPU: job {holder or '(unknown)'} is using it (one local job at a time)")
-                time.sleep(0.5)
+            # Queued, and the status says behind which job (the holder writes its id once it has the lock).
+            try:
+                holder = holder_file(args.lock).read_text(encoding="utf-8").strip()
+            except OSError:
+                holder = ""
+            if holder != ahead:
+                ahead = holder
+                atomic.write_text(run / "waiting", holder)
+                say(f"waiting for the GPU: job {holder or '(unknown)'} is using it (one local job at a time)")
+            time.sleep(0.5)
         (run / "waiting").unlink(missing_ok=True)
         atomic.write_text(holder_file(args.lock), jobdir.name)
         # The trainer environment needs no install of this package: the bootstrap maps it from the extension folder.
         cmd = bootstrap.command(python, "-m", "cloudlora_backend.trainer", "--root", str(jobdir))
         say("$ " + " ".join(cmd))
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # UTF-8 output (Windows would write the ANSI code page into the UTF-8 log); the parent pid to watch where
+        # no parent-death signal exists.
+        env = processes.child_env(dict(os.environ, PYTHONUNBUFFERED="1", CLOUDLORA_RUNNER_PID=str(os.getpid())))
         atomic.write_text(run / "started", str(time.time()))
-        # The trainer holds the lock too (an inherited descriptor): while it lives, no other job gets the GPU.
-        _child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(jobdir), env=env,
-                                  stdin=subprocess.DEVNULL, pass_fds=(lock_fd,), preexec_fn=_die_with_parent())
+        log.flush()
+        popen = dict(stdout=log, stderr=subprocess.STDOUT, cwd=str(jobdir), env=env, stdin=subprocess.DEVNULL,
+                     **processes.popen_kwargs())
+        if not system.WINDOWS:  # Windows has neither pass_fds nor preexec_fn: the Job object ties them there
+            popen["preexec_fn"] = _die_with_parent()
+            if gpu.fd is not None:
+                # The trainer holds the lock too (an inherited flock descriptor): while it lives, no other job gets
+                # the GPU.
+                popen["pass_fds"] = (gpu.fd,)
+        _child = subprocess.Popen(cmd, **popen)
         atomic.write_text(run / "trainer.pid", str(_child.pid))
-        if _stop:  # a stop that came between the lock and the start
+        if _stop and not system.WINDOWS:  # a stop that came between the lock and the start
             _child.send_signal(signal.SIGTERM)
-        code = _child.wait()
-        return finish(code)
+        code, forced = _wait(_child, stop_asked)
+        return finish(code, forced=forced)
     except Exception as err:  # recorded, so the status says Failed with the reason instead of "orphan"
         (jobdir / "output").mkdir(parents=True, exist_ok=True)
         failure = jobdir / "output" / "failure"
