@@ -16,7 +16,8 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 CAPTION_EXTS = (".txt", ".caption")
 # Skipped silently wherever they appear.
 SYSTEM_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "__macosx", ".git", ".ipynb_checkpoints"}
-SUBSET_RE = re.compile(r"^(\d+)_(.+)$")
+# [0-9], not \d: only ASCII digits are a repeat count (\d also matches "²" and "٣", which int() rejects or reads).
+SUBSET_RE = re.compile(r"^([0-9]+)_(.+)$")
 MAX_REPEATS = 10_000  # far above any real dataset's; a bigger number is a typo (and an epoch that never ends)
 # Folders of mask images inside a <repeats>_<trigger> folder (masked loss: conditioning_data_dir = "mask"; masks.py):
 # uploaded with the dataset and not reported as stray folders.

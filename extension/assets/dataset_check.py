@@ -132,6 +132,11 @@ def _subsets(root: Path, report: Report) -> L.Layout | None:
             seen = f"training would read none of the {images_in(d)} image(s) it holds."
             message = (f"The folder '{d.name}' is not named <repeats>_<trigger>, so {seen}" if not m
                        else f"{err} So {seen}")
+            lead = d.name.split("_", 1)[0]
+            if not m and "_" in d.name and lead and lead.isdigit():  # '²_x', '٣_x': digits, but not ASCII ones
+                code = "repeats-not-ascii"
+                message = (f"The folder '{d.name}' starts with '{lead}', which is not written with the digits 0-9, "
+                           f"so it is no repeat count and {seen}")
             fix_name = suggest_subset_name(d.name)
             repeats, trigger = fix_name.split("_", 1)
             report.add("error", code, d.name, message,
@@ -169,12 +174,19 @@ def images_in(folder: Path) -> int:
 
 def suggest_subset_name(name: str, repeats: int = 10) -> str:
     """The <repeats>_<trigger> name a badly named folder most likely meant: 'cldemo' -> '10_cldemo',
-    'cldemo_10' -> '10_cldemo', '10-cldemo' / '10 cldemo' -> '10_cldemo', '0_x' -> '10_x'."""
+    'cldemo_10' -> '10_cldemo', '10-cldemo' / '10 cldemo' -> '10_cldemo', '0_x' -> '10_x', and digits of other
+    scripts written in ASCII: '²_x' -> '2_x', '٣_x' -> '3_x' (only ASCII digits are a repeat count)."""
     import re
+    import unicodedata
+
+    def ascii_digits(word: str) -> str | None:
+        # str.isdigit() is true for '²' and '٣' too; int('²') raises ValueError. Each digit's value, in ASCII.
+        values = [unicodedata.digit(ch, None) for ch in word]
+        return "".join(map(str, values)) if values and None not in values else None
 
     words = [w for w in re.split(r"[\s_\-.]+", name.strip()) if w]
-    numbers = [w for w in words if w.isdigit()]
-    rest = [w for w in words if not w.isdigit()]
+    numbers = [ascii_digits(w) for w in words if ascii_digits(w) is not None]
+    rest = [w for w in words if ascii_digits(w) is None]
     if numbers and 0 < int(numbers[0]) <= L.MAX_REPEATS:
         repeats = int(numbers[0])
     trigger = "_".join(rest) or "mytrigger"

@@ -260,7 +260,7 @@ def from_images(images: list[Path | str], trigger: str, repeats: int | str = 10,
     try:  # the one numeric check (NaN and infinity refused by name), as every other numeric field
         repeats = finite_number("repeats", repeats, integer=True, lo=1, hi=L.MAX_REPEATS)
     except ValueError as err:
-        raise UserError(f"Repeats must be a whole number from 1 to {L.MAX_REPEATS}: {err}.", "Use e.g. 10.") from err
+        raise UserError(f"Repeats must be a positive whole number (at most {L.MAX_REPEATS}): {err}.", "Use e.g. 10.") from err
     files = [Path(p) for p in images]
     if not files:
         raise UserError("No images were given.", "Drop or pick the images first.")
