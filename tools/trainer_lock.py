@@ -36,6 +36,8 @@ HEADER = """\
 # Written by `python tools/trainer_lock.py write` from the ranges of the `trainer` extra in pyproject.toml, resolved
 # for Python 3.10 and checked on 3.10-3.13. To bump one package, edit its line and run `bash tools/test.sh`;
 # `bash tools/check-upstream.sh` shows what the newest versions the ranges allow would break.
+# torch: >=2.7.1,<=2.13.0 (the torch versions this lock is tested with: tests/host's managed venvs train on 2.7.1,
+#   .venv/trainer on 2.13.0; a WebUI torch in this range is reused, any other gets its own; jobs/torch_choice.py)
 """
 
 
@@ -48,12 +50,25 @@ def trainer_ranges() -> list[str]:
     return [r for r in data["project"]["optional-dependencies"]["trainer"] if not r.lower().startswith("torch")]
 
 
+def _interpreter(version: str) -> str:
+    """This machine's Python `version` (pyenv's or pythonX.Y on PATH), or "" when it has none."""
+    import glob
+    import shutil
+
+    found = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python")))
+    return found[-1] if found else (shutil.which(f"python{version}") or "")
+
+
 def _resolve(python: str, requirements: list[str]) -> list[dict]:
     """pip's resolution of `requirements` (plus torch) for a Python version, as its report's install list."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-               "--disable-pip-version-check", "--target", str(Path(tmp) / "t"), "--python-version", python,
+        # The real interpreter where the machine has it: `--python-version` alone once let a pin that needs
+        # Python 3.11 (Markdown 3.11) into a lock for 3.10.
+        real = _interpreter(python)
+        target = [] if real else ["--python-version", python]
+        cmd = [real or sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+               "--disable-pip-version-check", "--target", str(Path(tmp) / "t"), *target,
                "--only-binary=:all:", "--report", str(report), TORCH, *requirements]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
