@@ -29,6 +29,14 @@ The training facts `build_metadata` turns into metadata (all optional; `FACT_KEY
   network_module str, network_args {str: str}  (ss_network_args is written only when there are args, as sd-scripts)
   min_timestep, max_timestep                   int (modelspec.timestep_range when not the full 0..1000)
   sd_model_name, vae_name, title, description, author, comment   str
+  total_batch_size int, bucket_info dict (ss_bucket_info), reg_dataset_dirs dict, and any key of SD_SCRIPTS_OFF
+  by its fact name (the ss_ key without "ss_", e.g. fp8_base, caption_tag_dropout_rate, validate_every_n_epochs)
+
+Every key sd-scripts' train_network.py writes for a train_data_dir run is written (SD_SCRIPTS_OFF): a setting this
+trainer does not have gets the value sd-scripts writes when it is off, in sd-scripts' form (`str()` of the Python
+value: None as "None", bools as "True"/"False", floats as "0.0"). Its conditional keys follow its conditions:
+ss_network_args only with network args, ss_sd_model_hash / ss_new_sd_model_hash only for a base model that is a
+file, ss_vae_* only with a VAE, ss_datasets never (no dataset_config).
 """
 from __future__ import annotations
 
@@ -48,8 +56,39 @@ MODELSPEC_IMPL = {"sd15": "diffusers", "sdxl": "https://github.com/Stability-AI/
                   "flux": "https://github.com/black-forest-labs/flux"}
 MODELSPEC_VERSION = "1.0.1"
 
+# The keys train_network.py always writes, with the value it writes when the setting is off (its argparse default;
+# "None" where the default is None). Facts override them. From sd-scripts train_network.py (the `metadata` dict of
+# NetworkTrainer.train and its train_data_dir branch) and library/train_util.py's argument defaults.
+SD_SCRIPTS_OFF = {
+    "ss_text_encoder_lr": "None", "ss_unet_lr": "None", "ss_num_validation_images": "0", "ss_network_dropout": "None",
+    "ss_full_fp16": "False", "ss_clip_skip": "None", "ss_max_token_length": "None", "ss_seed": "None",
+    "ss_lowram": "False", "ss_noise_offset": "None", "ss_multires_noise_iterations": "None",
+    "ss_multires_noise_discount": "0.3", "ss_adaptive_noise_scale": "None", "ss_zero_terminal_snr": "False",
+    "ss_training_comment": "None", "ss_sd_scripts_commit_hash": "(unknown)", "ss_max_grad_norm": "1.0",
+    "ss_caption_dropout_rate": "0.0", "ss_caption_dropout_every_n_epochs": "0", "ss_caption_tag_dropout_rate": "0.0",
+    "ss_face_crop_aug_range": "None", "ss_prior_loss_weight": "1.0", "ss_min_snr_gamma": "None",
+    "ss_scale_weight_norms": "None", "ss_ip_noise_gamma": "None", "ss_debiased_estimation": "False",
+    "ss_noise_offset_random_strength": "False", "ss_ip_noise_gamma_random_strength": "False", "ss_loss_type": "l2",
+    "ss_huber_schedule": "snr", "ss_huber_scale": "1.0", "ss_huber_c": "0.1", "ss_fp8_base": "False",
+    "ss_fp8_base_unet": "False", "ss_validation_seed": "None", "ss_validation_split": "0.0",
+    "ss_max_validation_steps": "None", "ss_validate_every_n_epochs": "None", "ss_validate_every_n_steps": "None",
+    "ss_resize_interpolation": "None", "ss_gradient_checkpointing": "False", "ss_gradient_accumulation_steps": "1",
+    "ss_lr_warmup_steps": "0", "ss_lr_scheduler": "constant", "ss_mixed_precision": "no", "ss_cache_latents": "False",
+    "ss_color_aug": "False", "ss_flip_aug": "False", "ss_random_crop": "False", "ss_shuffle_caption": "False",
+    "ss_keep_tokens": "0", "ss_reg_dataset_dirs": "{}", "ss_dataset_dirs": "{}", "ss_bucket_info": "null",
+    "ss_num_reg_images": "0", "ss_session_id": "0",
+}
+# flux_train_network.py's update_metadata, with its argument defaults (library/flux_train_utils.py, train_util.py).
+SD_SCRIPTS_FLUX_OFF = {
+    "ss_model_type": "flux", "ss_apply_t5_attn_mask": "False", "ss_weighting_scheme": "uniform",
+    "ss_logit_mean": "0.0", "ss_logit_std": "1.0", "ss_mode_scale": "1.29", "ss_guidance_scale": "3.5",
+    "ss_timestep_sampling": "sigma", "ss_sigmoid_scale": "1.0", "ss_model_prediction_type": "sigma_scaled",
+    "ss_discrete_flow_shift": "3.0",
+}
+
 FACT_KEYS = {
-    # fact -> ss_* key (None: only used for modelspec.* or computed)
+    # fact -> ss_* key (None: only used for modelspec.* or computed; bucket_reso_steps and train_unet_only are facts
+    # sd-scripts never writes as keys)
     "steps": "ss_steps", "max_train_steps": "ss_max_train_steps", "epoch": "ss_epoch", "epochs": "ss_num_epochs",
     "num_train_images": "ss_num_train_images", "num_reg_images": "ss_num_reg_images",
     "num_validation_images": "ss_num_validation_images",
@@ -61,19 +100,22 @@ FACT_KEYS = {
     "optimizer": "ss_optimizer", "lr_scheduler": "ss_lr_scheduler", "mixed_precision": "ss_mixed_precision",
     "lr_warmup_steps": "ss_lr_warmup_steps", "seed": "ss_seed", "clip_skip": "ss_clip_skip",
     "keep_tokens": "ss_keep_tokens", "max_bucket_reso": "ss_max_bucket_reso", "min_bucket_reso": "ss_min_bucket_reso",
-    "bucket_reso_steps": "ss_bucket_reso_steps", "noise_offset": "ss_noise_offset", "min_snr_gamma": "ss_min_snr_gamma",
+    "bucket_reso_steps": None, "noise_offset": "ss_noise_offset", "min_snr_gamma": "ss_min_snr_gamma",
     "multires_noise_iterations": "ss_multires_noise_iterations",
     "multires_noise_discount": "ss_multires_noise_discount", "zero_terminal_snr": "ss_zero_terminal_snr",
     "v_parameterization": None, "validation_split": "ss_validation_split", "validation_seed": "ss_validation_seed",
     "caption_dropout_rate": "ss_caption_dropout_rate", "prior_loss_weight": "ss_prior_loss_weight",
     "max_grad_norm": "ss_max_grad_norm", "shuffle_caption": "ss_shuffle_caption", "flip_aug": "ss_flip_aug",
     "enable_bucket": "ss_enable_bucket", "cache_latents": "ss_cache_latents",
-    "gradient_checkpointing": "ss_gradient_checkpointing", "train_unet_only": "ss_network_train_unet_only",
+    "gradient_checkpointing": "ss_gradient_checkpointing", "train_unet_only": None,
     "bucket_no_upscale": "ss_bucket_no_upscale", "sd_model_name": "ss_sd_model_name", "vae_name": "ss_vae_name",
     "session_id": "ss_session_id", "sd_model_hash": "ss_sd_model_hash", "new_sd_model_hash": "ss_new_sd_model_hash",
     "network_module": "ss_network_module", "network_args": "ss_network_args",
     "min_timestep": None, "max_timestep": None,
     "comment": "ss_training_comment", "title": None, "description": None, "author": None,
+    "total_batch_size": "ss_total_batch_size", "bucket_info": "ss_bucket_info",
+    "reg_dataset_dirs": "ss_reg_dataset_dirs",
+    **{k[3:]: k for k in SD_SCRIPTS_OFF if k[3:] not in ("dataset_dirs", "reg_dataset_dirs")},
 }
 
 
@@ -101,7 +143,8 @@ def build_metadata(family: str, output_name: str, rank: int, alpha: float, facts
     if unknown:
         raise ValueError(f"unknown training facts {unknown}; known: {sorted(FACT_KEYS)}")
     started = float(facts.get("training_started_at") or time.time())
-    meta: dict[str, str] = {
+    meta: dict[str, str] = dict(SD_SCRIPTS_OFF)
+    meta.update({
         "ss_base_model_version": BASE_MODEL_VERSION[family],
         "ss_v2": "False",
         "ss_network_module": "networks.lora",
@@ -110,7 +153,12 @@ def build_metadata(family: str, output_name: str, rank: int, alpha: float, facts
         "ss_output_name": output_name,
         "ss_sd_model_name": model_name,
         "ss_training_started_at": str(started),
-    }
+    })
+    if family == "flux":
+        meta.update(SD_SCRIPTS_FLUX_OFF)
+    if "total_batch_size" not in facts and "batch_size" in facts:
+        # sd-scripts: train_batch_size x processes (one here) x gradient_accumulation_steps
+        facts["total_batch_size"] = int(facts["batch_size"]) * int(facts.get("gradient_accumulation_steps") or 1)
     if "tag_frequency" not in facts:
         meta["ss_tag_frequency"] = "{}"
     for fact, value in facts.items():

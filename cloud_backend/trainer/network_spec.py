@@ -52,6 +52,34 @@ class NetworkSpec:
         base = "LoCon" if self.conv_dim else "LoRA"
         return f"DoRA ({base})" if self.dora else base
 
+    def ss_network_args(self) -> dict[str, str]:
+        """The network_args as the file's ss_network_args: the given ones, plus, for lycoris.kohya, what LyCORIS'
+        create_network needs to rebuild this network rather than its own defaults (lycoris/kohya.py
+        create_network): `preset` (its default "full" adds LoCon layers of rank network_dim to every
+        ResnetBlock2D, conv_in, conv_out and the time embedding; "attn-mlp" is sd-scripts' LoRA set),
+        `conv_dim`/`conv_alpha` (its conv_alpha defaults to network_alpha, sd-scripts' to 1), and for DoRA
+        `wd_on_output=False` (its default True puts dora_scale on the output axis; this file's is per input
+        channel, shape (1, in), which A1111 and ComfyUI apply). Values are strings, as sd-scripts writes them."""
+        out = {k: str(v) for k, v in self.args.items()}
+        if self.module != "lycoris.kohya":
+            return out
+        out.setdefault("algo", "lora")
+        if self.conv_dim:
+            out["preset"] = "full"
+            out["conv_dim"], out["conv_alpha"] = str(self.conv_dim), _num(self.conv_alpha)
+        else:
+            out["preset"] = "attn-mlp"
+        if self.dora:
+            out["dora_wd"] = "True"
+            out.pop("weight_decompose", None)
+            out.pop("wd_on_out", None)
+            out["wd_on_output"] = "False"
+        return out
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(float(value))
+
 
 class NetworkArgsError(ValueError):
     """network_module / network_args ask for something this trainer cannot write faithfully; the message says why."""

@@ -56,19 +56,57 @@ def run_facts(trainer, *, epochs: int) -> dict:
         trainer._model_hashes = model_hashes(paths.model, paths.model_sha256)
     short, full = trainer._model_hashes
     spec = cfg.network
+    validating = bool(cfg.validation_split)
     facts = {
         "epochs": epochs, "max_train_steps": trainer.total_steps, "session_id": trainer.session_id,
         "sd_model_hash": short or None, "new_sd_model_hash": full or None,
-        "network_module": spec.module, "network_args": dict(spec.args),
-        "v_parameterization": trainer.v_pred, "zero_terminal_snr": trainer.zero_terminal_snr,
+        "network_module": spec.module, "network_args": spec.ss_network_args(),
+        "v_parameterization": getattr(trainer, "v_pred", False),
+        "zero_terminal_snr": getattr(trainer, "zero_terminal_snr", False),
         "multires_noise_iterations": cfg.multires_noise_iterations or None,
-        "multires_noise_discount": cfg.multires_noise_discount if cfg.multires_noise_iterations else None,
+        "multires_noise_discount": cfg.multires_noise_discount,
         "min_timestep": cfg.min_timestep, "max_timestep": cfg.max_timestep,
         "num_validation_images": len(trainer.held_out),
         "validation_split": cfg.validation_split or None,
-        "validation_seed": cfg.effective_validation_seed if cfg.validation_split else None,
+        "validation_seed": cfg.effective_validation_seed if validating else None,
+        # sd-scripts' None means "not set": 0 here
+        "validate_every_n_epochs": cfg.validate_every_n_epochs if validating else None,
+        "validate_every_n_steps": (cfg.validate_every_n_steps or None) if validating else None,
+        "max_validation_steps": (cfg.max_validation_steps or None) if validating else None,
+        "caption_dropout_every_n_epochs": cfg.caption_dropout_every_n_epochs,
+        "caption_tag_dropout_rate": cfg.caption_tag_dropout_rate,
+        "fp8_base": bool(getattr(cfg, "fp8_base", False)),
+        "optimizer": optimizer_name(getattr(trainer, "optimizer", None), cfg.optimizer_type, cfg.optimizer_args),
+        "bucket_info": bucket_info(trainer.data) if cfg.enable_bucket else None,
     }
     return {k: v for k, v in facts.items() if v is not None}
+
+
+def optimizer_name(optimizer, fallback: str, args) -> str:
+    """ss_optimizer as sd-scripts writes it (train_util.get_optimizer): the optimizer class's module and name, and
+    its arguments in brackets, e.g. "torch.optim.adamw.AdamW(weight_decay=0.01)"."""
+    from .optim import parse_optimizer_args
+
+    if optimizer is None:
+        return fallback
+    cls = type(optimizer)
+    kwargs = parse_optimizer_args(list(args or []))
+    extra = ",".join(f"{k}={v}" for k, v in kwargs.items())
+    return f"{cls.__module__}.{cls.__name__}" + (f"({extra})" if extra else "")
+
+
+def bucket_info(data) -> dict:
+    """ss_bucket_info as sd-scripts' BaseDataset.make_buckets records it: the images per bucket (repeats
+    included), numbered in resolution order, and the mean |bucket aspect - image aspect| over the images."""
+    counts: dict[tuple[int, int], int] = {}
+    errors = []
+    for ex, n in zip(data.examples, data.repeats):
+        counts[ex.placement.bucket] = counts.get(ex.placement.bucket, 0) + n
+        (bw, bh), (rw, rh) = ex.placement.bucket, ex.placement.resized
+        errors.append(bw / bh - rw / rh)
+    buckets = {str(i): {"resolution": list(reso), "count": counts[reso]} for i, reso in enumerate(sorted(counts))}
+    mean = sum(abs(e) for e in errors) / len(errors) if errors else 0
+    return {"buckets": buckets, "mean_img_ar_error": mean}
 
 
 def _dirs(data):

@@ -60,12 +60,15 @@ def kohya_state_dict(transformer, alpha: float, dtype: torch.dtype = torch.float
 
 
 def flux_metadata(cfg) -> dict[str, str]:
-    """The Flux training settings as sd-scripts' flux_train_network.py update_metadata records them."""
-    return {"ss_guidance_scale": str(cfg.guidance_scale), "ss_timestep_sampling": cfg.timestep_sampling,
-            "ss_sigmoid_scale": str(cfg.sigmoid_scale), "ss_model_prediction_type": cfg.model_prediction_type,
-            "ss_discrete_flow_shift": str(cfg.discrete_flow_shift),
+    """The Flux training settings as sd-scripts' flux_train_network.py update_metadata records them (it writes no
+    t5xxl_max_token_length; logit_mean, logit_std and mode_scale are its defaults: this trainer has no such
+    weighting schemes)."""
+    return {"ss_guidance_scale": str(float(cfg.guidance_scale)), "ss_timestep_sampling": cfg.timestep_sampling,
+            "ss_sigmoid_scale": str(float(cfg.sigmoid_scale)), "ss_model_prediction_type": cfg.model_prediction_type,
+            "ss_discrete_flow_shift": str(float(cfg.discrete_flow_shift)),
             "ss_apply_t5_attn_mask": str(bool(cfg.apply_t5_attn_mask)), "ss_model_type": "flux",
-            "ss_t5xxl_max_token_length": str(cfg.t5xxl_max_token_length), "ss_fp8_base": str(bool(cfg.fp8_base))}
+            "ss_weighting_scheme": str(getattr(cfg, "weighting_scheme", "uniform") or "uniform"),
+            "ss_fp8_base": str(bool(cfg.fp8_base))}
 
 
 def save_flux_lora(path: Path | str, components, rank: int, alpha: float, facts: Mapping[str, Any] | None,

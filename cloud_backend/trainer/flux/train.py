@@ -178,5 +178,7 @@ class FluxTrainer(Trainer):
                                        started_at=started, batches_per_epoch=self.batches_per_epoch,
                                        dataset_name=self.paths.dataset_name)
         facts.pop("text_encoder_lr", None)  # the text encoders do not train
+        facts.update(outputs.run_facts(self, epochs=math.ceil(self.total_steps / max(self.steps_per_epoch, 1))))
+        facts.pop("v_parameterization", None)  # sd-scripts writes no prediction type for Flux
         return save_flux_lora(path, self.components, self.cfg.network_dim, self.cfg.network_alpha, facts,
                               SAVE_DTYPES[self.cfg.save_precision], flux_metadata(self.cfg))
