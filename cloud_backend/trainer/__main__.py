@@ -27,7 +27,9 @@ Exit codes:
     1    the inputs need fixing (config, dataset, model, missing channel); output/failure says what and how
     3    out of GPU memory; output/failure suggests what to lower
     4    an unexpected error (a bug); output/failure has the error, stderr the traceback
-    143  stopped by SIGTERM (SageMaker stop, spot interruption) after writing the checkpoint; run again to resume
+    143  stopped after writing the checkpoint; run again to resume. A stop is SIGTERM (SageMaker stop, spot
+         interruption; POSIX), the stop file ROOT/runner/stop-requested (the local backend's Stop; Windows has no
+         SIGTERM to deliver), or, under the local runner (CLOUDLORA_RUNNER_PID), the runner's death
 """
 from __future__ import annotations
 
@@ -47,6 +49,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 FLUX_PART_CHANNELS = ("clip_l", "t5xxl", "ae")  # FLUX.1's separate text encoders and autoencoder
 EXIT_OK, EXIT_INPUT, EXIT_OOM, EXIT_BUG, EXIT_STOPPED = 0, 1, 3, 4, 143
 MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
+STOP_FILE = Path("runner") / "stop-requested"  # under ROOT: the local backend's Stop writes it
+# An out-of-memory error by its type: torch >= 2.5 has torch.OutOfMemoryError, torch 2.1-2.4 only
+# torch.cuda.OutOfMemoryError; both are named so, so the name is checked through the MRO, not an attribute of torch.
+OOM_TYPE_NAMES = ("OutOfMemoryError",)
+# The allocators' own words, for errors raised as a plain RuntimeError (older torch, MPS).
+OOM_MESSAGES = ("CUDA out of memory", "MPS backend out of memory")
 OOM_HINT = ("The GPU ran out of memory. Lower train_batch_size (e.g. 1), set gradient_checkpointing = true and "
             "cache_latents = true, lower resolution or network_dim, or pick an instance type with more GPU memory.")
 
@@ -196,6 +204,40 @@ def input_errors() -> tuple:
             LoraFileError)
 
 
+def is_oom(err: BaseException) -> bool:
+    """Is this an out-of-GPU-memory error, on any torch the trainer runs under (2.1 has no torch.OutOfMemoryError)?
+    Judged by the exception's type name or the allocator's own message, never by other text in it."""
+    if any(cls.__name__ in OOM_TYPE_NAMES for cls in type(err).__mro__):
+        return True
+    return any(words in str(err) for words in OOM_MESSAGES)
+
+
+class StopWatch:
+    """Whether to stop after this step: SIGTERM (POSIX), the stop file (any OS), or the local runner gone (no
+    parent-death signal off Linux: macOS reparents the trainer, Windows' Job object ends it anyway)."""
+
+    def __init__(self, stop_file: Path, runner_pid: str = ""):
+        self.stop_file = stop_file
+        self.signalled = False
+        self.told = False
+        self.runner_pid = int(runner_pid) if runner_pid.isdigit() else 0
+        self.parent = os.getppid() if self.runner_pid and hasattr(os, "getppid") else 0
+
+    def __call__(self) -> bool:
+        why = "a signal" if self.signalled else self._why()
+        if why and not self.told:
+            self.told = True
+            print(f"stop requested ({why}): checkpointing after this step", flush=True)
+        return bool(why)
+
+    def _why(self) -> str:
+        if self.stop_file.exists():
+            return f"stop file {self.stop_file}"
+        if self.parent and os.getppid() != self.parent:
+            return "the local runner ended"
+        return ""
+
+
 def write_failure(root: Path, message: str) -> None:
     out = root / "output"
     out.mkdir(parents=True, exist_ok=True)
@@ -206,22 +248,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cloudlora_backend.trainer", description=__doc__.split("\n")[0])
     parser.add_argument("mode", nargs="?", choices=["train"], help="SageMaker runs the image as `IMAGE train`")
     parser.add_argument("--root", default="/opt/ml", help="the job folder (default /opt/ml)")
+    parser.add_argument("--stop-file", default="", help=f"a file whose appearance stops the run (default ROOT/{STOP_FILE})")
     args = parser.parse_args(argv)
     root = Path(args.root)
     started = time.perf_counter()  # before torch and diffusers import: the time to first step counts them
-    stop = {"flag": False}
+    stop = StopWatch(Path(args.stop_file) if args.stop_file else root / STOP_FILE,
+                     os.environ.get("CLOUDLORA_RUNNER_PID", ""))
 
     def on_term(signum, _frame):
-        stop["flag"] = True
+        stop.signalled = True
         print(f"received signal {signum}: checkpointing after this step", flush=True)
 
     signal.signal(signal.SIGTERM, on_term)
     try:
+        # Its own clause: when this import fails (no torch, a torch too old for the libraries), the handlers
+        # below must not name what it would have defined.
         from .train import Stopped, Trainer
+    except Exception as err:  # noqa: BLE001 - every failure must reach the failure file
+        traceback.print_exc()
+        write_failure(root, f"The trainer failed unexpectedly: {type(err).__name__}: {err}\n(while importing the "
+                            "trainer's libraries: the trainer environment does not fit this trainer; the traceback "
+                            "is in the job's log)")
+        return EXIT_BUG
+    try:
         cfg, paths = prepare(root)
         if cfg.family == "flux":
             from .flux.train import FluxTrainer as Trainer
-        trainer = Trainer(cfg, paths, stop_flag=lambda: stop["flag"], started=started)
+        trainer = Trainer(cfg, paths, stop_flag=stop, started=started)
         trainer.setup()
         result = trainer.run()
         print(f"done: {result.lora} ({result.steps} steps, final loss {result.final_loss:.4f})", flush=True)
@@ -235,10 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         write_failure(root, str(err))
         return EXIT_INPUT
     except Exception as err:  # noqa: BLE001 - every failure must reach the failure file
-        import torch
-        if isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower():
+        if is_oom(err):
             print(f"error: {err}", file=sys.stderr, flush=True)
-            write_failure(root, f"{OOM_HINT}\n({str(err).splitlines()[0][:300]})")
+            write_failure(root, f"{OOM_HINT}\n({(str(err).splitlines() or [type(err).__name__])[0][:300]})")
             return EXIT_OOM
         traceback.print_exc()
         write_failure(root, f"The trainer failed unexpectedly: {type(err).__name__}: {err}")

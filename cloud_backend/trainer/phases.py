@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import resource
+import sys
 import time
 from pathlib import Path
 
@@ -24,14 +24,28 @@ _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
 def _rss_peak_kib() -> int:
-    """The process's peak RSS since the last reset (VmHWM), else its lifetime peak (getrusage)."""
+    """The process's peak RSS since the last reset (VmHWM), else its lifetime peak (getrusage; psutil's peak working
+    set where there is no `resource`, i.e. Windows); 0 when nothing tells."""
     try:
         m = re.search(r"^VmHWM:\s+(\d+)\s+kB", _STATUS.read_text(), re.M)
         if m:
             return int(m.group(1))
     except OSError:
         pass
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    try:
+        import resource  # Unix only: imported here so that the trainer imports on Windows
+
+        peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        return peak // 1024 if sys.platform == "darwin" else peak  # macOS counts bytes, Linux KiB
+    except (ImportError, AttributeError, OSError, ValueError):
+        pass
+    try:
+        import psutil
+
+        mem = psutil.Process().memory_info()
+        return int(getattr(mem, "peak_wset", 0) or mem.rss) // 1024
+    except Exception:  # noqa: BLE001 - a memory figure must never fail a run
+        return 0
 
 
 def _reset_rss_peak() -> bool:
