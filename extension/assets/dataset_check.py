@@ -84,9 +84,25 @@ def _rel(root: Path, path: Path) -> str:
         return str(path)
 
 
+def contains(root_real: str, real: str, pathmod=os.path) -> bool:
+    """Is the resolved path `real` the resolved `root_real` or inside it? Compared as paths after normcase (case
+    and separators on Windows), never as strings: a drive letter's case or a prefix such as /data vs /data2 decides
+    nothing."""
+    root_n, real_n = pathmod.normcase(root_real), pathmod.normcase(real)
+    try:
+        return pathmod.commonpath([root_n, real_n]) == pathmod.normpath(root_n)
+    except ValueError:  # different drives, or one relative
+        return False
+
+
+def inside_strictly(root: Path | str, path: Path | str) -> bool:
+    """Is `path`, links resolved, strictly inside `root`?"""
+    root_real, real = os.path.realpath(root), os.path.realpath(path)
+    return contains(root_real, real) and os.path.normcase(real) != os.path.normcase(root_real)
+
+
 def _inside(root_real: str, path: Path) -> bool:
-    real = os.path.realpath(path)
-    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+    return contains(root_real, os.path.realpath(path))
 
 
 def bad_links(root: Path) -> list[tuple[Path, str]]:
@@ -193,6 +209,42 @@ def suggest_subset_name(name: str, repeats: int = 10) -> str:
     return f"{repeats}_{trigger}"
 
 
+def _names_windows_cannot_hold(root: Path, report: Report) -> None:
+    """Errors for names that are no file on Windows (a dataset made on Linux or macOS is trained, pulled or
+    extracted there too), and for names one case-insensitive file system (NTFS, APFS) holds as one file."""
+    from .. import portable_names
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not L.is_hidden(Path(d)))
+        names = sorted(n for n in dirnames + filenames if not L.is_hidden(Path(n)))
+        for name in names:
+            why = portable_names.problem(name)
+            if why:
+                report.add("error", "name-not-portable", _rel(root, Path(dirpath, name)),
+                           f"This name cannot be a file or folder on Windows: {why}.",
+                           "Rename it with letters, digits, '_', '-' and '.' only.")
+        for first, second in portable_names.case_duplicates(names):
+            report.add("error", "names-differ-in-case", _rel(root, Path(dirpath, second)),
+                       f"This name and '{first}' differ only in case: Windows and macOS hold them as one file.",
+                       "Rename one of the two.")
+
+
+def _not_extracted(root: Path, report: Report) -> None:
+    """Warnings naming the entries of the zip this folder was extracted from that were left out (hidden and
+    system files such as __MACOSX/): they are neither extracted nor uploaded, and count against no limit."""
+    from .dataset_import import DONE_MARKER, skipped_entries
+
+    for folder in (root, *list(root.parents)[:5]):
+        if (folder / DONE_MARKER).is_file():
+            names = skipped_entries(folder)
+            for name in names[:100]:
+                report.add("warning", "not-extracted", name, "This entry of the zip is a hidden or system file: it "
+                           "was not extracted and is not uploaded.")
+            if len(names) > 100:
+                report.add("warning", "not-extracted", "", f"... and {len(names) - 100} more such entries.")
+            return
+
+
 def check_dataset(path: Path | str) -> Report:
     """Validates a dataset folder (Kohya, the Kohya sample, JumpStart). Never modifies it."""
     root = Path(path).expanduser()
@@ -202,6 +254,8 @@ def check_dataset(path: Path | str) -> Report:
                    "Give the dataset folder (the one holding e.g. 10_mytrigger/, or that folder itself).")
         return report
     root_real = os.path.realpath(root)
+    _names_windows_cannot_hold(root, report)
+    _not_extracted(root, report)
     escaping = set()
     for link, why in bad_links(root):
         escaping.add(link)

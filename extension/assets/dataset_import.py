@@ -1,26 +1,32 @@
 """Where datasets come from besides a ready folder: a .zip (extracted safely) or images dropped in with a trigger.
 
-Both build a NEW folder under data_dir()/imports/; the user's files are copied, never moved or changed.
-A zip is checked entry by entry BEFORE anything is written (zip-slip, absolute paths, symlinks, too many files,
-too large, suspicious compression ratios of one entry and of the whole archive), and the bytes actually written are
-counted again while extracting. Imports that were never uploaded are removed after a day (clean_imports, run by
-every new import); an uploaded one is marked so, and a `dataset check` of a zip removes what it extracted.
+Both build a NEW folder under data_dir()/imports/; the user's files are copied, never moved or changed, and the
+copies are private (0700 folders, 0600 files) whatever the umask.
+A zip is checked entry by entry BEFORE anything is written (the entry count from its end record, zip-slip,
+absolute paths, symlinks, names Windows cannot hold, too large, suspicious compression ratios of one entry and of
+all extracted entries), and the bytes actually written are counted again while extracting. Imports that were never
+uploaded are removed after a day (clean_imports, run by every new import); an uploaded one is marked so, and a
+`dataset check` of a zip removes what it extracted.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
 import stat
+import struct
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from cloudlora_backend.trainer import layout as L
 
+from .. import portable_names, private_files
 from ..errors import UserError
 from ..settings import data_dir
 from .models import safe_name
@@ -48,14 +54,15 @@ def imports_dir() -> Path:
 
 
 def new_folder(name: str) -> Path:
-    """A fresh folder imports/<name>[-N] (never an existing one)."""
-    base = imports_dir()
-    base.mkdir(parents=True, exist_ok=True)
+    """A fresh folder imports/<name>[-N] (never an existing one), private (0700) whatever the umask: it holds
+    copies of the user's photos."""
+    base = private_files.ensure_dir(imports_dir())
     stem = safe_name(name, "dataset")
     for i in range(1000):
         candidate = base / (stem if i == 0 else f"{stem}-{i}")
         try:
-            candidate.mkdir()
+            candidate.mkdir(mode=private_files.DIR_MODE)
+            private_files.tighten(candidate, private_files.DIR_MODE)
             return candidate
         except FileExistsError:
             continue
@@ -82,19 +89,109 @@ def _safe_member(info: zipfile.ZipInfo, zip_name: str) -> PurePosixPath | None:
                         "extracted.", "Zip the real files instead of links (e.g. `zip -r` without -y).")
     if any(L.is_hidden(PurePosixPath(p)) for p in parts) or info.is_dir():
         return None
-    return PurePosixPath(*[p for p in parts if p not in ("", ".")])
+    kept = [p for p in parts if p not in ("", ".")]
+    why = portable_names.path_problem(kept)
+    if why:  # 'a:b.png' would write a stream of 'a' on Windows; 'CON.png' a device; 'x.' would lose its dot
+        raise UserError(f"{zip_name} contains {raw!r}, which cannot be a file on Windows ({why}); it was refused "
+                        "and nothing was extracted.", "Rename that file (letters, digits, '_', '-', '.') and zip "
+                        "the folder again.")
+    return PurePosixPath(*kept)
+
+
+def entry_count(zip_path: Path) -> int | None:
+    """The number of entries the end-of-central-directory record declares (ZIP64 too), read from the file's tail
+    before zipfile parses the central directory (300,000 entries took 195 MB and 5 s to parse); None when there is
+    no such record (zipfile then says what is wrong)."""
+    size = zip_path.stat().st_size
+    with open(zip_path, "rb") as f:
+        tail_len = min(size, 22 + 0xFFFF)  # the record, then a comment of at most 64 KiB
+        f.seek(size - tail_len)
+        tail = f.read(tail_len)
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < 22:
+            return None
+        count = struct.unpack("<H", tail[at + 10:at + 12])[0]
+        if count != 0xFFFF or at < 20 or tail[at - 20:at - 16] != b"PK\x06\x07":
+            return count
+        zip64_at = struct.unpack("<Q", tail[at - 12:at - 4])[0]  # the ZIP64 record's offset, from its locator
+        f.seek(zip64_at)
+        record = f.read(56)
+        if record[:4] != b"PK\x06\x06" or len(record) < 40:
+            return count
+        return struct.unpack("<Q", record[32:40])[0]
+
+
+def _remove_tree(path: Path) -> None:
+    """Removes a folder, clearing read-only flags and retrying (an antivirus scanner or a viewer holds a
+    just-extracted file open on Windows); UserError when it is still there."""
+    def clear_and_retry(func, p, _exc):
+        try:
+            os.chmod(p, stat.S_IWRITE | stat.S_IREAD | (stat.S_IEXEC if os.path.isdir(p) else 0))
+            func(p)
+        except OSError:
+            pass
+
+    for delay in (0, 0.1, 0.3, 1.0):
+        time.sleep(delay)
+        if not os.path.lexists(path):
+            return
+        shutil.rmtree(path, onerror=clear_and_retry)
+    if os.path.lexists(path):
+        raise UserError(f"Could not remove {path} (a file in it is open in another program).",
+                        "Close the program that shows it (or wait for the virus scan), then try again.")
+
+
+def _rename_dir(src: Path, dst: Path) -> None:
+    """Renames a folder, retried while Windows refuses it (a file inside is open); UserError when it still fails."""
+    last: OSError | None = None
+    for delay in (0, 0.1, 0.3, 1.0, 2.0):
+        time.sleep(delay)
+        try:
+            src.replace(dst)
+            return
+        except OSError as err:
+            last = err
+    raise UserError(f"Could not move the extracted dataset into {dst} ({last}).",
+                    "Close programs that show files of it (or wait for the virus scan), then try again.") from last
+
+
+def skipped_entries(folder: Path) -> list[str]:
+    """The zip entries an import left out (hidden and system files), as its done marker recorded them."""
+    try:
+        data = json.loads((folder / DONE_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return list(data.get("skipped") or []) if isinstance(data, dict) else []
+
+
+def _too_big(zip_name: str, limits: "ZipLimits") -> UserError:
+    return UserError(f"{zip_name} would extract to more than {limits.max_total_bytes >> 20} MiB (or one file over "
+                     f"{limits.max_file_bytes >> 20} MiB); refused as a possible zip bomb and nothing was extracted.",
+                     "Check the zip; datasets are usually far smaller.")
 
 
 def import_zip(zip_path: Path | str, limits: ZipLimits = ZipLimits(), dest: Path | None = None) -> Path:
-    """Extracts a dataset zip into a new folder; returns the dataset root inside it."""
+    """Extracts a dataset zip into a new folder; returns the dataset root inside it.
+
+    Entries that are never extracted (hidden and system files, e.g. __MACOSX/) count against no limit: the size
+    and ratio limits are those of the extracted entries (their compressed bytes, not the archive's, so padding
+    the zip cannot dilute the ratio), and they hold again for the bytes actually written."""
     zip_path = Path(zip_path)
     try:
+        declared = entry_count(zip_path)
+    except OSError as err:
+        raise UserError(f"{zip_path.name} cannot be read ({err}).", "Check the path.") from err
+    if declared is not None and declared > limits.max_files:
+        raise UserError(f"{zip_path.name} holds {declared} entries (more than {limits.max_files}); refused.",
+                        "Split the dataset, or remove files it does not need.")
+    try:
         zf = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError) as err:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as err:
         raise UserError(f"{zip_path.name} is not a readable zip file ({err}).", "Create the zip again.") from err
     with zf:
         members: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
-        total = 0
+        skipped: list[str] = []
+        total = packed = 0
         infos = zf.infolist()
         if len(infos) > limits.max_files:
             raise UserError(f"{zip_path.name} holds {len(infos)} entries (more than {limits.max_files}); refused.",
@@ -102,12 +199,13 @@ def import_zip(zip_path: Path | str, limits: ZipLimits = ZipLimits(), dest: Path
         for info in infos:
             rel = _safe_member(info, zip_path.name)
             if rel is None:
+                if not info.is_dir():
+                    skipped.append(info.filename)
                 continue
             total += info.file_size
+            packed += info.compress_size
             if info.file_size > limits.max_file_bytes or total > limits.max_total_bytes:
-                raise UserError(f"{zip_path.name} would extract to more than {limits.max_total_bytes >> 20} MiB "
-                                f"(or one file over {limits.max_file_bytes >> 20} MiB); refused as a possible zip "
-                                "bomb.", "Check the zip; datasets are usually far smaller.")
+                raise _too_big(zip_path.name, limits)
             if info.file_size > (1 << 20) and info.file_size > limits.max_ratio * max(1, info.compress_size):
                 ratio = info.file_size // max(1, info.compress_size)
                 raise UserError(f"{zip_path.name}: {info.filename} compresses {ratio}:1, far more than images do; "
@@ -116,12 +214,20 @@ def import_zip(zip_path: Path | str, limits: ZipLimits = ZipLimits(), dest: Path
             members.append((info, rel))
         if not members:
             raise UserError(f"{zip_path.name} contains no files.", "Zip the dataset folder with its images.")
-        archive = max(1, zip_path.stat().st_size)
-        if total > limits.ratio_floor_bytes and total > limits.max_ratio * archive:
-            # Many entries just under the per-entry floor can still fill the disk: the archive as a whole counts.
-            raise UserError(f"{zip_path.name} ({archive >> 10} KiB) would extract to {total >> 20} MiB, "
-                            f"{total // archive}:1, far more than images compress; refused as a possible zip bomb "
-                            "and nothing was extracted.", "Check the zip; create it again from the real files.")
+        clash = portable_names.case_duplicates(rel.as_posix() for _info, rel in members)
+        if clash:
+            a, b = clash[0]
+            raise UserError(f"{zip_path.name} contains both {a!r} and {b!r}, which are one file on Windows and macOS "
+                            "(names differing only in case); refused and nothing was extracted.",
+                            "Rename one of them and zip the folder again.")
+        packed = max(1, packed)
+        if total > limits.ratio_floor_bytes and total > limits.max_ratio * packed:
+            # Many entries just under the per-entry floor can still fill the disk: the extracted entries as a whole
+            # count (compressed bytes of entries never extracted, such as __MACOSX/pad, dilute nothing).
+            raise UserError(f"{zip_path.name}: its files ({packed >> 10} KiB compressed) would extract to "
+                            f"{total >> 20} MiB, {total // packed}:1, far more than images compress; refused as a "
+                            "possible zip bomb and nothing was extracted.",
+                            "Check the zip; create it again from the real files.")
         clean_imports()
         # The same zip extracts to the same folder once: imports/<stem>-<sha8>, complete when the marker is there.
         from .hashcache import sha256_file
@@ -129,34 +235,52 @@ def import_zip(zip_path: Path | str, limits: ZipLimits = ZipLimits(), dest: Path
         final = dest or imports_dir() / f"{safe_name(zip_path.stem, 'dataset')}-{sha256_file(zip_path)[:8]}"
         if (final / DONE_MARKER).exists():
             return dataset_root_in(final)
-        shutil.rmtree(final, ignore_errors=True)  # a half-extracted earlier try
+        _remove_tree(final)  # a half-extracted earlier try
         target = new_folder(f"extracting-{final.name}")
-        written = 0
         try:
-            for info, rel in members:
-                out = target.joinpath(*rel.parts)
-                if not out.resolve().is_relative_to(target.resolve()):  # belt and braces after the checks above
-                    raise UserError(f"{zip_path.name}: {info.filename} leaves the folder; refused.")
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(out, "wb") as dst:
-                    left = info.file_size
-                    while chunk := src.read(1 << 20):
-                        left -= len(chunk)
-                        written += len(chunk)
-                        if left < 0 or written > limits.max_total_bytes:  # the header lied about the size
-                            raise UserError(f"{zip_path.name}: {info.filename} is larger than its header says; "
-                                            "refused as a possible zip bomb.", "Create the zip again.")
-                        dst.write(chunk)
-                ts = time.mktime(info.date_time + (0, 0, -1)) if info.date_time[0] >= 1980 else None
-                if ts:
-                    os.utime(out, (ts, ts))
+            _extract(zf, zip_path.name, members, target, limits, packed)
+            private_files.write_text(target / DONE_MARKER,
+                                     json.dumps({"zip": zip_path.name, "skipped": skipped}, ensure_ascii=False))
+            private_files.ensure_dir(final.parent)
+            _rename_dir(target, final)
         except BaseException:
-            shutil.rmtree(target, ignore_errors=True)
+            shutil.rmtree(target, ignore_errors=True)  # nothing is left behind
             raise
-    (target / DONE_MARKER).write_text(zip_path.name, encoding="utf-8")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    target.replace(final)
     return dataset_root_in(final)
+
+
+def _extract(zf: zipfile.ZipFile, zip_name: str, members, target: Path, limits: ZipLimits, packed: int) -> None:
+    """Writes the members (private files) counting the bytes actually written against every limit: a header that
+    lies about its size is a named error, never a traceback."""
+    written = 0
+    for info, rel in members:
+        out = target.joinpath(*rel.parts)
+        if not out.resolve().is_relative_to(target.resolve()):  # belt and braces after the checks above
+            raise UserError(f"{zip_name}: {info.filename} leaves the folder; refused.")
+        private_files.ensure_dir(out.parent)
+        try:
+            with zf.open(info) as src, private_files.open_file(out, "wb") as dst:
+                left = info.file_size
+                while chunk := src.read(1 << 20):
+                    left -= len(chunk)
+                    written += len(chunk)
+                    if left < 0:  # the header lied about the size
+                        raise UserError(f"{zip_name}: {info.filename} is larger than its header says; refused as "
+                                        "a possible zip bomb and nothing was extracted.", "Create the zip again.")
+                    if written > limits.max_total_bytes or info.file_size - left > limits.max_file_bytes:
+                        raise _too_big(zip_name, limits)
+                    if written > limits.ratio_floor_bytes and written > limits.max_ratio * packed:
+                        raise UserError(f"{zip_name}: {written >> 20} MiB written from {packed >> 10} KiB of "
+                                        "compressed files so far; refused as a possible zip bomb and nothing was "
+                                        "extracted.", "Check the zip; create it again from the real files.")
+                    dst.write(chunk)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as err:
+            raise UserError(f"{zip_name}: {info.filename} cannot be extracted ({err}): its entry header does not "
+                            "match its data (a damaged zip, or one made to mislead); refused and nothing was "
+                            "extracted.", "Create the zip again from the dataset folder.") from err
+        ts = time.mktime(info.date_time + (0, 0, -1)) if info.date_time[0] >= 1980 else None
+        if ts:
+            os.utime(out, (ts, ts))
 
 
 def import_folder_of(path: Path | str) -> Path | None:
@@ -173,7 +297,7 @@ def mark_uploaded(path: Path | str) -> None:
     """Marks the import that holds `path` as uploaded: clean_imports keeps it (a later upload reuses it)."""
     folder = import_folder_of(path)
     if folder is not None and folder.is_dir():
-        (folder / UPLOADED_MARKER).write_text("", encoding="utf-8")
+        private_files.write_text(folder / UPLOADED_MARKER, "")
 
 
 @contextlib.contextmanager
@@ -271,20 +395,22 @@ def from_images(images: list[Path | str], trigger: str, repeats: int | str = 10,
     clean_imports()
     root = new_folder(name or trigger)
     subset = root / f"{repeats}_{trigger}"
-    subset.mkdir()
+    subset.mkdir(mode=private_files.DIR_MODE)
+    private_files.tighten(subset, private_files.DIR_MODE)
     used: set[str] = set()
     for p in files:
         stem = safe_name(p.stem, "image")
         while stem.lower() in used:
             stem += "_"
         used.add(stem.lower())
-        shutil.copyfile(p, subset / f"{stem}{p.suffix.lower()}")
+        with open(p, "rb") as src, private_files.open_file(subset / f"{stem}{p.suffix.lower()}", "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)  # a private copy (copyfile would give it the umask's mode)
         text = (captions or {}).get(p.name)
         if text is None:
             beside = next((p.with_suffix(ext) for ext in L.CAPTION_EXTS if p.with_suffix(ext).is_file()), None)
             text = beside.read_text(encoding="utf-8-sig", errors="replace") if beside else None
         if text is not None:
-            (subset / f"{stem}.txt").write_text(text.strip() + "\n", encoding="utf-8")
+            private_files.write_text(subset / f"{stem}.txt", text.strip() + "\n")
     return root
 
 

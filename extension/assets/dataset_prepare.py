@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cloudlora_backend.trainer import layout as L
 
-from .. import atomic, host
+from .. import atomic, host, private_files
 from ..errors import UserError
 from ..settings import data_dir
 from . import transfer
@@ -26,9 +26,9 @@ STEP = 64
 
 
 def _inside(root: Path, path: Path) -> bool:
-    root_real = os.path.realpath(root)
-    real = os.path.realpath(path)
-    return real.startswith(root_real.rstrip(os.sep) + os.sep)
+    from .dataset_check import inside_strictly
+
+    return inside_strictly(root, path)
 
 
 def caption_path(root: Path | str, image: Path | str) -> Path:
@@ -147,8 +147,7 @@ def prepare(root: Path | str, family: str, *, progress: transfer.ProgressCallbac
                         f"See `cloudlora dataset check {root}`.")
     src_root = Path(report.root)
     base = src_root.parent if report.kind == "kohya" and L.looks_like_subset(src_root) else src_root
-    out = data_dir() / "prepared"
-    out.mkdir(parents=True, exist_ok=True)
+    out = private_files.ensure_dir(data_dir() / "prepared")  # copies of the user's photos: private
     stem = f"{safe_name(src_root.name, 'dataset')}-{family}"
     dest = out / stem
     n = 1
@@ -174,4 +173,15 @@ def prepare(root: Path | str, family: str, *, progress: transfer.ProgressCallbac
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
+    _make_private(dest)
     return dest if base == src_root else dest / src_root.name
+
+
+def _make_private(folder: Path) -> None:
+    """PIL and copyfile create files with the umask's mode; the prepared copy is the user's photos: 0700/0600."""
+    private_files.tighten(folder, private_files.DIR_MODE)
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for d in dirnames:
+            private_files.tighten(os.path.join(dirpath, d), private_files.DIR_MODE)
+        for f in filenames:
+            private_files.tighten(os.path.join(dirpath, f), private_files.FILE_MODE)

@@ -23,7 +23,9 @@ FAMILIES = ("sd15", "sd2", "sdxl", "flux")
 FAMILY_LABELS = {"sd15": "SD 1.5", "sd2": "SD 2.x", "sdxl": "SDXL", "flux": "FLUX.1", "unknown": "unknown"}
 SAFETENSORS_EXTS = (".safetensors",)
 PICKLE_EXTS = (".ckpt", ".pt", ".pth")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# No Windows device name (CON, NUL, COM1.x, ...: a device, not a folder) and no trailing dot (Windows strips it).
+DEVICE_NAME = r"(?!(?i:con|prn|aux|nul|com[1-9]|lpt[1-9])(?:[. ]|$))"
+NAME_RE = re.compile(rf"^{DEVICE_NAME}[A-Za-z0-9][A-Za-z0-9._-]{{0,99}}(?<!\.)$")
 
 
 def now_iso() -> str:
@@ -33,7 +35,11 @@ def now_iso() -> str:
 def safe_name(text: str, default: str = "model") -> str:
     """A store-safe name: 'My Model v1.5' -> 'My_Model_v1.5'."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")
-    return re.sub(r"\.{2,}", ".", name)[:100] or default
+    name = re.sub(r"\.{2,}", ".", name)[:100].rstrip(".") or default
+    if NAME_RE.fullmatch(name):
+        return name
+    stem, dot, rest = name.partition(".")  # 'CON' -> 'CON_', 'con.v1' -> 'con_.v1' (device names on Windows)
+    return f"{stem}_{dot}{rest}"[:100]
 
 
 def name_from_path(path: Path | str) -> str:

@@ -18,7 +18,9 @@ FAMILIES = ("sd15", "sdxl", "flux")
 FAMILY_LABELS = {"sd15": "SD 1.5", "sdxl": "SDXL", "flux": "FLUX.1"}
 BACKENDS = ("local", "sagemaker")
 CONTAINERS = ("cloudlora", "kohya-sample")  # our trainer image | the SageMaker Kohya sample's image
-LORA_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,99}$")
+# No Windows device name ('NUL', 'com1.v2': a device, not a file in models/Lora) and no trailing dot or space.
+LORA_NAME_RE = re.compile(r"^(?!(?i:con|prn|aux|nul|com[1-9]|lpt[1-9])(?:[. ]|$))[A-Za-z0-9][A-Za-z0-9._ -]{0,99}"
+                          r"(?<![. ])$")
 INSTANCE_RE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 MAX_RUNTIME_LIMIT_S = 28 * 24 * 3600  # SageMaker's ceiling for MaxRuntimeInSeconds
 DEFAULT_MAX_RUNTIME_S = 24 * 3600

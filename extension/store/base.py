@@ -56,8 +56,17 @@ class InvalidKey(UserError, ValueError):
 
 
 def check_key(key: str) -> str:
+    """The key, or InvalidKey. Beyond '..' and absolute keys, what LocalStore on Windows would read as path syntax:
+    '\\' (a separator: 'a\\..\\..\\x' leaves the root), ':' (a drive or an NTFS stream), device names and trailing
+    dots or spaces (stripped, so two keys would be one file)."""
+    from ..portable_names import is_reserved
+
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts[:-1]) or parts[-1] in (".", ".."):
         raise InvalidKey(f"{key!r} is not a valid store key (no '..', '.', empty or absolute parts).",
+                         "Use the name shown by the listing (`cloudlora jobs`, `model list`, `dataset list`).")
+    if "\\" in key or ":" in key or any(p and (p[-1] in ". " or is_reserved(p)) for p in parts):
+        raise InvalidKey(f"{key!r} is not a valid store key (no '\\', ':', Windows device names such as CON or NUL, "
+                         "or parts ending with a dot or a space).",
                          "Use the name shown by the listing (`cloudlora jobs`, `model list`, `dataset list`).")
     return key

@@ -78,8 +78,10 @@ def file_allowed(app, requested: str) -> bool:
     path = unquote(requested)
     if "://" in path or not os.path.isabs(path):
         return False
+    from ..assets.dataset_check import contains
+
     real = os.path.realpath(path)
-    return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in _file_roots(app))
+    return any(contains(r, real) for r in _file_roots(app))
 
 
 class AccessMiddleware:
