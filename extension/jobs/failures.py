@@ -1,5 +1,8 @@
 """Why a training job failed, in plain words with the fix: from SageMaker's FailureReason or the log's tail.
 
+Facts first: the trainer's own failure file (output/failure, which SageMaker passes on as its FailureReason) and its
+exit code (the local runner's "exited with code N"). Text found elsewhere in a traceback is not a fact: a traceback
+that merely names torch.OutOfMemoryError (an AttributeError on torch 2.1) is not an out-of-memory error.
 Pure functions. Unknown reasons come back as the raw text, so nothing is hidden.
 """
 from __future__ import annotations
@@ -36,7 +39,7 @@ _RULES: list[tuple[str, str, str, str]] = [
      r"The trainer failed unexpectedly: |exited with code 4\b",
      "The trainer stopped on an unexpected error (exit 4): {error}\nThis is a bug in the trainer, not in your "
      "data or settings.",
-     "Report it with the job's log (the traceback is in it). Meanwhile, `cloudlora doctor` checks the trainer "
+     "Report it with the job's log (the traceback is in it: the Logs panel, or `cloudlora logs JOB_ID`). Meanwhile, `cloudlora doctor` checks the trainer "
      "environment; creating the job again with other settings may avoid the failing path."),
     ("quota",
      r"ResourceLimitExceeded|account-level service limit '([^']*)'|limit .* is 0 Instances|Quota.*exceeded|"
@@ -60,11 +63,20 @@ _RULES: list[tuple[str, str, str, str]] = [
      "The trainer image could not be pulled from ECR: it is missing or the URI is wrong.",
      "Run `cloudlora setup` to build and push the trainer image, or fix the image URI in the settings "
      "(account, region, repository and tag must match)."),
+    # Exit 3 (EXIT_OOM) and the words its failure file starts with (OOM_HINT), both written only when the trainer
+    # judged the exception to be an out-of-memory error; else CUDA's own words (a trainer that died before it could
+    # judge, or SageMaker's reason).
     ("oom",
-     r"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED|out of memory",
+     r"(?m)^The GPU ran out of memory\.|exited with code 3\b|CUDA out of memory|CUBLAS_STATUS_ALLOC_FAILED",
      "The GPU ran out of memory.",
      "Lower train_batch_size or resolution, enable gradient_checkpointing and cache_latents, use a smaller "
      "network_dim, or choose an instance with more VRAM (e.g. ml.g6e.xlarge, 48 GB)."),
+    # The trainer ended with an exception and no failure file of its own (the runner wrote the exit code).
+    ("trainer_error",
+     r"The trainer exited with code -?\d+\.\n(?s:.*)(Traceback|Error)",
+     "The trainer stopped on an error: {error}",
+     "The whole traceback is in the job's log (the Logs panel, or `cloudlora logs JOB_ID`). `cloudlora doctor` "
+     "checks the trainer environment."),
     ("config",
      r"ConfigError|training config has problems|config\.toml|Invalid (Kohya )?config|unknown (config )?key|bad config|"
      r"Invalid value for|TOML",
