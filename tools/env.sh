@@ -34,25 +34,50 @@ env_webui() {
   echo "$want" > "$v/.stamp"
 }
 
-# The test tools of .venv/host (tests/host): what the suite itself imports, nothing of this project's dependencies.
+# The test tools of the host venvs (tests/host): what the suite itself imports, nothing of this project's dependencies.
 HOST_TEST_TOOLS='pytest>=7.4,<9 pytest-timeout>=2.3,<3 playwright>=1.40,<2'
 
-env_host() {  # .venv/host: a WebUI venv as A1111 1.10.1 leaves it, WITHOUT this project (tests/host installs it as A1111 does)
-  local v="$VENVS/host" want
-  want="$(cat "$ROOT/tools/a1111-pins.txt"; echo "torch==2.13.0 $HOST_TEST_TOOLS")"
+# The host stacks users really run (../shared/REFERENCE.md): Python 3.10 with the WebUI's own torch, as PyPI serves it
+# (the CUDA 12.1 builds, ~2.5 GB with their nvidia-* packages; downloaded once per machine into pip's cache).
+A1111_TORCH="torch==2.1.2 torchvision==0.16.2"
+FORGE_TORCH="torch==2.3.1 torchvision==0.18.1"
+
+_host_venv() {  # _host_venv DIR PINS-FILE "TORCH REQS": a WebUI venv as the WebUI leaves it, WITHOUT this project
+  local v="$1" pins="$2" torch="$3" want
+  want="$(cat "$pins"; echo "$torch $HOST_TEST_TOOLS")"
   want="$(echo "$want" | sha256sum | cut -c1-16)"
   if _stamp_ok "$v" "$want"; then return; fi
-  echo "== setting up $v (A1111 1.10.1 pins + torch 2.13.0, no Cloud LoRA Trainer)"
+  echo "== setting up $v (Python 3.10, $(basename "$pins"), $torch; no Cloud LoRA Trainer)"
   rm -rf "$v"  # from scratch: what the extension's install.py adds must not survive a rebuild
-  # Python 3.11: the only local torch wheel is cp311 (A1111 1.10.1 supports 3.10 and 3.11).
-  "$(_python_for 3.11)" -m venv "$v"
+  "$(_python_for 3.10)" -m venv "$v"
   _pip "$v/bin/python" -m pip install -q --upgrade "pip>=23" "setuptools>=64,<70" wheel
-  # shellcheck disable=SC2086  # HOST_TEST_TOOLS is a list of requirements
-  _pip "$v/bin/python" -m pip install -q -r "$ROOT/tools/a1111-pins.txt" "torch==2.13.0" $HOST_TEST_TOOLS
+  # shellcheck disable=SC2086  # torch and HOST_TEST_TOOLS are lists of requirements
+  _pip "$v/bin/python" -m pip install -q -r "$pins" $torch $HOST_TEST_TOOLS
   _pip "$v/bin/python" -m pip check >/dev/null || { "$v/bin/python" -m pip check; return 1; }
   # What "before the extension was installed" means: tests/host puts the venv back to this list before each run.
   "$v/bin/python" -m pip freeze --all > "$v/pristine-freeze.txt"
   echo "$want" > "$v/.stamp"
+}
+
+env_host() {  # .venv/host: A1111 1.10.1's stack: Python 3.10, torch 2.1.2 + torchvision 0.16.2, its pins
+  _host_venv "$VENVS/host" "$ROOT/tools/a1111-pins.txt" "$A1111_TORCH"
+}
+
+env_host_forge() {  # .venv/host-forge: Forge's stack: Python 3.10, torch 2.3.1, gradio 4.40 and its companions
+  _host_venv "$VENVS/host-forge" "$ROOT/tools/forge-pins.txt" "$FORGE_TORCH"
+}
+
+# The trainer's floor torch (the `# torch:` line of the lock) for Python 3.10, as PyPI serves it, in a folder of
+# wheels that the host tests name as the PyTorch index (CLOUDLORA_TORCH_INDEX): CI cannot reach download.pytorch.org,
+# and PyPI's only Linux x86_64 build is the CUDA one (~3.7 GB with its nvidia-* packages; once per machine).
+env_torch_index() {
+  local dir="$ROOT/.cache/torch-index/cp310" floor
+  floor="$(sed -n 's/^# torch: >=\([0-9.]*\),.*/\1/p' "$ROOT/cloud_backend/requirements-lock.txt")"
+  if _stamp_ok "$dir" "$floor"; then return; fi
+  echo "== downloading torch $floor for Python 3.10 into $dir (the host tests' PyTorch index)"
+  mkdir -p "$dir"
+  _pip "$(_python_for 3.10)" -m pip download -q --only-binary=:all: -d "$dir" "torch==$floor"
+  echo "$floor" > "$dir/.stamp"
 }
 
 _trainer_venv() {  # _trainer_venv DIR STAMP-INPUT REQUIREMENTS-FILE: torch 2.13.0 + those requirements, exactly

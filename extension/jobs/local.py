@@ -199,7 +199,8 @@ def _signal_stop(pid: int) -> None:
 
 
 # The files of one run of the runner; a resume clears them (train.log goes on, runner.out is kept as .prev).
-RUN_FILES = ("exit.json", "stop-requested", "trainer.pid", "runner.pid", "started", "waiting", "preparing")
+RUN_FILES = ("exit.json", "stop-requested", "trainer.pid", "runner.pid", "started", "waiting", "preparing",
+             "setup.json")
 
 
 def resume(jobdir: Path, settings: Settings, *, prepare_inputs=None) -> str:

@@ -156,7 +156,7 @@ def status(jobdir: Path) -> dict:
     if stop_requested:
         out["status"], out["secondary_status"] = "Stopping", "Saving a checkpoint, then stopping"
     elif (run / "preparing").exists():
-        out["status"], out["secondary_status"] = "Starting", "Setting up the trainer environment"
+        out["status"], out["secondary_status"] = "Starting", _setup_text(run / "preparing")
     elif (run / "waiting").exists() and not trainer_alive:
         try:
             ahead = (run / "waiting").read_text(encoding="utf-8").strip()
@@ -174,6 +174,17 @@ def status(jobdir: Path) -> dict:
     if not runner_alive:  # the trainer outlived its runner: it still holds the GPU, and Stop still reaches it
         out["secondary_status"] += " (its runner was killed; Stop still works)"
     return out
+
+
+def _setup_text(path: Path) -> str:
+    """What the trainer setup is doing (runner/preparing: pip_progress's state as JSON), in one line."""
+    from .pip_progress import describe
+
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        state = None
+    return describe(state) if isinstance(state, dict) else "Setting up the trainer environment"
 
 
 def _ended(jobdir: Path, out: dict, tail: str, stop_requested: bool) -> dict:

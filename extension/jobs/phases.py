@@ -7,6 +7,16 @@ import json
 PREFIX = "phases="
 
 
+def with_setup(rec: dict | None, setup_seconds: float | None) -> dict | None:
+    """The record with the trainer environment's setup (the local runner's runner/setup.json) as its first phase."""
+    if not rec or not setup_seconds:
+        return rec
+    rec = dict(rec, seconds={"setup (trainer environment)": float(setup_seconds), **rec["seconds"]})
+    if rec.get("total_s") is not None:
+        rec["total_s"] = float(rec["total_s"]) + float(setup_seconds)
+    return rec
+
+
 def parse(log_text: str) -> dict | None:
     """The last phases record in a log, or None when the log has none (a running or older job)."""
     for line in reversed(log_text.splitlines()):

@@ -129,11 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         python = args.python
         if args.managed:
-            (run / "preparing").write_text(str(time.time()), encoding="utf-8")
-            from cloudlora.jobs import trainer_env
-
-            python = trainer_env.ensure(log=lambda s: log.write(s + "\n"))
-            (run / "preparing").unlink(missing_ok=True)
+            python = _set_up_trainer(run, log, say)
         private_files.ensure_dir(Path(args.lock).parent)
         gpu = locks.Lock(args.lock)
         ahead = None
@@ -161,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         # UTF-8 output (Windows would write the ANSI code page into the UTF-8 log); the parent pid to watch where
         # no parent-death signal exists.
         env = processes.child_env(dict(os.environ, PYTHONUNBUFFERED="1", CLOUDLORA_RUNNER_PID=str(os.getpid())))
-        atomic.write_text(run / "started", str(time.time()))
+        if not (run / "started").exists():  # a managed job's clock started with its setup
+            atomic.write_text(run / "started", str(time.time()))
         log.flush()
         popen = dict(stdout=log, stderr=subprocess.STDOUT, cwd=str(jobdir), env=env, stdin=subprocess.DEVNULL,
                      **processes.popen_kwargs())
@@ -181,10 +178,33 @@ def main(argv: list[str] | None = None) -> int:
         (jobdir / "output").mkdir(parents=True, exist_ok=True)
         failure = jobdir / "output" / "failure"
         if not failure.exists():
-            failure.write_text(f"The local runner failed: {err}", encoding="utf-8")
+            reason = getattr(err, "reason", None)
+            text = (f"Setting up the trainer environment failed: {reason}" + (f"\nFix: {err.fix}" if err.fix else "")
+                    if reason else f"The local runner failed: {err}")
+            failure.write_text(text, encoding="utf-8")
         return finish(-1, str(err))
     finally:
         log.flush()
+
+
+def _set_up_trainer(run: Path, log, say) -> str:
+    """The managed trainer venv (jobs/trainer_env), with its progress in runner/preparing (JSON, for the status)
+    and its duration in runner/setup.json (for "Where the time went"). The job's clock starts here."""
+    from cloudlora.jobs import trainer_env
+
+    started = time.time()
+    atomic.write_text(run / "started", str(started))
+    if trainer_env.is_ready():
+        return trainer_env.ensure(log=lambda s: log.write(s + "\n"))
+    atomic.write_text(run / "preparing", json.dumps({"step": "Setting up the trainer environment",
+                                                     "started": started}))
+    python = trainer_env.ensure(log=lambda s: log.write(s + "\n"),
+                                progress=lambda state: atomic.write_text(run / "preparing", json.dumps(state)))
+    seconds = time.time() - started
+    atomic.write_text(run / "setup.json", json.dumps({"seconds": round(seconds, 1)}))
+    say(f"trainer environment ready after {seconds:.1f} s")
+    (run / "preparing").unlink(missing_ok=True)
+    return python
 
 
 if __name__ == "__main__":

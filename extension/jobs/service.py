@@ -375,10 +375,20 @@ def get_job(job_id: str, settings: Settings | None = None, *, log_lines: int = 2
                best_epoch=best_epoch.of_job(rec, lora_files))
     out["progress"] = progress.progress(out, tail)
     out["phases"] = phases.parse(tail_text)  # where a finished run's time and memory went (None while running)
+    if rec.spec.backend == "local":
+        out["phases"] = phases.with_setup(out["phases"], _setup_seconds(Path(rec.local_dir)))
     if rec.status == "Failed":
         exp = failures.explain(rec.failure, "\n".join(tail[-60:]), instance_type=rec.spec.instance_type)
         out["explanation"] = exp.as_dict() if exp else None
     return out
+
+
+def _setup_seconds(jobdir: Path) -> float | None:
+    """How long this run's trainer environment setup took (runner/setup.json), None when it needed none."""
+    try:
+        return float(json.loads((jobdir / "runner" / "setup.json").read_text(encoding="utf-8"))["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def tensorboard_dir(job_id: str, settings: Settings | None = None) -> Path:

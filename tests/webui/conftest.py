@@ -42,6 +42,8 @@ def isolated_settings(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never probe 169.254.169.254
+    # The PyTorch index is this machine's folder of wheels (tools/env.sh env_torch_index): never download.pytorch.org.
+    monkeypatch.setenv("CLOUDLORA_TORCH_INDEX", str(ROOT / ".cache" / "torch-index" / "cp310"))
     yield home
 
 
