@@ -208,6 +208,7 @@ def check_user_policy(doc: dict, instance_types: list[str]) -> list[str]:
             elif sorted(_list(listed)) != sorted(instance_types):
                 problems.append(f"{sid}: the instance types {sorted(_list(listed))} are not the catalogue's "
                                 f"{sorted(instance_types)}: run `python tools/iam_policy.py write`")
+    problems += _outside_the_stack(doc)
     boundary = "arn:aws:iam::123456789012:policy/cloudlora-boundary"
     for action in ("iam:CreatePolicyVersion", "iam:DeletePolicy", "iam:SetDefaultPolicyVersion"):
         if allowed(doc, action, boundary):
@@ -218,6 +219,52 @@ def check_user_policy(doc: dict, instance_types: list[str]) -> list[str]:
     for action in ("s3:PutBucketPublicAccessBlock", "s3:PutBucketAcl"):
         if not _denied(doc, action, "arn:aws:s3:::cloudlora-123456789012-us-east-1"):
             problems.append(f"no explicit Deny of {action} on the cloudlora buckets")
+    return problems
+
+
+# Who may assume a role, who may read the bucket: only the stack (CloudFormation calling with the user's
+# credentials, aws:CalledVia) may change them. Directly, the user could make the SageMaker or CodeBuild role
+# assumable by "*" or another account (then read every photo, push a poisoned trainer image), or grant another
+# account the bucket (Block Public Access does not count that as public).
+VIA_STACK = "cloudformation.amazonaws.com"
+TRUST_ACTIONS = ["iam:UpdateAssumeRolePolicy", "iam:CreateRole"]
+BUCKET_POLICY_ACTIONS = ["s3:PutBucketPolicy", "s3:DeleteBucketPolicy"]
+TAG_ACTIONS = ["iam:TagRole", "iam:UntagRole"]
+BOUNDARY_TAG = "iam:ResourceTag/cloudlora:boundary"  # the stack tags the roles it creates (with the boundary)
+ROLE_PROBES = ["arn:aws:iam::123456789012:role/cloudlora-sagemaker-us-east-1",
+               "arn:aws:iam::123456789012:role/cloudlora-codebuild-us-east-1",
+               "arn:aws:iam::123456789012:role/cloudlora-sagemaker-made-by-someone-else"]
+BUCKET_PROBE = "arn:aws:s3:::cloudlora-123456789012-us-east-1"
+
+
+def _outside_the_stack(doc: dict) -> list[str]:
+    """The escalation paths that go around the stack: each one a request the user could send directly (no
+    aws:CalledVia) that the policy allows."""
+    problems = []
+    direct = {"iam:PermissionsBoundary": "arn:aws:iam::123456789012:policy/cloudlora-boundary"}
+    for role in ROLE_PROBES:
+        name = role.rsplit("/", 1)[1]
+        for action in TRUST_ACTIONS:
+            if allowed(doc, action, role, direct):
+                problems.append(f"the user may call {action} on {name} directly (not only through the stack, "
+                                f"aws:CalledVia = {VIA_STACK}): it may make the role assumable by anyone")
+        for action in TAG_ACTIONS:
+            if allowed(doc, action, role, direct):
+                problems.append(f"the user may call {action} on {name} directly: it may forge the tag "
+                                f"{BOUNDARY_TAG.split('/', 1)[1]} that iam:PassRole relies on")
+        for service in RUNS_CODE_AS_A_ROLE:
+            if allowed(doc, "iam:PassRole", role, {"iam:PassedToService": service}):
+                problems.append(f"iam:PassRole of {name} to {service} does not require the role to carry the "
+                                f"boundary ({BOUNDARY_TAG} = cloudlora-boundary)")
+    for action in BUCKET_POLICY_ACTIONS:
+        if allowed(doc, action, BUCKET_PROBE):
+            problems.append(f"the user may call {action} on the bucket directly (not only through the stack, "
+                            f"aws:CalledVia = {VIA_STACK}): it may grant another account the photos")
+    stack = "arn:aws:cloudformation:us-east-1:123456789012:stack/cloudlora/x"
+    for kind in ("AWS::IAM::Role", "AWS::S3::Bucket"):
+        if allowed(doc, "cloudformation:CreateChangeSet", stack, {"cloudformation:ImportResourceTypes": [kind]}):
+            problems.append(f"the stack may import an existing {kind}, and then change its trust or policy through "
+                            "the stack (deny cloudformation:CreateChangeSet with cloudformation:ImportResourceTypes)")
     return problems
 
 
@@ -293,6 +340,10 @@ def check_template(template: dict, boundary: dict) -> list[str]:
         if _sub(props.get("PermissionsBoundary", ""), STACK_NAMES) != \
                 "arn:aws:iam::123456789012:policy/cloudlora-boundary":
             problems.append(f"{name}: the role has no permissions boundary cloudlora-boundary")
+        tags = {t["Key"]: _sub(t["Value"], STACK_NAMES) for t in props.get("Tags", [])}
+        if tags.get(BOUNDARY_TAG.split("/", 1)[1]) != "cloudlora-boundary":
+            problems.append(f"{name}: the role has no tag {BOUNDARY_TAG.split('/', 1)[1]} = cloudlora-boundary "
+                            "(the user policy passes only roles with it)")
         for s in props["AssumeRolePolicyDocument"]["Statement"]:
             cond = s.get("Condition", {})
             if "aws:SourceAccount" not in cond.get("StringEquals", {}) or "aws:SourceArn" not in cond.get("ArnLike", {}):

@@ -120,15 +120,25 @@ def check_role(ctx: _Context) -> list[Check]:
     return checks
 
 
+BOUNDARY_TAG = "cloudlora:boundary"  # set on its roles by the stack (cloud_backend/infra/template.yaml)
+
+
 def _check_pass_role(ctx: _Context, role_arn: str) -> Check:
     if not ctx.identity:
         return Check("pass role", "skip", "needs credentials")
     principal = _caller_principal_arn(ctx.identity)
+    context = [{"ContextKeyName": "iam:PassedToService", "ContextKeyType": "string",
+                "ContextKeyValues": ["sagemaker.amazonaws.com"]}]
+    try:  # the user policy passes only roles the stack tagged (they carry the boundary); the simulation needs the tag
+        tags = ctx.client("iam").get_role(RoleName=role_arn.rsplit("/", 1)[-1])["Role"].get("Tags") or []
+        context += [{"ContextKeyName": f"iam:ResourceTag/{t['Key']}", "ContextKeyType": "string",
+                     "ContextKeyValues": [t["Value"]]} for t in tags if t.get("Key") == BOUNDARY_TAG]
+    except Exception:  # noqa: BLE001 - the role check above names a missing role; simulate without its tags
+        pass
     try:
         result = ctx.client("iam").simulate_principal_policy(
             PolicySourceArn=principal, ActionNames=["iam:PassRole"], ResourceArns=[role_arn],
-            ContextEntries=[{"ContextKeyName": "iam:PassedToService", "ContextKeyType": "string",
-                             "ContextKeyValues": ["sagemaker.amazonaws.com"]}])
+            ContextEntries=context)
     except Exception as err:  # noqa: BLE001 - denied, or an endpoint without the API: then it is just unchecked
         return Check("pass role", "warn", f"could not simulate iam:PassRole for {principal} ({_short(err)}); "
                                           "not checked",
@@ -139,7 +149,8 @@ def _check_pass_role(ctx: _Context, role_arn: str) -> Check:
     return Check("pass role", "problem", f"{principal} may not pass {role_arn} to SageMaker "
                                          f"(iam:PassRole: {', '.join(decisions) or 'no decision'})",
                  "Attach cloud_backend/infra/user-policy.json (it allows iam:PassRole on this role with "
-                 "iam:PassedToService = sagemaker.amazonaws.com).")
+                 "iam:PassedToService = sagemaker.amazonaws.com, when the role has the stack's tag "
+                 f"{BOUNDARY_TAG}; `cloudlora setup` updates an older stack so its roles have it).")
 
 
 _ECR_URI = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([^:@]+)(?::([^@]+))?(?:@(.+))?$")

@@ -59,7 +59,8 @@ def test_the_escalation_of_the_report_is_closed(user, boundary):
     SageMaker). Now a cloudlora role exists only with the boundary, and the boundary holds no IAM at all."""
     new_role = f"arn:aws:iam::{ACCOUNT}:role/cloudlora-codebuild-x"
     assert not iam.allowed(user, "iam:CreateRole", new_role)
-    assert iam.allowed(user, "iam:CreateRole", new_role, {"iam:PermissionsBoundary": BOUNDARY})
+    via_stack = {"aws:CalledVia": ["cloudformation.amazonaws.com"]}  # only the stack creates roles (their trust)
+    assert iam.allowed(user, "iam:CreateRole", new_role, {"iam:PermissionsBoundary": BOUNDARY, **via_stack})
     assert not iam.allowed(user, "iam:CreateRole", new_role,
                            {"iam:PermissionsBoundary": f"arn:aws:iam::{ACCOUNT}:policy/AdministratorAccess"})
     assert not iam.allowed(user, "iam:PutRolePolicy", new_role)  # a role without the boundary
@@ -80,13 +81,14 @@ def test_the_escalation_of_the_report_is_closed(user, boundary):
 def test_roles_are_passed_only_to_their_own_service(user):
     sm = f"arn:aws:iam::{ACCOUNT}:role/cloudlora-sagemaker-us-east-1"
     cb = f"arn:aws:iam::{ACCOUNT}:role/cloudlora-codebuild-us-east-1"
-    assert iam.allowed(user, "iam:PassRole", sm, {"iam:PassedToService": "sagemaker.amazonaws.com"})
-    assert iam.allowed(user, "iam:PassRole", cb, {"iam:PassedToService": "codebuild.amazonaws.com"})
+    tagged = {"iam:ResourceTag/cloudlora:boundary": "cloudlora-boundary"}  # the stack's roles (with the boundary)
+    assert iam.allowed(user, "iam:PassRole", sm, {"iam:PassedToService": "sagemaker.amazonaws.com", **tagged})
+    assert iam.allowed(user, "iam:PassRole", cb, {"iam:PassedToService": "codebuild.amazonaws.com", **tagged})
     for service in ("lambda.amazonaws.com", "ec2.amazonaws.com", "cloudformation.amazonaws.com",
                     "glue.amazonaws.com"):
-        assert not iam.allowed(user, "iam:PassRole", sm, {"iam:PassedToService": service}), service
+        assert not iam.allowed(user, "iam:PassRole", sm, {"iam:PassedToService": service, **tagged}), service
     assert not iam.allowed(user, "iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/Admin",
-                           {"iam:PassedToService": "sagemaker.amazonaws.com"})
+                           {"iam:PassedToService": "sagemaker.amazonaws.com", **tagged})
 
 
 def test_the_bucket_cannot_be_made_public(user):
@@ -94,9 +96,11 @@ def test_the_bucket_cannot_be_made_public(user):
                              ("s3:PutBucketAcl", f"arn:aws:s3:::{BUCKET}"),
                              ("s3:PutObjectAcl", f"arn:aws:s3:::{BUCKET}/models/x")]:
         assert not iam.allowed(user, action, resource), action
-    # a bucket policy may still be written (the stack's TLS-only policy); with Block Public Access on, S3 itself
-    # rejects one that would make the bucket public
-    assert iam.allowed(user, "s3:PutBucketPolicy", f"arn:aws:s3:::{BUCKET}")
+    # a bucket policy may still be written by the stack (its TLS-only policy), never directly (test_hardening_iam);
+    # with Block Public Access on, S3 itself rejects one that would make the bucket public
+    via_stack = {"aws:CalledVia": ["cloudformation.amazonaws.com"]}
+    assert iam.allowed(user, "s3:PutBucketPolicy", f"arn:aws:s3:::{BUCKET}", via_stack)
+    assert not iam.allowed(user, "s3:PutBucketPolicy", f"arn:aws:s3:::{BUCKET}")
 
 
 def test_training_jobs_run_only_on_the_instance_types_the_train_tab_shows(user):
