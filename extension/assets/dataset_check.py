@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cloudlora_backend.trainer import layout as L
 
+from .. import display
 from .image_check import HUGE_PIXELS, HUGE_SIDE, MIN_SIDE, UNSUPPORTED_IMAGE_EXTS, check_image, not_a_file
 
 
@@ -29,8 +30,10 @@ class Finding:
     fix: str = ""
 
     def text(self) -> str:
-        where = f"{self.path}: " if self.path else ""
-        return f"{self.level}: {where}{self.message}" + (f" Fix: {self.fix}" if self.fix else "")
+        """One line, whatever the names in it hold (display.name escapes newlines and bidi controls)."""
+        where = f"{display.name(self.path)}: " if self.path else ""
+        return f"{self.level}: {where}{display.name(self.message)}" + \
+            (f" Fix: {display.name(self.fix)}" if self.fix else "")
 
 
 @dataclass
@@ -63,15 +66,15 @@ class Report:
 
     def text(self) -> str:
         s = self.summary
-        lines = [f"Dataset {self.root} ({self.kind or 'not laid out for training yet'})"]
+        lines = [f"Dataset {display.name(self.root)} ({self.kind or 'not laid out for training yet'})"]
         if s and not self.kind:
             lines.append(f"  {s.get('images_seen', 0)} image(s) seen; training would read none of them as it is")
         elif s:
             lines.append(f"  images {s['images']}, captions {s['captions']}, images x repeats per epoch "
                          f"{s['images_per_epoch']}")
             for sub in s.get("subsets", []):
-                lines.append(f"  {sub['folder']}: {sub['images']} images x {sub['repeats']} repeats, "
-                             f"trigger '{sub['trigger']}'")
+                lines.append(f"  {display.name(sub['folder'])}: {sub['images']} images x {sub['repeats']} repeats, "
+                             f"trigger '{display.name(sub['trigger'])}'")
         lines += [f.text() for f in self.errors] + [f.text() for f in self.warnings]
         lines.append("OK: ready to upload." if self.ok else f"{len(self.errors)} error(s): fix them before uploading.")
         return "\n".join(lines)

@@ -12,6 +12,7 @@ import os
 import sys
 
 from .. import __version__
+from .. import display
 from ..errors import UserError
 
 # The command modules, in --help order. Each defines register(subparsers).
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_stdout()
         return 141
     except UserError as err:
-        print(f"error: {err.message}", file=sys.stderr)
+        print(f"error: {display.message(err.message)}", file=sys.stderr)  # names in it: no forged lines
         if err.fix:
             print(f"fix: {err.fix}", file=sys.stderr)
         return 1

@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .. import display
 from ..assets import dataset_import, datasets
 from ..assets.dataset_check import check_dataset
 from ..assets.manifests import broken_text
@@ -54,7 +55,7 @@ def _folder(path: str) -> Path:
     p = Path(path).expanduser()
     if p.is_file() and p.suffix.lower() == ".zip":
         root = dataset_import.import_zip(p)
-        print(f"Extracted {p.name} into {root}", file=sys.stderr)
+        print(f"Extracted {display.name(p.name)} into {display.name(root)}", file=sys.stderr)
         return root
     return p
 

@@ -5,6 +5,8 @@ import json
 import sys
 from typing import Iterable, Sequence
 
+from .. import display
+
 
 def add_json_flag(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -30,11 +32,11 @@ def print_record(record: dict, as_json: bool) -> None:
         print_json(record)
     else:
         for key, value in record.items():
-            print(f"{key}: {value}")
+            print(f"{key}: {display.name(value)}")  # names from files: no forged lines
 
 
 def print_table(rows: Iterable[Sequence], headers: Sequence[str]) -> None:
-    rows = [[("" if c is None else str(c)) for c in r] for r in rows]
+    rows = [[("" if c is None else display.name(c)) for c in r] for r in rows]  # a name cannot add a row
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
     for r in rows:
