@@ -20,6 +20,18 @@ from .. import atomic, host
 from ..errors import UserError
 
 SD_VERSION = {"sd15": "SD1", "sd2": "SD2", "sdxl": "SDXL", "flux": "Flux"}  # Forge's SdVersion names
+# A1111 1.10.1's SdVersion (Unknown, SD1, SD2, SDXL) has no Flux. Its Lora card takes the sidecar's "sd version"
+# only when it is one of those names; otherwise it reads the file's metadata, where anything neither SDXL nor
+# SD2 is SD1. So on A1111 a FLUX.1 LoRA's sidecar says "Unknown" (what A1111 can truly say of it), on Forge "Flux".
+A1111_SD_VERSION = {"sd15": "SD1", "sd2": "SD2", "sdxl": "SDXL"}
+
+
+def sd_version(family: str, host_name: str | None = None) -> str:
+    """The sidecar's "sd version" of a family as the host (default: the running one) names it."""
+    name = host.current().name if host_name is None else host_name
+    if name == "a1111":
+        return A1111_SD_VERSION.get(family, "Unknown")
+    return SD_VERSION.get(family, "Unknown")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
 
 # How many LoRA files this process has put into a Lora folder: the WebUI page refreshes its Lora cards when it grows
@@ -174,7 +186,7 @@ def sidecar(*, family: str, triggers: list[str], model: str, dataset: str, steps
     data.update({
         "description": description or data.get("description") or
         f"LoRA trained by Cloud LoRA Trainer on {model} with dataset {dataset}.",
-        "sd version": SD_VERSION.get(family, "Unknown"),
+        "sd version": sd_version(family),
         "activation text": ", ".join(t for t in triggers if t) or data.get("activation text", ""),
         "preferred weight": data.get("preferred weight") or 1.0,
         "notes": f"Base model: {model}\nDataset: {dataset}\nSteps: {steps}\nJob: {job_id}",
