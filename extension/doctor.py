@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from . import processes
 from .errors import UserError
 from .settings import Settings
 
@@ -122,7 +123,8 @@ def _nvidia_smi() -> list[tuple[str, int, int]] | None:
         return None
     try:
         out = subprocess.run([exe, "--query-gpu=name,memory.total,memory.free", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
+                             capture_output=True, text=True, timeout=10, check=True, encoding="utf-8",
+                             errors="replace", **processes.popen_kwargs()).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     gpus = []

@@ -76,11 +76,10 @@ class Lock:
         import filelock
 
         if self._filelock is None:
-            # Created private first: an older filelock (no `mode`) keeps an existing file's mode.
-            os.close(private_files.open_fd(self.path, os.O_RDWR))
+            # Not created beforehand: where filelock falls back to a soft lock (no flock), an existing file means held.
             try:
-                self._filelock = filelock.FileLock(str(self.path), mode=0o600)
-            except TypeError:  # filelock before 3.10 has no mode
+                self._filelock = filelock.FileLock(str(self.path), mode=private_files.FILE_MODE)
+            except TypeError:  # filelock before 3.10 has no mode: tightened below once held
                 self._filelock = filelock.FileLock(str(self.path))
         try:
             self._filelock.acquire(timeout=0)
@@ -88,6 +87,8 @@ class Lock:
             return False
         except (OSError, NotImplementedError) as err:
             raise _unsupported(self.path, err) from err
+        with contextlib.suppress(OSError):
+            os.chmod(self.path, private_files.FILE_MODE)
         return True
 
     def release(self) -> None:

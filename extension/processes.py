@@ -53,15 +53,17 @@ def _tree(pid: int) -> list:
     return [parent, *children]
 
 
-def kill_tree(pid: int, *, timeout: float = 5.0, graceful: bool = True) -> None:
+def kill_tree(pid: int, *, timeout: float = 5.0, graceful: bool = True) -> int | None:
     """Ends `pid` and its descendants (TensorBoard's data server, a trainer's workers): terminate, wait up to
     `timeout` seconds, then kill what is left. On Windows terminate is TerminateProcess already, so this is the
-    last resort there; a stop the process can honour goes through its stop file first."""
+    last resort there; a stop the process can honour goes through its stop file first.
+    Returns `pid`'s exit status when it was this process's child (the wait here reaps it, so Popen.wait() cannot
+    tell it any more), else None."""
     import psutil
 
     procs = _tree(pid)
     if not procs:
-        return
+        return None
     for proc in procs if graceful else ():
         try:
             proc.terminate()
@@ -74,6 +76,7 @@ def kill_tree(pid: int, *, timeout: float = 5.0, graceful: bool = True) -> None:
         except psutil.Error:
             pass
     psutil.wait_procs(left, timeout=timeout)
+    return getattr(procs[0], "returncode", None)
 
 
 def children_die_with_me() -> bool:

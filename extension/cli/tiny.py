@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .. import bootstrap
+from .. import bootstrap, processes
 from ..errors import UserError
 
 ARCHES = ("sd15", "sdxl", "flux")
@@ -115,7 +115,8 @@ def _delegate(args, out: Path, missing: list[str]) -> int:
     # package (the managed venv has none).
     cmd = bootstrap.command(python, "-m", "cloudlora_backend.trainer.tiny", "--arch", args.arch, str(out.resolve()),
                             "--seed", str(args.seed), "--layout", args.layout)
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
+                          env=processes.child_env(), **processes.popen_kwargs())
     if proc.returncode != 0:
         raise UserError(f"the trainer Python {python} failed to build the tiny model (exit {proc.returncode}).",
                         fix="run the command above with that Python to see the full error; " + how)

@@ -12,6 +12,8 @@ import platform
 import shutil
 import subprocess
 
+from .. import processes
+
 
 @functools.lru_cache(maxsize=1)
 def describe() -> str:
@@ -20,7 +22,8 @@ def describe() -> str:
     if exe:
         try:
             out = subprocess.run([exe, "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                                 text=True, timeout=10, check=True).stdout.strip().splitlines()
+                                 text=True, timeout=10, check=True, encoding="utf-8", errors="replace",
+                                 **processes.popen_kwargs()).stdout.strip().splitlines()
         except (OSError, subprocess.SubprocessError):
             out = []
         if out and out[0].strip():

@@ -86,8 +86,9 @@ def _wait(child: subprocess.Popen, stop_asked, grace: float | None = None) -> tu
         if asked_at is None and stop_asked():
             asked_at = time.monotonic()
         if asked_at is not None and time.monotonic() - asked_at > grace:
-            processes.kill_tree(child.pid, timeout=5.0)
-            return child.wait(), round(time.monotonic() - asked_at, 1)
+            code = processes.kill_tree(child.pid, timeout=5.0)
+            child.wait()
+            return (child.returncode if code is None else code), round(time.monotonic() - asked_at, 1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from .. import private_files, processes
 from ..errors import UserError
 
 _servers: dict[str, tuple[subprocess.Popen, str]] = {}
@@ -25,6 +26,11 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stderr_file(logdir: Path) -> Path:
+    """TensorBoard's own output for the events in `logdir`: beside that folder (the job's output/)."""
+    return Path(logdir).parent / "tensorboard-server.log"
 
 
 def _register_stopper() -> None:
@@ -52,8 +58,13 @@ def start(key: str, logdir: Path, python: str, *, timeout: float = 60.0) -> str:
         port = free_port()
         cmd = [python, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1",
                "--port", str(port), "--reload_interval", "5"]
+        # Its chatter goes to a file beside the events, not a pipe: nobody reads the pipe while it runs, and a full
+        # one (about 4 KiB on Windows) blocks TensorBoard until it stops answering.
+        err_path = stderr_file(logdir)
         try:
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            with private_files.open_file(err_path, "wb") as err_out:
+                proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err_out, stdin=subprocess.DEVNULL,
+                                        env=processes.child_env(), **processes.popen_kwargs())
         except OSError as err:
             raise UserError(f"TensorBoard could not start with {python}: {err}",
                             "Check the trainer interpreter (`cloudlora doctor`).") from err
@@ -62,7 +73,7 @@ def start(key: str, logdir: Path, python: str, *, timeout: float = 60.0) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                err = (proc.stderr.read() if proc.stderr else b"").decode("utf-8", "replace")[-800:]
+                err = err_path.read_bytes().decode("utf-8", "replace")[-800:]
                 raise UserError(f"TensorBoard exited at start: {err.strip() or proc.returncode}",
                                 "The trainer environment needs the tensorboard package (cloud_backend/requirements-lock.txt).")
             try:
@@ -71,7 +82,7 @@ def start(key: str, logdir: Path, python: str, *, timeout: float = 60.0) -> str:
                 return url
             except OSError:
                 time.sleep(0.5)
-        proc.terminate()
+        processes.kill_tree(proc.pid)
         raise UserError(f"TensorBoard did not answer on {url} within {timeout:.0f} s.", "Try again.")
 
 
@@ -81,11 +92,11 @@ def stop_all() -> None:
         _servers.clear()
     for proc, _url in items:
         if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            processes.kill_tree(proc.pid)  # with its tensorboard-data-server child, which terminate() left behind
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def open_for_job(job_id: str, settings=None) -> str:

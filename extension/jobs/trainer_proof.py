@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .. import bootstrap
+from .. import bootstrap, processes
 
 TRAINER_SRC = Path(__file__).resolve().parents[2] / "cloud_backend" / "trainer"
 TIMEOUT_S = 900  # the first step on a busy CPU; an idle machine takes seconds
@@ -23,7 +23,9 @@ TIMEOUT_S = 900  # the first step on a busy CPU; an idle machine takes seconds
 def _site_dirs(python: str) -> list[str]:
     code = "import json,sysconfig;p=sysconfig.get_paths();print(json.dumps(sorted({p['purelib'],p['platlib']})))"
     try:
-        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60)
+        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60,
+                             encoding="utf-8", errors="replace", env=processes.child_env(),
+                             **processes.popen_kwargs())
         return json.loads(out.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return []
@@ -81,7 +83,8 @@ def prove(python: str, *, use_cache: bool = True, timeout: float = TIMEOUT_S) ->
             return {**hit, "cached": True}
     try:
         run = subprocess.run(bootstrap.command(python, "-m", "cloudlora_backend.trainer.selftest"),
-                             capture_output=True, text=True, timeout=timeout)
+                             capture_output=True, text=True, timeout=timeout, encoding="utf-8", errors="replace",
+                             env=processes.child_env(), **processes.popen_kwargs())
         lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
         result = json.loads(lines[-1]) if lines else \
             {"ok": False, "error": ((run.stderr or run.stdout).strip().splitlines() or ["no output"])[-1][:400]}

@@ -8,7 +8,8 @@ of the job's family) and <output_name>-000001 on success. Behaviour from the env
 FAKE_DELAY seconds per step (default 0.2), FAKE_FAIL (a failure text), FAKE_CRASH_ON_STOP (a SIGTERM makes it crash,
 exit 4, instead of checkpointing), FAKE_OUTLIVE_RUNNER (it drops the parent-death signal, like a trainer on a system
 without one, so it outlives a killed runner), FAKE_VALIDATION ("0.5,0.3,0.4": a validation loss per epoch, logged as the trainer does, with an epoch file for each
-epoch but the last), FAKE_TAIL (lines printed at the end of a successful run, e.g. the trainer's closing `phases=`
+epoch but the last), FAKE_IGNORE_STOP (neither the stop file nor SIGTERM gets through, as to a trainer stuck in a
+step), FAKE_TAIL (lines printed at the end of a successful run, e.g. the trainer's closing `phases=`
 summary). The network channel's file, if any, is named in the log.
 """
 import json
@@ -50,14 +51,18 @@ def on_term(*_):
     sys.exit(143)
 
 
-signal.signal(signal.SIGTERM, on_term)
+signal.signal(signal.SIGTERM, signal.SIG_IGN if os.environ.get("FAKE_IGNORE_STOP") else on_term)
 assert (root / "input/data/model").iterdir(), "no model channel"
 assert (root / "input/data/dataset").exists(), "no dataset channel"
 tb = root / "output" / "tensorboard"
 tb.mkdir(parents=True, exist_ok=True)
 events = open(tb / "events.out.tfevents.1.fake", "ab")
+stop_file = root / "runner" / "stop-requested"  # Stop on Windows, where no SIGTERM arrives
 for step in range(step + 1, steps + 1):
     time.sleep(delay)
+    if stop_file.exists() and not os.environ.get("FAKE_IGNORE_STOP"):
+        step -= 1  # this step did not happen
+        on_term()
     loss = 1.0 / step
     print(f"step={step}/{steps} loss={loss:.4f} lr=0.0001 it/s=5.0", flush=True)
     events.write(frame_record(encode_scalar_event("loss/current", loss, step, time.time())))
