@@ -16,7 +16,7 @@ from .. import display
 from ..errors import UserError
 
 # The command modules, in --help order. Each defines register(subparsers).
-COMMAND_MODULES = ["doctor", "setup", "models", "datasets", "config", "train", "jobs", "tiny", "ui"]
+COMMAND_MODULES = ["doctor", "setup", "models", "datasets", "config", "train", "jobs", "lora", "tiny", "ui"]
 
 
 def build_parser() -> argparse.ArgumentParser:
