@@ -63,12 +63,37 @@ def continue_job(job_id):
             f"The form continues `{job['lora_name']}`: set max_train_steps, then Create Training Job."]
 
 
+def describe(choice) -> str:
+    """One line on the picked LoRA (`cloudlora lora inspect`'s function): family, network, rank/alpha, triggers,
+    steps, and the hosts that will not load it."""
+    from ..library.lora_info import FAMILY_NAMES, inspect
+    from ..library.pull import lora_dir
+
+    if not choice or choice == NEW or str(choice).startswith("job:"):
+        return ""
+    try:
+        info = inspect(lora_dir(_settings()) / str(choice))
+    except Exception as err:  # noqa: BLE001 - a file that cannot be read says so, the form still works
+        return f"Cannot read {choice}: {err}"
+    alpha = f", alpha {info.alpha:g}" if info.alpha is not None else ""
+    parts = [f"{FAMILY_NAMES.get(info.family, info.family)} {info.network}", f"rank {info.rank}{alpha}",
+             f"{info.steps} steps" if info.steps is not None else "",
+             f"triggers: {', '.join(info.trigger_words)}" if info.trigger_words else ""]
+    not_loading = [host for host, verdict in info.hosts.items() if verdict.startswith("no")]
+    if not_loading:
+        parts.append(f"not loaded by {', '.join(not_loading)}")
+    return " · ".join(p for p in parts if p)
+
+
 def render():
-    """The dropdown, for the form; returns it (create_job reads it)."""
+    """The dropdown, for the form, with a line describing the picked LoRA; returns the dropdown (create_job
+    reads it)."""
     dropdown = gr.Dropdown(choices=_choices("sd15"), value=NEW, label="Continue from a LoRA (its weights are the "
                            "start; network_dim must match, or set dim_from_weights = true)",
                            elem_id="cloudlora_continue_from")
     dropdown.do_not_save_to_config = True
+    info = gr.Markdown("", elem_id="cloudlora_continue_info")
+    dropdown.change(describe, inputs=[dropdown], outputs=[info], show_progress=False)
     return dropdown
 
 
