@@ -221,7 +221,9 @@ class _Checker:
                           f'guard it with hasattr(os, "{name}") or `if not system.WINDOWS`')
             elif (mod, name) in {("os", "name"), ("sys", "platform")} and self.rel != SYSTEM_MODULE:
                 self.flag(node, f"{mod}.{name} read outside extension/system.py",
-                          "branch on cloudlora.system.WINDOWS/MACOS/LINUX (the trainer: try/hasattr)")
+                          "the trainer cannot import cloudlora.system: test the capability (try/hasattr, psutil), "
+                          f"or end the line with '{MARKER} <why>'" if self.rel.startswith("cloud_backend/") else
+                          "branch on cloudlora.system.WINDOWS/MACOS/LINUX")
         if not isinstance(node, ast.Call):
             return
         for kw in node.keywords:
