@@ -177,6 +177,15 @@ PROBE = textwrap.dedent("""
         except ModuleNotFoundError:
             refused[name] = True
     import fcntl, filelock  # the test's own code and third-party libraries keep them
+    with open(os.path.join(sys.argv[1], "planted_probe.py"), "w") as f:
+        f.write("import os\\ndef alive(pid):\\n    os.kill(pid, 0)\\n    return True\\n")
+    from cloudlora.planted_probe import alive
+    try:
+        alive(os.getpid())
+        refused["kill0"] = False
+    except RuntimeError:
+        refused["kill0"] = True
+    os.kill(os.getpid(), 0)  # not the extension's call: left alone (psutil's pid_exists does this on POSIX)
     print(json.dumps({"windows": cloudlora.system.WINDOWS, "refused": refused, "depth": int(sys.argv[2])}))
     if int(sys.argv[2]) < 1:  # a grandchild, as the runner starts the trainer: the environment carries the mode
         sys.stdout.flush()
@@ -197,7 +206,7 @@ def _probe(tmp_path, env) -> list[dict]:
     return [json.loads(line) for line in out.stdout.splitlines()]
 
 
-def test_the_windows_run_refuses_the_unix_modules_to_the_extension_in_every_process(tmp_path):
+def test_the_windows_run_refuses_the_unix_modules_and_the_kill_probe_to_the_extension_in_every_process(tmp_path):
     runs = _probe(tmp_path, _windows_mode_env())
     assert [r["depth"] for r in runs] == [0, 1]
     for run in runs:

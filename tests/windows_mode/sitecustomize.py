@@ -13,6 +13,10 @@ Windows they take their own Windows branch instead. Refusing them the modules wo
 does not have. (Setting sys.modules[name] = None, the first version of this, did exactly that: the trainer could
 not import diffusers, and filelock fell back to SoftFileLock.) The test files themselves are not refused either.
 
+A tripwire for the other Windows trap: `os.kill(pid, 0)` called by the project's code raises RuntimeError (on
+Windows signal 0 is CTRL_C_EVENT: it would send Ctrl+C to the WebUI's console, see WINDOWS.md row 1). psutil's own
+POSIX pid_exists uses it here, and is left alone.
+
 Only `import X` / `from X import ...` statements are refused (builtins.__import__); importlib.import_module("fcntl")
 is not, and the static check (static_check.py) is the other half. Without CLOUDLORA_PLATFORM=windows this file does
 nothing. It shadows any other sitecustomize on the path (the test venvs have none). tools/test_windows_mode.sh sets
@@ -20,6 +24,7 @@ both variables.
 """
 import builtins
 import os
+import sys
 
 UNIX_ONLY = frozenset({"fcntl", "resource", "termios", "pwd", "grp"})
 OUR_PACKAGES = ("cloudlora", "cloudlora_backend")
@@ -45,6 +50,15 @@ def _refusing_import(name, globals=None, locals=None, fromlist=(), level=0):
     return _real_import(name, globals, locals, fromlist, level)
 
 
+def _kill_without_probe(pid, sig):
+    if sig == 0 and importer_is_ours(sys._getframe(1).f_globals):
+        raise RuntimeError(f"os.kill({pid}, 0) from the extension: on Windows signal 0 is CTRL_C_EVENT, which sends "
+                           "Ctrl+C to the console (tests/windows_mode); check liveness with psutil")
+    return _real_kill(pid, sig)
+
+
 if os.environ.get("CLOUDLORA_PLATFORM", "").strip().lower() == "windows":
     _real_import = builtins.__import__
     builtins.__import__ = _refusing_import
+    _real_kill = os.kill
+    os.kill = _kill_without_probe
