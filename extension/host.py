@@ -15,6 +15,7 @@ class Host:
     name: str = "standalone"  # "a1111" | "forge" | "standalone"
     lora_dir: Callable[[], Path] | None = None  # honours --lora-dir
     list_checkpoints: Callable[[bool], list[tuple[str, str]]] | None = None  # (refresh) -> [(title, filename)]
+    checkpoint_dir: Callable[[], Path] | None = None  # where fetched base models land (honours --ckpt-dir)
     refresh_loras: Callable[[], None] | None = None  # makes a new LoRA show in the Lora tab
     interrogate: Callable[[Any], str] | None = None  # PIL image -> caption (the WebUI's interrogator)
     # The WebUI's own txt2img with the checkpoint the user has loaded: (Txt2Img) -> PIL image (jobs/epoch_grid.py).

@@ -65,6 +65,12 @@ def lora_dir() -> Path:
     return Path(getattr(shared.cmd_opts, "lora_dir", None) or os.path.join(paths.models_path, "Lora"))
 
 
+def checkpoint_dir() -> Path:
+    from modules import paths, shared
+
+    return Path(getattr(shared.cmd_opts, "ckpt_dir", None) or os.path.join(paths.models_path, "Stable-diffusion"))
+
+
 def list_checkpoints(refresh: bool = False) -> list[tuple[str, str]]:
     from modules import sd_models
 
@@ -138,6 +144,7 @@ def setup() -> None:
         name=detect_host_name(),
         lora_dir=lora_dir,
         list_checkpoints=list_checkpoints,
+        checkpoint_dir=checkpoint_dir,
         refresh_loras=refresh_loras,
         interrogate=interrogate,
         txt2img=txt2img,

@@ -1,4 +1,5 @@
-"""`cloudlora model upload|list|show|download|rm`: checkpoints in the store (the same functions as the Checkpoints panel)."""
+"""`cloudlora model fetch|bases|upload|list|show|download|rm`: checkpoints in the store (the same functions as the
+Checkpoints panel)."""
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,11 @@ def open_store():
 
 
 def register(sub) -> None:
-    p = sub.add_parser("model", help="checkpoints in the store: upload, list, show, download, rm")
+    p = sub.add_parser("model", help="checkpoints in the store: fetch, bases, upload, list, show, download, rm")
     msub = p.add_subparsers(dest="model_command", metavar="ACTION")
+    from . import model_fetch
+
+    model_fetch.register(msub)
     up = msub.add_parser("upload", help="upload a checkpoint (.safetensors, or .ckpt with --family); resumable, "
                                         "deduplicated")
     up.add_argument("path", help="the checkpoint file")
