@@ -217,8 +217,6 @@ def _cross_checks(vals: dict, given: set, family: str | None, errors: list, warn
                    or vals["caption_dropout_every_n_epochs"]) else "")
         if why and "cache_text_encoder_outputs" in given:
             warnings.append(f"cache_text_encoder_outputs is switched off because {why}")
-    if (vals["sample_every_n_steps"] or vals["sample_every_n_epochs"]) and not vals["sample_prompts"]:
-        warnings.append("sample_every_n_steps/epochs is set but sample_prompts is empty: no samples will be made")
     if vals["max_train_epochs"] and "max_train_steps" in given:
         warnings.append(f"max_train_epochs = {vals['max_train_epochs']} wins over max_train_steps (as in sd-scripts)")
     if vals["log_with"] != "tensorboard":
@@ -266,6 +264,8 @@ def _analyse(text: str, family: str | None):
                           f"{key} = {toml_literal(o.default)}")
         normalised[key] = v
         vals[key] = v
+    if vals["sample_every_n_steps"] and "sample_every_n_epochs" not in normalised:
+        vals["sample_every_n_epochs"] = 0  # every N steps is the cadence asked for: the per-epoch default gives way
     if not errors:
         _cross_checks(vals, set(normalised), family, errors, warnings)
     return doc, where, normalised, vals, ignored, errors, warnings, family
@@ -393,7 +393,7 @@ _SHOWN = [
                               "cache_text_encoder_outputs", "gradient_checkpointing"]),
     ("Loss", ["min_snr_gamma", "noise_offset", "prior_loss_weight"]),
     ("Run", ["clip_skip", "seed", "save_precision", "save_every_n_epochs", "save_every_n_steps",
-             "sample_every_n_steps", "sample_prompts"]),
+             "sample_every_n_epochs", "sample_every_n_steps", "sample_prompts"]),
 ]
 
 

@@ -347,6 +347,14 @@ WHY = {
 
 
 FAMILY_DEFAULTS["flux"] = _flux_options.DEFAULTS
+# Samples are on by default: without them a run cannot be judged epoch by epoch. Without sample_prompts the prompt
+# is the trigger word plus a caption of the dataset (prompt_lines.default_prompt).
+for _fam in FAMILY_DEFAULTS:
+    FAMILY_DEFAULTS[_fam] = {**FAMILY_DEFAULTS[_fam], "sample_every_n_epochs": 1}
+    WHY.setdefault("sample_every_n_epochs", {})[_fam] = (
+        "one sample per epoch; 0 = none (sample_every_n_steps = N samples every N steps)")
+    WHY.setdefault("sample_prompts", {})[_fam] = (
+        "empty: the trigger word plus a caption from the dataset; or prompt lines (--n --w --h --s --l --d)")
 for _key, _why in _flux_options.WHY.items():
     WHY.setdefault(_key, {})["flux"] = _why
 

@@ -63,3 +63,22 @@ def read_prompts(value: str, search_dirs: list[Path]) -> list[SamplePrompt]:
                               "prompt lines in sample_prompts itself")
     lines = [ln for ln in value.splitlines() if ln.strip() and not ln.strip().startswith("#")]
     return [parse_prompt_line(ln) for ln in lines]
+
+
+def default_prompt(triggers: list[str], captions: list[str], seed: int, fallback: str,
+                   steps: int = 20) -> SamplePrompt:
+    """The sample prompt of a run whose config has no sample_prompts: the trigger word(s) plus one of the dataset's
+    captions, picked by the seed (so every epoch's sample shows the same prompt and the epochs compare), and the
+    seed fixed for the same reason. `fallback` (the LoRA's name) stands in when there is no trigger and no caption."""
+    import random
+
+    trigger = ", ".join(t for t in triggers if t)
+    pool = sorted({c.strip() for c in captions if c and c.strip()})
+    caption = random.Random(seed).choice(pool) if pool else ""
+    if trigger and caption:
+        # A caption that starts with the trigger already (Kohya's usual "sks, a photo of ...") is not doubled.
+        first = caption.split(",", 1)[0].strip()
+        text = caption if first.lower() in {t.strip().lower() for t in triggers} else f"{trigger}, {caption}"
+    else:
+        text = trigger or caption or fallback
+    return SamplePrompt(text, steps=steps, seed=seed)

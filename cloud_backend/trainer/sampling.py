@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from .prompt_lines import OPTION_RE, PromptError, SamplePrompt, parse_prompt_line, read_prompts  # noqa: F401
+from .prompt_lines import (OPTION_RE, PromptError, SamplePrompt, default_prompt, parse_prompt_line,  # noqa: F401
+                           read_prompts)
 
 SAMPLERS = {
     "ddim": "DDIMScheduler", "pndm": "PNDMScheduler", "lms": "LMSDiscreteScheduler", "k_lms": "LMSDiscreteScheduler",
@@ -94,3 +95,48 @@ def render(pipeline, prompts: list[SamplePrompt], out_dir: Path, stem: str, defa
         torch.random.set_rng_state(rng_state)
         unet.train(was_training)
     return paths
+
+
+INDEX = "index.json"
+
+
+def label(paths: list[Path], prompts: list[SamplePrompt], *, seed: int, epoch: int, step: int,
+          sampler: str) -> list[dict]:
+    """Writes what each sample is (epoch, step, prompt, seed) into its PNG's text chunks (A1111's "parameters", so
+    PNG Info reads it, and a "cloudlora" JSON chunk) and adds it to samples/index.json, which the job panel labels
+    its gallery from. Returns the index entries."""
+    import json
+    import os
+
+    from PIL import Image, PngImagePlugin
+
+    entries = []
+    for i, (path, sp) in enumerate(zip(paths, prompts)):
+        used_seed = sp.seed if sp.seed is not None else seed + i  # as render() seeds it
+        with Image.open(path) as im:
+            im.load()
+            w, h = im.size
+            image = im.copy()
+        entry = {"file": path.name, "epoch": epoch, "step": step, "prompt": sp.prompt, "negative": sp.negative,
+                 "seed": used_seed, "steps": sp.steps, "cfg_scale": sp.cfg_scale, "sampler": sampler,
+                 "width": w, "height": h}
+        info = PngImagePlugin.PngInfo()
+        params = sp.prompt + (f"\nNegative prompt: {sp.negative}" if sp.negative else "")
+        params += (f"\nSteps: {sp.steps}, Sampler: {sampler}, CFG scale: {sp.cfg_scale:g}, Seed: {used_seed}, "
+                   f"Size: {w}x{h}, Epoch: {epoch}, Step: {step}")
+        info.add_text("parameters", params)
+        info.add_text("cloudlora", json.dumps(entry))
+        image.save(path, pnginfo=info)
+        entries.append(entry)
+    index_path = paths[0].parent / INDEX if paths else None
+    if index_path is not None:
+        try:
+            index = json.loads(index_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            index = []
+        names = {e["file"] for e in entries}
+        index = [e for e in index if isinstance(e, dict) and e.get("file") not in names] + entries
+        tmp = index_path.with_name(INDEX + ".tmp")
+        tmp.write_text(json.dumps(index, indent=1), encoding="utf-8")
+        os.replace(tmp, index_path)  # the panel reads it while the trainer writes: never half a file
+    return entries

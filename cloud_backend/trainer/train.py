@@ -330,10 +330,11 @@ class Trainer:
                 self.validator.history = [tuple(h) for h in extra.get("validation", [])]
                 self.log(f"resumed from checkpoint at step {step}")
         board = Board(paths.tensorboard)
-        prompts = sampling.read_prompts(cfg.sample_prompt_text, paths.prompt_dirs)
+        prompts = self.sample_prompts()
         samples: list[Path] = []
-        if cfg.sample_at_first and prompts and step == 0:
-            samples += self.sample(prompts, "000000")
+        self.last_sample_step = None
+        if cfg.sample_at_first and step == 0:
+            samples += self.sample(prompts, "000000", 0)
         accum = cfg.gradient_accumulation_steps
         progress = Progress(self.total_steps, step, sys.stderr.isatty())
         losses: list[float] = []
@@ -392,10 +393,10 @@ class Trainer:
                     with self.clock.phase("save"):
                         self.save_lora(paths.model_dir / f"{paths.output_name}-{epoch_no:06d}.safetensors", step,
                                        started)
-                if cfg.sample_every_n_epochs and prompts and epoch_no % cfg.sample_every_n_epochs == 0:
-                    samples += self.sample(prompts, f"e{epoch_no:06d}")
-            if cfg.sample_every_n_steps and prompts and step % cfg.sample_every_n_steps == 0:
-                samples += self.sample(prompts, f"{step:06d}")
+                if cfg.sample_every_n_epochs and epoch_no % cfg.sample_every_n_epochs == 0:
+                    samples += self.sample(prompts, f"e{epoch_no:06d}", step)
+            if cfg.sample_every_n_steps and step % cfg.sample_every_n_steps == 0 and self.last_sample_step != step:
+                samples += self.sample(prompts, f"{step:06d}", step)
             if cfg.save_every_n_steps and step % cfg.save_every_n_steps == 0 and step < self.total_steps:
                 self.save_checkpoint(step, epoch_losses)
                 board.flush()
@@ -423,9 +424,23 @@ class Trainer:
         facts.update(outputs.run_facts(self, epochs=math.ceil(self.total_steps / max(self.steps_per_epoch, 1))))
         return outputs.save_lora(path, self.components, self.cfg, facts)
 
-    def sample(self, prompts, stem: str) -> list[Path]:
+    def sample_prompts(self) -> list:
+        """The config's sample_prompts, or else one default prompt: the trigger word plus a caption drawn from the
+        dataset (prompt_lines.default_prompt), so a run without prompts still shows what it learnt."""
+        prompts = sampling.read_prompts(self.cfg.sample_prompt_text, self.paths.prompt_dirs)
+        # A tiny random-weight model (smoke runs, tests) draws noise however long it denoises: 2 steps, not 20.
+        steps = 2 if getattr(self.components, "tiny", False) else 20
+        return prompts or [sampling.default_prompt(self.data.triggers, [ex.caption for ex in self.data.examples],
+                                                   self.cfg.seed, self.paths.output_name, steps)]
+
+    def sample(self, prompts, stem: str, step: int) -> list[Path]:
+        """Renders the prompts into samples/ and labels each PNG with its epoch, step, prompt and seed."""
         with self.clock.phase("samples"):
-            return self.sample_base(prompts, self.paths.model_dir / "samples", stem, self.cfg.seed)
+            paths = self.sample_base(prompts, self.paths.model_dir / "samples", stem, self.cfg.seed)
+            sampling.label(paths, prompts, seed=self.cfg.seed, step=step, sampler=self.cfg.sample_sampler,
+                           epoch=math.ceil(step / max(self.steps_per_epoch, 1)))
+        self.last_sample_step = step
+        return paths
 
     def sample_base(self, prompts, out_dir: Path, stem: str, seed: int) -> list[Path]:
         """Renders prompts with the model as it is now (base model before the LoRA is added)."""
@@ -439,11 +454,10 @@ class Trainer:
                                    self.autocast_dtype)
 
     def finish(self, prompts, samples: list[Path], step: int) -> list[Path]:
-        """Sidecar and preview: the last sample, or one render of the trigger words when there are no prompts."""
-        p, new = self.paths, []
-        if not samples:
-            trigger = sampling.SamplePrompt(", ".join(self.data.triggers) or p.output_name, steps=20)
-            new = self.sample(prompts[-1:] or [trigger], "final")
+        """Sidecar and preview: the sample of the last step, rendered now when no sample was made at that step."""
+        new = []
+        if not samples or self.last_sample_step != step:
+            new = self.sample(prompts[-1:], "final", step)
         last = (samples + new)[-1]
         with self.clock.phase("save"):
             self._write_preview_and_sidecar(last, step)

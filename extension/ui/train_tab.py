@@ -10,6 +10,8 @@ nothing above the Create button moves while a click is on its way (messages and 
 """
 from __future__ import annotations
 
+import inspect
+
 import time
 
 import gradio as gr
@@ -170,5 +172,7 @@ def build() -> gr.Blocks:
             .then(train_jobs.job_details, detail_inputs, detail_outputs, **QUIET)
         tb_btn.click(train_jobs.open_tensorboard, [selected], [action_msg])
         if in_webui:
-            use_btn.click(None, [use_text], None, _js="cloudloraUseInTxt2img")
+            # `_js` on gradio 3.41 (A1111), `js` on 4.40 (Forge translates `_js`, but only where its patch ran).
+            js = "js" if "js" in inspect.signature(use_btn.click).parameters else "_js"
+            use_btn.click(None, [use_text], None, **{js: "cloudloraUseInTxt2img"})
     return tab

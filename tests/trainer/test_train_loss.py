@@ -35,7 +35,7 @@ def test_the_loss_falls_when_the_lora_memorises_one_image(tmp_path, tiny_sd15_pa
     t = _trainer(tmp_path, tiny_sd15_path, ds,
                  'network_dim = 8\nnetwork_alpha = 8\nlearning_rate = 5e-3\nunet_lr = 5e-3\ntext_encoder_lr = 5e-3\n'
                  'lr_scheduler = "constant"\nlr_warmup_steps = 0\nmin_snr_gamma = 0\nmax_train_steps = 40\n'
-                 'train_batch_size = 1\nsave_every_n_epochs = 15\n')
+                 'train_batch_size = 1\nsave_every_n_epochs = 15\nsample_every_n_epochs = 0\n')  # 40 epochs: no samples
     batch = data.epoch_batches(t.data, t.cfg, 1, 1)[0]
     before = _eval_loss(t, batch)
     result = t.run()

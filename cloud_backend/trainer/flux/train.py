@@ -86,8 +86,7 @@ class FluxTrainer(Trainer):
             self.log(f"cached latents of {len(all_examples)} images in {time.time() - t0:.1f}s")
         self.text_cache = flux_encode.TextCache(cfg.t5xxl_max_token_length, cfg.apply_t5_attn_mask)
         # Sample prompts and the preview's fallback prompt are encoded now, so the encoders can leave afterwards.
-        prompts = [p.prompt for p in sampling.read_prompts(cfg.sample_prompt_text, self.paths.prompt_dirs)]
-        prompts.append(", ".join(self.data.triggers) or self.paths.output_name)
+        prompts = [p.prompt for p in self.sample_prompts()]
         captions = []
         if cfg.cache_text_encoder_outputs:
             captions = [data_mod.process_caption(ex.caption, cfg, random.Random(0), 1) for ex in all_examples]
