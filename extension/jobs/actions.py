@@ -61,6 +61,8 @@ def resume_job(job_id: str, settings: Settings | None = None) -> dict:
                               hyperparameters=_hyperparameters(rec.spec, rec.id, model, staged_local(jobdir)),
                               part_keys=_part_keys(model))
 
+            if rec.started:  # the runs so far, so that elapsed goes on after the resume (service.summary)
+                rec.earlier_training_s += round(max(0.0, (rec.ended or time.time()) - rec.started))
             message = local.resume(jobdir, settings, prepare_inputs=inputs)
         else:
             from . import sagemaker

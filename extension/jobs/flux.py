@@ -106,8 +106,13 @@ NO_BF16 = {"NVIDIA T4"}  # FLUX.1 trains in bf16
 
 def fit(inst: instances.Instance, fp8_base: bool, **kwargs) -> tuple[bool, str]:
     """(whether FLUX.1 with these settings fits the instance, the reason or the note shown with it)."""
-    if inst.is_local:
-        return True, "your GPU: at least 24 GB with fp8_base, 40 GB without"
+    if inst.is_local:  # said of the GPU this machine has, or that it has none
+        from . import local_gpu
+
+        gpu = local_gpu.describe()
+        if not gpu:
+            return True, "no GPU found on this machine (the CPU would take days)"
+        return True, f"{gpu}: needs at least 24 GB with fp8_base, 40 GB without"
     need = needs(fp8_base=fp8_base, vram_gb=inst.vram_gb, **kwargs)
     host = HOST_GIB.get(inst.name)
     if inst.gpu in NO_BF16:

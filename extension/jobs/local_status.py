@@ -169,6 +169,9 @@ def status(jobdir: Path) -> dict:
         out["status"], out["secondary_status"] = "Starting", "Starting the trainer"
     elif out["step"] == 0:
         out["status"], out["secondary_status"] = "Starting", "Loading the model and caching latents"
+    elif out["step"] >= out["total_steps"] and _this_run(tail).count("step=") > 0:
+        # Past the last step the trainer saves the LoRA and renders the final samples (up to a minute): not "Training"
+        out["status"], out["secondary_status"] = "Finishing", "Saving the LoRA and rendering the final samples"
     else:
         out["status"], out["secondary_status"] = "Training", f"step {out['step']}/{out['total_steps']}"
     if not runner_alive:  # the trainer outlived its runner: it still holds the GPU, and Stop still reaches it

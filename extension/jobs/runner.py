@@ -124,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             info["forced"] = forced
         _write_json(run / "exit.json", info)
         (run / "waiting").unlink(missing_ok=True)
-        say(f"finished: exit {code}" + (" (stopped)" if stopped else "") + (f": {note}" if note else ""))
+        # No exit code means no trainer ran (stopped while queued): say that, not "exit None".
+        say((f"finished: exit {code}" if code is not None else "finished: the trainer never started")
+            + (" (stopped)" if stopped else "") + (f": {note}" if note else ""))
         return 0
 
     try:

@@ -20,7 +20,7 @@ from ..errors import UserError
 from ..settings import Settings
 from ..store.base import AlreadyExists
 from . import estimate as estimate_mod
-from . import best_epoch, events, failures, local, outputs, phases, progress, records
+from . import best_epoch, events, failures, local, local_status, outputs, phases, progress, records
 from .records import TERMINAL, JobRecord
 from .spec import JobSpec, normalise, validate
 
@@ -290,6 +290,8 @@ def summary(rec: JobRecord) -> dict:
     spec = rec.spec
     end = rec.ended or (time.time() if rec.started and rec.status not in TERMINAL else 0)
     elapsed = max(0.0, end - rec.started) if rec.started else 0.0
+    if spec.backend == "local":  # a resumed job's time goes on from the runs before (actions.resume_job)
+        elapsed += rec.earlier_training_s
     out = {
         "id": rec.id, "lora_name": spec.lora_name, "model": spec.model, "dataset": spec.dataset,
         "family": spec.family, "backend": spec.backend, "instance_type": spec.instance_type,
@@ -374,7 +376,8 @@ def get_job(job_id: str, settings: Settings | None = None, *, log_lines: int = 2
                outputs=[str(p) for p in lora_files], explanation=None, config=rec.spec.config,
                best_epoch=best_epoch.of_job(rec, lora_files))
     out["progress"] = progress.progress(out, tail)
-    out["phases"] = phases.parse(tail_text)  # where a finished run's time and memory went (None while running)
+    # Where a finished run's time and memory went (None while running): this run's, not one from before a resume.
+    out["phases"] = phases.parse(local_status._this_run(tail_text))
     if rec.spec.backend == "local":
         out["phases"] = phases.with_setup(out["phases"], _setup_seconds(Path(rec.local_dir)))
     if rec.status == "Failed":

@@ -219,9 +219,15 @@ def on_dataset(dataset, lora_name, suggested):
     return gr.update(value=f"Trigger word(s): {shown}" if dataset else ""), name, suggestion
 
 
-def refresh_choices(model, dataset):
-    models, datasets = names("models"), names("datasets")
-    return (gr.update(choices=models, value=model if model in models else (models[0] if models else None)),
+def refresh_choices(model, dataset, fm_label=None):
+    """New lists; the user's picks stay while they still exist. With no model picked, the first model of the FM
+    Type shown is proposed, never one of another family (that would switch the FM Type without asking)."""
+    found = manifests("models")
+    models, datasets = [m["name"] for m in found if m.get("name")], names("datasets")
+    if model not in models:
+        family = family_of_label(fm_label) if fm_label else None
+        model = next((m["name"] for m in found if m.get("name") and family in (None, m.get("family"))), None)
+    return (gr.update(choices=models, value=model),
             gr.update(choices=datasets, value=dataset if dataset in datasets else (datasets[0] if datasets else None)))
 
 

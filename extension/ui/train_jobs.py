@@ -12,6 +12,7 @@ import html
 
 import gradio as gr
 
+from .. import host
 from .. import settings as settings_mod
 from ..errors import UserError
 from . import phase_view
@@ -20,7 +21,8 @@ LIST_HEADERS = ["ID", "LoRA", "Model", "Dataset", "Instance", "Status", "Step", 
 _COLOURS = {"Completed": "#2e7d32", "Failed": "#c62828", "Stopped": "#757575"}
 # What job_details returns, in order (train_tab.py wires the components in this order).
 OUTPUTS = ("panel", "log", "plot", "samples", "explanation", "use_text", "stop", "delete", "pull", "tensorboard",
-           "lora_file", "resume", "seen")
+           "lora_file", "resume", "message", "use", "seen")
+TERMINAL = ("Completed", "Failed", "Stopped")
 NO_JOB = "<div class='cloudlora-job'>No job selected: create one above, or pick one in the Trainings List.</div>"
 
 
@@ -121,9 +123,17 @@ def _plot(points):
                          "tag": [p["tag"] for p in points]})
 
 
-def _hidden_actions():
-    """Stop, Delete, Pull, TensorBoard, the LoRA file picker and Resume, all hidden."""
-    return [gr.update(visible=False)] * 4 + [gr.update(visible=False, choices=[], value=None), gr.update(visible=False)]
+def _hidden_actions(message=None):
+    """Stop, Delete, Pull, TensorBoard, the LoRA file picker and Resume hidden, the action message (kept unless
+    `message`), Use in txt2img hidden."""
+    return [gr.update(visible=False)] * 4 + [gr.update(visible=False, choices=[], value=None), gr.update(visible=False),
+                                             gr.update() if message is None else gr.update(value=message),
+                                             gr.update(visible=False)]
+
+
+def _empty_plot():
+    """No points yet: no plot at all (an empty frame made vega draw its axes from -Infinity to Infinity)."""
+    return gr.update(value=None)
 
 
 def job_details(job_id, picked=None, seen=None):
@@ -133,16 +143,19 @@ def job_details(job_id, picked=None, seen=None):
     from ..jobs import service
 
     seen = dict(seen or {})
-    if seen.get("job") != job_id:  # another job: everything is new
+    # The action message (Stopping…, Pulled into…, Resumed…) speaks of one job at one moment: another job clears it
+    # (but not "no job", which follows a Delete and keeps its "Deleted …"), and so does the job's end.
+    other_job = seen.get("job") != job_id
+    if other_job:  # another job: everything is new
         seen = {"job": job_id, "rows": seen.get("rows")}
     if not job_id:
-        return [NO_JOB, log_html([]), gr.update(value=_plot([])), [], "", ""] + _hidden_actions() + [seen]
+        return [NO_JOB, log_html([]), _empty_plot(), [], "", ""] + _hidden_actions() + [seen]
     try:
         j = service.get_job(job_id, _settings(), log_lines=200)
     except Exception as err:
         message = getattr(err, "message", str(err))
         return ([f"<div class='cloudlora-job'>✗ {html.escape(message)}</div>", log_html([]),
-                 gr.update(value=_plot([])), [], "", ""] + _hidden_actions() + [seen])
+                 _empty_plot(), [], "", ""] + _hidden_actions("" if other_job else None) + [seen])
 
     def changed(part: str, value) -> bool:
         digest = _digest(value)
@@ -153,22 +166,34 @@ def job_details(job_id, picked=None, seen=None):
 
     log = gr.update(value=log_html(j["log_tail"])) if changed("log", j["log_tail"]) else gr.update()
     points = j["loss_points"]
-    plot = gr.update(value=_plot(points)) if changed("plot", [(p["step"], p["tag"]) for p in points]) \
-        else gr.update()
+    plot = (gr.update(value=_plot(points)) if points else _empty_plot()) \
+        if changed("plot", [(p["step"], p["tag"]) for p in points]) else gr.update()
     sample_paths = j["samples"][-8:]
     samples = _gallery(sample_paths) if changed("samples", sample_paths) else gr.update()
     name = (j["pulled"][-1].rsplit("/", 1)[-1].rsplit(".", 1)[0]) if j["pulled"] else j["lora_name"]
     use_text = (f"<lora:{name}:1> " + ", ".join(j.get("triggers") or [])).strip()
-    running = j["status"] not in ("Completed", "Failed", "Stopped")
+    running = j["status"] not in TERMINAL
+    ended_now = seen.get("running") and not running  # it ended while shown: "Stopping the trainer…" is over
+    seen["running"] = running
+    message = gr.update(value="") if other_job or ended_now else gr.update()
     # The final LoRA and intermediate epoch files (NAME-000002.safetensors) can each be pulled.
     outputs = [o.rsplit("/", 1)[-1] for o in j.get("outputs") or []]
     final = f"{j['lora_name']}.safetensors" if f"{j['lora_name']}.safetensors" in outputs else \
         (outputs[-1] if outputs else None)
+    # TensorBoard only when there is something to look at; Use in txt2img only for a LoRA that was made.
     return [panel_html(j), log, plot, samples, _explanation(j) + phase_view.section(j), use_text,
             gr.update(visible=running), gr.update(visible=not running),
-            gr.update(visible=j["status"] == "Completed" or bool(outputs)), gr.update(visible=True),
+            gr.update(visible=j["status"] == "Completed" or bool(outputs)), gr.update(visible=bool(points)),
             gr.update(visible=bool(outputs), choices=outputs, value=picked if picked in outputs else final),
-            gr.update(visible=bool(j.get("resumable"))), seen]
+            gr.update(visible=bool(j.get("resumable"))), message,
+            gr.update(visible=_in_webui() and j["status"] == "Completed"), seen]
+
+
+def _in_webui() -> bool:
+    try:
+        return host.current().in_webui
+    except Exception:
+        return False
 
 
 def _gallery(paths: list[str]):
@@ -240,3 +265,43 @@ def _action(fn, job_id) -> str:
         return f"✗ {err.message}" + (f"\n\n**Fix:** {err.fix}" if err.fix else "")
     except Exception as err:
         return f"✗ {type(err).__name__}: {err}"
+
+
+def newest_job(jobs: list[dict]) -> str:
+    """The job to show on opening the tab: the newest one still running, else the newest one (jobs come newest
+    first)."""
+    active = [j for j in jobs if j.get("status") not in TERMINAL]
+    running = [j for j in active if j.get("status") not in ("Created", "Queued")]  # before one waiting its turn
+    return (running or active or jobs or [{}])[0].get("id", "")
+
+
+def opening(model, dataset, fm_label, instance_label, selected=""):
+    """On opening (or reopening) the tab: follow the newest running job, else the newest one, and show its settings in
+    the form, so that closing the tab mid-job loses nothing. Without a job, only the Model and Dataset lists are
+    refreshed (the user's FM Type kept). Returns [selected, model, dataset, FM Type, instance, LoRA name, config,
+    *fields, synced fields] (train_tab.py wires them in this order)."""
+    from ..jobs import instances, service
+    from . import train_form as form
+
+    keep = [gr.update() for _ in form.KNOBS] + [gr.update()]
+    try:
+        jobs = service.list_jobs(_settings())
+    except Exception:
+        jobs = []
+    job_id = (selected or "").strip() or newest_job(jobs)
+    job = next((j for j in jobs if j["id"] == job_id), None)
+    if job is None:
+        return [gr.update(), *form.refresh_choices(model, dataset, fm_label)] + [gr.update()] * 4 + keep
+    try:
+        config = service.get_job(job_id, _settings(), log_lines=1)["config"]
+    except Exception:
+        config = None
+    models, datasets = form.names("models"), form.names("datasets")
+    inst = instances.get(job.get("instance_type") or "")
+    fields = form.knob_values_synced(config) if config else keep
+    return [gr.update(value=job_id),
+            gr.update(choices=models, value=job["model"] if job["model"] in models else None),
+            gr.update(choices=datasets, value=job["dataset"] if job["dataset"] in datasets else None),
+            gr.update(value=form.label_of_family(job.get("family") or "sd15")),
+            form.instance_update(job.get("family") or "sd15", inst.describe() if inst else instance_label),
+            gr.update(value=job["lora_name"]), gr.update(value=config) if config else gr.update()] + fields

@@ -4,9 +4,11 @@ Layout and wiring only: the form's handlers are in train_form.py, the job panel'
 calls cloudlora.jobs.service (the same functions as the CLI and REST). Written for gradio 3.41 and 4.40 (gr.update,
 `_js`, no .style / gr.Box / concurrency_limit).
 
-What the page promises: the job just created shows at once under Create Training Job with a progress bar; the
-TOML editor waits collapsed behind the plain fields; refreshes change values in place with no progress overlays;
-nothing above the Create button moves while a click is on its way (messages and the estimate sit below it).
+What the page promises: the Trainings List comes first, visible without scrolling, and opening the tab follows the
+newest running job (else the newest one) with its settings in the form; the job just created shows at once under
+Create Training Job with a progress bar; the TOML editor waits collapsed behind the plain fields; refreshes change
+values in place with no progress overlays; nothing above the Create button moves while a click is on its way
+(messages and the estimate sit below it).
 """
 from __future__ import annotations
 
@@ -35,6 +37,16 @@ def build() -> gr.Blocks:
         seen_job, seen_rows, suggested = gr.State({}), gr.State({}), gr.State("")
         # What the plain fields were last given (hidden, in the page: see train_form.synced_text).
         synced = gr.Textbox(value=form.synced_text(form.knob_initial(default_text)), visible=False)
+        # The Trainings List first, a few rows high (style.css): a job is never out of sight, whatever the form's
+        # length.
+        gr.Markdown("### Trainings List", elem_id="cloudlora_jobs_title")
+        ticker = gr.Textbox(value=lambda: str(time.time()), every=REFRESH_S, visible=False)
+        lora_cards.follow_pulls(ticker)  # the WebUI's Lora cards show each pulled LoRA at once
+        jobs_table = gr.Dataframe(headers=train_jobs.LIST_HEADERS, value=train_jobs.rows,
+                                  interactive=False, wrap=True, elem_id="cloudlora_jobs")
+        with gr.Row():
+            selected = gr.Textbox(label="Job ID (click a row to follow that job)", elem_id="cloudlora_job_id")
+            list_refresh = gr.Button("Refresh list", elem_id="cloudlora_jobs_refresh")
         with gr.Row():
             instance = gr.Dropdown(form.instance_labels(), value=form.default_instance_label,
                                    label="Training Instance Type", elem_id="cloudlora_instance")
@@ -83,12 +95,12 @@ def build() -> gr.Blocks:
         explanation = gr.Markdown(elem_id="cloudlora_job_explanation")
         with gr.Row():
             stop_btn = gr.Button("Stop", visible=False, elem_id="cloudlora_stop")
-            resume_btn = gr.Button("Resume", visible=False, size="sm", elem_id="cloudlora_resume")
+            resume_btn = gr.Button("Resume", visible=False, elem_id="cloudlora_resume")
             delete_btn = gr.Button("Delete record…", visible=False, elem_id="cloudlora_delete")
             output_pick = gr.Dropdown(label="LoRA file", choices=[], visible=False, elem_id="cloudlora_output_file")
             pull_btn = gr.Button("Pull LoRA", visible=False, elem_id="cloudlora_pull")
             tb_btn = gr.Button("Open TensorBoard", visible=False, elem_id="cloudlora_tensorboard")
-            use_btn = gr.Button("Use in txt2img", visible=in_webui, elem_id="cloudlora_use_txt2img")
+            use_btn = gr.Button("Use in txt2img", visible=False, elem_id="cloudlora_use_txt2img")
         with gr.Row(visible=False) as confirm_row:
             confirm_md = gr.Markdown()
             delete_yes = gr.Button("Yes, delete the record", variant="stop", elem_id="cloudlora_delete_yes")
@@ -96,19 +108,12 @@ def build() -> gr.Blocks:
         action_msg = gr.Markdown(elem_id="cloudlora_action_msg")
         log_box = gr.HTML(train_jobs.log_html([]), label="Log", elem_id="cloudlora_log")
         with gr.Row():
-            loss_plot = gr.LinePlot(x="step", y="loss", color="tag", title="Loss", label="Loss",
-                                    elem_id="cloudlora_loss_plot", width=520, height=300)
+            # No title (the label says "Loss"), no width (gradio 4 warns about it; the plot fills its column).
+            loss_plot = gr.LinePlot(x="step", y="loss", color="tag", label="Loss", elem_id="cloudlora_loss_plot",
+                                    height=300)
             samples = gr.Gallery(label="Samples", elem_id="cloudlora_samples")
         use_text = gr.Textbox(visible=False)
 
-        gr.Markdown("### Trainings List")
-        ticker = gr.Textbox(value=lambda: str(time.time()), every=REFRESH_S, visible=False)
-        lora_cards.follow_pulls(ticker)  # the WebUI's Lora cards show each pulled LoRA at once
-        jobs_table = gr.Dataframe(headers=train_jobs.LIST_HEADERS, value=train_jobs.rows,
-                                  interactive=False, wrap=True, elem_id="cloudlora_jobs")
-        with gr.Row():
-            selected = gr.Textbox(label="Job ID (click a row to follow that job)", elem_id="cloudlora_job_id")
-            list_refresh = gr.Button("Refresh list", elem_id="cloudlora_jobs_refresh")
         # After a job: continue training from its LoRA, or compare its epochs with the WebUI's own txt2img.
         continue_panel.wire(continue_from, fm_type=fm_type, selected=selected, model=model, dataset=dataset,
                             lora_name=lora_name, message=action_msg)
@@ -125,8 +130,9 @@ def build() -> gr.Blocks:
         model.change(form.on_model, [model, fm_type, config, instance], family_outputs, **QUIET)
         fm_type.input(form.on_family, [fm_type, config, instance], family_outputs, **QUIET)
         dataset.change(form.on_dataset, [dataset, lora_name, suggested], [trigger_md, lora_name, suggested], **QUIET)
-        refresh.click(form.refresh_choices, [model, dataset], [model, dataset])
-        tab.load(form.refresh_choices, [model, dataset], [model, dataset], **QUIET)
+        refresh.click(form.refresh_choices, [model, dataset, fm_type], [model, dataset])
+        tab.load(train_jobs.opening, [model, dataset, fm_type, instance, selected],
+                 [selected, model, dataset, fm_type, instance, lora_name, config] + knob_boxes + [synced], **QUIET)
         format_btn.click(form.format_config, [config, fm_type], [config, config_msg]) \
             .then(form.knob_values_synced, [config], knob_boxes + [synced], **QUIET)
         # The plain fields and the TOML stay in step both ways: a field is checked as it is typed and written on
@@ -153,7 +159,8 @@ def build() -> gr.Blocks:
         # The job panel and the list, refreshed in place with every tick.
         detail_inputs = [selected, output_pick, seen_job]
         detail_outputs = [job_panel, log_box, loss_plot, samples, explanation, use_text, stop_btn, delete_btn,
-                          pull_btn, tb_btn, output_pick, resume_btn, seen_job]  # train_jobs.OUTPUTS
+                          pull_btn, tb_btn, output_pick, resume_btn, action_msg, use_btn,
+                          seen_job]  # train_jobs.OUTPUTS
         ticker.change(train_jobs.list_rows, [seen_rows], [jobs_table, seen_rows], **QUIET)
         ticker.change(train_jobs.job_details, detail_inputs, detail_outputs, **QUIET)
         selected.change(train_jobs.job_details, detail_inputs, detail_outputs, **QUIET)

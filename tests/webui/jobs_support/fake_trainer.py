@@ -9,8 +9,9 @@ FAKE_DELAY seconds per step (default 0.2), FAKE_FAIL (a failure text), FAKE_CRAS
 exit 4, instead of checkpointing), FAKE_OUTLIVE_RUNNER (it drops the parent-death signal, like a trainer on a system
 without one, so it outlives a killed runner), FAKE_VALIDATION ("0.5,0.3,0.4": a validation loss per epoch, logged as the trainer does, with an epoch file for each
 epoch but the last), FAKE_IGNORE_STOP (neither the stop file nor SIGTERM gets through, as to a trainer stuck in a
-step), FAKE_TAIL (lines printed at the end of a successful run, e.g. the trainer's closing `phases=`
-summary). The network channel's file, if any, is named in the log.
+step), FAKE_TAIL (lines printed at the end of a run, e.g. the trainer's closing `phases=` summary, which the real
+trainer prints on a stop too), FAKE_FINISH_DELAY (seconds between the last step and the LoRA, as the real trainer's
+final samples take). The network channel's file, if any, is named in the log.
 """
 import json
 import os
@@ -47,6 +48,8 @@ def on_term(*_):
         os._exit(4)
     (root / "checkpoints").mkdir(exist_ok=True)
     (root / "checkpoints" / "state.txt").write_text(str(step))
+    for line in os.environ.get("FAKE_TAIL", "").splitlines():
+        print(line, flush=True)
     print(f"stopped at step {step}: checkpoint saved", flush=True)
     sys.exit(143)
 
@@ -71,6 +74,7 @@ if fail:
     (root / "output" / "failure").write_text(fail)
     print(f"error: {fail}", flush=True)
     sys.exit(3)
+time.sleep(float(os.environ.get("FAKE_FINISH_DELAY", "0")))
 model = root / "model"
 (model / "samples").mkdir(parents=True, exist_ok=True)
 sdxl = hp.get("family") == "sdxl"
