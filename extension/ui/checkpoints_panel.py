@@ -133,9 +133,96 @@ def upload(choice, path, family, name, clip_l="", t5xxl="", ae="", progress=gr.P
         yield out, task.id
 
 
+def base_note(key: str) -> str:
+    """One line on a well-known base: family, size, licence (linked), and what a gated one needs."""
+    from ..assets import known_bases, models
+    from ..assets.transfer import format_bytes
+
+    b = known_bases.by_key(key)
+    if b is None:
+        return ""
+    parts = f" (with its text encoders and autoencoder)" if b.parts else ""
+    gated = (" **Gated:** open the model's page on Hugging Face, log in, accept the licence, and give a read "
+             "token below." if b.gated else "")
+    note = f" {b.note.capitalize()}." if b.note else ""
+    return (f"**{esc(b.label)}** · {models.FAMILY_LABELS[b.family]} · about {format_bytes(b.size + b.parts_size)}"
+            f"{parts} · licence: [{esc(b.licence)}]({b.licence_url}).{gated}{note}")
+
+
+def pick_base(key: str):
+    from ..assets import known_bases
+
+    b = known_bases.by_key(key)
+    return b.repo, b.file, base_note(key)
+
+
+def fetch(source, file, name, token, progress=gr.Progress()):
+    """Generator: (progress html, task id). The same function as `cloudlora model fetch` and POST /models/fetch."""
+    from ..assets import hub_token, model_fetch, tasks
+
+    token = (token or "").strip()
+    try:
+        src = model_fetch.parse_source(source, file)
+        task = tasks.start(f"model fetch {src.describe()}", model_fetch.fetch_model, open_store(), src,
+                           name=(name or "").strip() or None, token=token or None)
+    except Exception as err:  # noqa: BLE001
+        yield error_html(err), ""
+        return
+
+    def done(r: dict) -> str:
+        from ..assets.transfer import format_bytes
+
+        got = "already downloaded" if r["already_downloaded"] else f"{format_bytes(r['downloaded_bytes'])} downloaded"
+        check = ", sha256 checked against the hub" if r["sha256_checked"] else ""
+        kept = f" Token kept in {hub_token.save(token)}." if token else ""
+        _checkpoints(True)  # the WebUI's own checkpoint list shows the new file without a Rescan
+        stored = (f"already in the store as '{r['name']}'" if r.get("deduplicated")
+                  else f"uploaded as '{r['name']}' ({r['family']})")
+        return f"Fetched {r['path']} ({got}{check}); {stored}. Pick it in Train Management.{kept}"
+
+    for out in follow(task, "Fetching", done, progress):
+        yield out, task.id
+
+
+def render_fetch() -> None:
+    """Get a base model: well-known bases fill the source in one click; any hub repo or https URL works too."""
+    from ..assets import known_bases
+    from ..assets.transfer import format_bytes
+
+    with gr.Accordion("Get a base model", open=True, elem_id="cloudlora_fetch"):
+        gr.Markdown("Download a base model from Hugging Face or any https link (Civitai's "
+                    "`https://civitai.com/api/download/models/ID`) into the checkpoint folder, then upload it like "
+                    "any checkpoint. Downloads resume where they stopped and are checked against the hub's sha256.")
+        with gr.Row():
+            buttons = [(b.key, gr.Button(f"{b.label} · {format_bytes(b.size + b.parts_size)}", size="sm",
+                                         elem_id=f"cloudlora_base_{b.key.replace('-', '_')}"))
+                       for b in known_bases.BASES]
+        note = gr.Markdown(elem_id="cloudlora_fetch_note")
+        with gr.Row():
+            source = gr.Textbox(label="Hugging Face repo or https URL", placeholder="org/repo or https://…",
+                                elem_id="cloudlora_fetch_source")
+            file = gr.Textbox(label="File in the repo (optional)", placeholder="model.safetensors",
+                              elem_id="cloudlora_fetch_file")
+            name = gr.Textbox(label="Name in the store (optional)", elem_id="cloudlora_fetch_name")
+        token = gr.Textbox(label="Hugging Face token (gated models only; kept in the OS keyring or the hub's token "
+                                 "file, never in the settings)", type="password", elem_id="cloudlora_fetch_token")
+        with gr.Row():
+            fetch_button = gr.Button("Fetch model", variant="primary", elem_id="cloudlora_fetch_button")
+            cancel_button = gr.Button("Cancel fetch", elem_id="cloudlora_fetch_cancel")
+        progress = gr.HTML(elem_id="cloudlora_fetch_progress")
+        task_id = gr.Textbox(visible=False)
+    for c in (source, file, name, token, progress, task_id):
+        c.do_not_save_to_config = True
+    for key, button in buttons:
+        button.click(lambda k=key: pick_base(k), None, [source, file, note])
+    cancel_button.click(cancel_task, task_id, progress)
+    return fetch_button.click(fetch, [source, file, name, token], [progress, task_id])
+
+
 def render() -> None:
     from ..assets import models
 
+    fetched = render_fetch()
     with gr.Accordion("Checkpoints", open=True, elem_id="cloudlora_checkpoints"):
         gr.Markdown("Upload a base model once; training jobs read it from the store. Uploads are resumable, "
                     "deduplicated by SHA-256, and the family is read from the file's header.")
@@ -172,6 +259,7 @@ def render() -> None:
         c.do_not_save_to_config = True
 
     refresh.click(lambda: gr.update(choices=list(_checkpoints(True))), None, choice)
+    fetched.then(relist, None, listed)
     upload_button.click(upload, [choice, path, family, name, clip_l, t5xxl, ae], [progress, task_id]) \
         .then(relist, None, listed)
     cancel_button.click(cancel_task, task_id, progress)

@@ -1,5 +1,6 @@
-"""The connection panel: where training runs (Local / SageMaker), the AWS profile and region, Save, and
-"Check connection" (the doctor, one line per check with the fix).
+"""The connection panel: where training runs (Local / SageMaker), the AWS profile and region, the Lora folder
+(standalone; inside a WebUI it is the WebUI's own), Save, and "Check connection" (the doctor, one line per check with
+the fix).
 
 Save writes the user's settings file (never a secret: credentials stay in AWS's own files and chain).
 """
@@ -7,7 +8,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .. import settings
+from pathlib import Path
+
+from .. import host, settings
 
 BACKENDS = {"Local": "local", "SageMaker": "sagemaker"}
 # Symbols that common fonts have (emoji are missing on many Linux desktops).
@@ -41,21 +44,69 @@ def checks_markdown(checks) -> str:
     return summary + "\n\n" + "\n".join(rows)
 
 
-def _flags(backend_label, profile, region) -> dict:
-    return {"backend": BACKENDS.get(backend_label, ""), "aws_profile": (profile or "").strip(),
-            "region": (region or "").strip()}
+def _flags(backend_label, profile, region, lora_dir=None) -> dict:
+    flags = {"backend": BACKENDS.get(backend_label, ""), "aws_profile": (profile or "").strip(),
+             "region": (region or "").strip()}
+    if lora_dir is not None and not host.current().in_webui:  # inside a WebUI the Lora folder is the WebUI's
+        flags["lora_dir"] = (lora_dir or "").strip()
+    return flags
 
 
-def save(backend_label, profile, region) -> str:
-    """Writes the three fields to the settings file; says where, and which ones something else overrides."""
+def lora_choices() -> list[str]:
+    """The current Lora folder first, then those of the A1111/Forge/ComfyUI installs found on this machine."""
+    from ..library import lora_folders
+
+    current = str(_current().effective_lora_dir)
+    found = [str(f.path) for f in lora_folders.detect()]
+    return [current] + [p for p in found if p != current]
+
+
+def lora_help() -> str:
+    from ..library import lora_folders
+
+    found = lora_folders.detect()
+    if not found:
+        return ("No A1111, Forge or ComfyUI install was found in the usual places; type the path of its "
+                "`models/Lora` (ComfyUI: `models/loras`) folder.")
+    return "Found on this machine: " + "; ".join(f"**{f.kind}** `{f.path}`" for f in found) + "."
+
+
+def check_lora_dir(value: str) -> str:
+    """'' or the reason the folder cannot take LoRAs; a missing folder whose parent exists is created."""
+    if not value:
+        return ""
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        return (f"the Lora folder `{value}` is not a full path (e.g. C:\\ComfyUI\\models\\loras or "
+                "~/ComfyUI/models/loras)")
+    if path.is_dir():
+        return ""
+    if path.exists():
+        return f"`{path}` is a file, not a folder"
+    if not path.parent.is_dir():
+        return f"`{path.parent}` does not exist (check the path)"
     try:
-        wanted = _flags(backend_label, profile, region)
+        path.mkdir()
+    except OSError as err:
+        return f"`{path}` could not be created ({err.strerror or err})"
+    return ""
+
+
+def save(backend_label, profile, region, lora_dir=None) -> str:
+    """Writes the fields to the settings file; says where, and which ones something else overrides."""
+    try:
+        wanted = _flags(backend_label, profile, region, lora_dir)
+        problem = check_lora_dir(wanted.get("lora_dir", ""))
+        if problem:
+            return f"✗ Not saved: {problem}."
         path = settings.save(wanted)
         now = settings.resolve()
     except Exception as err:
         return f"✗ Not saved: {err}"
     lines = [f"✓ Saved to `{path}`."]
-    names = {"backend": "Backend", "aws_profile": "AWS profile", "region": "Region"}
+    if wanted.get("lora_dir") is not None:
+        lines.append(f"Finished LoRAs go to `{now.effective_lora_dir}`.")
+    names = {"backend": "Backend", "aws_profile": "AWS profile", "region": "Region", "lora_dir": "Lora folder"}
     for name, value in wanted.items():
         got = getattr(now, name)
         source = now.sources.get(name)
@@ -65,12 +116,12 @@ def save(backend_label, profile, region) -> str:
     return "\n\n".join(lines)
 
 
-def check_connection(backend_label, profile, region) -> str:
+def check_connection(backend_label, profile, region, lora_dir=None) -> str:
     """Runs the doctor with the values in the form (not yet saved ones too)."""
     from ..doctor import run_checks
 
     try:
-        s = settings.resolve(_flags(backend_label, profile, region))
+        s = settings.resolve(_flags(backend_label, profile, region, lora_dir))
         return checks_markdown(run_checks(s))
     except Exception as err:  # the doctor reports problems as lines; anything else still shows, never a stack
         return f"✗ The check could not run: {err}"
@@ -87,12 +138,22 @@ def render() -> None:
                                  placeholder="default", elem_id="cloudlora_aws_profile")
             region = gr.Textbox(value=lambda: _current().region, label="Region", placeholder="us-east-1",
                                 elem_id="cloudlora_region")
+        in_webui = host.current().in_webui
+        with gr.Row(visible=not in_webui):
+            lora_dir = gr.Dropdown(choices=lora_choices() if not in_webui else [],
+                                   value=lambda: str(_current().effective_lora_dir), allow_custom_value=True,
+                                   label="Lora folder (finished LoRAs are pulled here; pick an install's or type a "
+                                         "path)", elem_id="cloudlora_lora_dir", scale=3)
+            rescan = gr.Button("Find Lora folders", elem_id="cloudlora_lora_dir_rescan", scale=1)
+        lora_note = gr.Markdown(lora_help() if not in_webui else
+                                "Finished LoRAs go to this WebUI's own Lora folder.", elem_id="cloudlora_lora_dir_note")
         with gr.Row():
             save_button = gr.Button("Save", elem_id="cloudlora_save_connection")
             check_button = gr.Button("Check connection", variant="primary", elem_id="cloudlora_check_connection")
         result = gr.Markdown(elem_id="cloudlora_connection_result")
-    for component in (backend, profile, region, result):
+    for component in (backend, profile, region, result, lora_dir, lora_note):
         component.do_not_save_to_config = True  # the values come from the settings each time the page loads
-    inputs = [backend, profile, region]
+    inputs = [backend, profile, region, lora_dir]
+    rescan.click(lambda: (gr.update(choices=lora_choices()), lora_help()), None, [lora_dir, lora_note])
     save_button.click(save, inputs, result)
     check_button.click(lambda *_: "Checking…", inputs, result).then(check_connection, inputs, result)
