@@ -47,6 +47,7 @@ KEEP_EXTRACTING_S = 3600  # a half-finished extraction (its process was killed) 
 
 
 DONE_MARKER = ".cloudlora-extracted"  # hidden: skipped by the check and never uploaded
+NAME_MARKER = ".cloudlora-name"  # hidden: the name the user gave images dropped in (the folder may carry -N)
 
 
 def imports_dir() -> Path:
@@ -366,6 +367,32 @@ def dataset_root_in(folder: Path) -> Path:
     return current
 
 
+def intended_name(root: Path | str) -> str:
+    """The name the user gave a dataset: a zip's own name (not its imports/<stem>-<sha8> folder), the name or
+    trigger of dropped-in images, the folder a zip wrapped, or the folder's own name."""
+    root = Path(root)
+    top = root
+    try:
+        base = imports_dir().resolve()
+        while top.resolve().parent != base and top.parent != top:
+            top = top.parent
+        inside = top.resolve().parent == base
+    except OSError:
+        inside = False
+    if not inside or top != root:  # not an import, or a folder inside one (the folder the zip holds)
+        return root.name
+    try:
+        done = json.loads((top / DONE_MARKER).read_text(encoding="utf-8"))
+        if isinstance(done, dict) and isinstance(done.get("zip"), str) and done["zip"]:
+            return PurePosixPath(done["zip"].replace("\\", "/")).stem
+    except (OSError, ValueError):
+        pass
+    try:
+        return (top / NAME_MARKER).read_text(encoding="utf-8").strip() or root.name
+    except OSError:
+        return root.name
+
+
 def check_trigger(trigger: str) -> str:
     trigger = (trigger or "").strip()
     if not trigger or re.search(r"[/\\:*?\"<>|\x00-\x1f]", trigger) or trigger in (".", ".."):
@@ -394,6 +421,7 @@ def from_images(images: list[Path | str], trigger: str, repeats: int | str = 10,
                             f"Use {', '.join(L.IMAGE_EXTS)} files.")
     clean_imports()
     root = new_folder(name or trigger)
+    private_files.write_text(root / NAME_MARKER, name or trigger)  # the dataset's name: not the folder's -N
     subset = root / f"{repeats}_{trigger}"
     subset.mkdir(mode=private_files.DIR_MODE)
     private_files.tighten(subset, private_files.DIR_MODE)

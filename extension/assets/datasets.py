@@ -75,7 +75,8 @@ def upload_dataset(store, path: Path | str, name: str | None = None,
     report = check_or_raise(path)
     root = Path(report.root)
     dataset_import.touch(root)  # an import being uploaded is in use: never cleaned away meanwhile
-    name = check_name(name or safe_name(root.name, "dataset"), "dataset")
+    asked = name
+    name = check_name(name or safe_name(dataset_import.intended_name(root), "dataset"), "dataset")
     files = dataset_files(report)
     total = sum(p.stat().st_size for _rel, p in files)
     hasher = transfer.Meter(progress, "hashing", total, files_total=len(files))
@@ -87,16 +88,40 @@ def upload_dataset(store, path: Path | str, name: str | None = None,
         hasher.add(p.stat().st_size, item=rel, file_done=True)
     digest = dataset_sha256(hashes)
     old = _manifest_or_none(store, name)
+    renamed_from = ""
+    if not asked and old and old.get("sha256") != digest:
+        # A name nobody typed never replaces another dataset: the next free NAME-2, NAME-3 ..., and it is said.
+        renamed_from = name
+        name, old = _free_name(store, name, digest)
     if old and old.get("sha256") == digest:
         transfer.Meter(progress, "done", total, done=total, files_total=len(files)).emit()
-        return {**old, "bytes_sent": 0, "files_sent": 0, "files_skipped": len(files), "deduplicated": True}
+        return {**old, "bytes_sent": 0, "files_sent": 0, "files_skipped": len(files), "deduplicated": True,
+                **_renamed(renamed_from, name)}
     claim = claims.claim(store, "datasets", name, digest)  # atomic: no other content is sent to this name now
     try:
         result = _upload_claimed(store, report, name, files, hashes, digest, total, progress, cancel, threads)
     finally:
         claim.release()
     dataset_import.mark_uploaded(root)  # an import that reached the store is kept (clean_imports skips it)
-    return result
+    return {**result, **_renamed(renamed_from, name)}
+
+
+def _free_name(store, name: str, digest: str) -> tuple[str, dict | None]:
+    """(NAME-N, its manifest): the first NAME-N that is free or holds this very content already."""
+    for i in range(2, 1000):
+        candidate = check_name(f"{name[:60]}-{i}", "dataset")
+        old = _manifest_or_none(store, candidate)
+        if old is None or old.get("sha256") == digest:
+            return candidate, old
+    raise UserError(f"Datasets {name}-2 to {name}-999 all exist.", "Give the dataset a name (--name NAME).")
+
+
+def _renamed(renamed_from: str, name: str) -> dict:
+    if not renamed_from:
+        return {}
+    return {"renamed_from": renamed_from,
+            "rename_note": f"A dataset named '{renamed_from}' with other content is in the store already, so this one "
+                           f"is '{name}'. To replace '{renamed_from}' instead, upload it with that name given."}
 
 
 def _manifest_or_none(store, name: str) -> dict | None:

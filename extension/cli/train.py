@@ -1,7 +1,9 @@
 """`cloudlora train`: create a training job (locally or on SageMaker), optionally --wait for it and pull the LoRA.
 
 --model and --dataset take a name in the store, or a local path: a checkpoint file or a dataset folder/zip is
-uploaded to the store first (deduplicated by content, so a second run does not upload it again).
+uploaded to the store first (deduplicated by content, so a second run does not upload it again). A zip is extracted
+as the tab extracts it (dataset_import.import_zip). The estimate (time, and cost on SageMaker) is printed before
+anything is uploaded or created.
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ def register(subparsers) -> None:
     p.add_argument("--max-wait", type=int, default=DEFAULT_MAX_WAIT_S, metavar="SECONDS",
                    help="spot: the longest wait for capacity, incl. the run (>= --max-runtime)")
     p.add_argument("--family", choices=list(FAMILIES), help="default: detected from the model")
-    p.add_argument("--name", help="the LoRA's name (default: the dataset's name)")
+    p.add_argument("--name", help="the LoRA's name (default: the trigger word, as the tab proposes; else the "
+                                  "dataset's name)")
     p.add_argument("--container", choices=["cloudlora", "kohya-sample"], default="cloudlora",
                    help="SageMaker image contract: ours, or the SageMaker Kohya sample's")
     p.add_argument("--image-uri", help="SageMaker trainer image (default: the settings')")
@@ -98,7 +101,31 @@ def _upload(kind: str, path: Path, store, family: str | None = None) -> str:
 
         manifest = datasets.upload_dataset(store, path, name=None)
     print(f"  -> {kind} '{manifest['name']}'", file=sys.stderr)
+    if manifest.get("rename_note"):
+        print(f"note: {manifest['rename_note']}", file=sys.stderr)
     return manifest["name"]
+
+
+def _dataset_folder(path: Path) -> Path:
+    """A zip becomes the folder the tab would make of it (the same import function); a folder stays itself."""
+    if path.is_file() and path.suffix.lower() == ".zip":
+        from .. import display
+        from ..assets import dataset_import
+
+        root = dataset_import.import_zip(path)
+        print(f"Extracted {display.name(path.name)} into {display.name(root)}", file=sys.stderr)
+        return root
+    return path
+
+
+def print_estimate(config: str, *, family: str, images_per_epoch: int, backend: str, instance_type: str,
+                   spot: bool) -> None:
+    """The job's estimate on stderr, as the tab shows it before Create (a CPU job over an hour starts "Warning:")."""
+    from ..jobs import estimate, service
+
+    est = estimate.estimate(config, family=family, images_per_epoch=images_per_epoch, instance_type=instance_type,
+                            backend=backend, spot=spot, **service._local_device(backend))
+    print(f"Estimate: {est.summary()}", file=sys.stderr)
 
 
 def build_config(args, family: str) -> str:
@@ -145,7 +172,11 @@ def cmd_train(args) -> int:
     if dkind == "path":
         from ..assets import datasets
 
-        datasets.check_or_raise(dvalue)
+        dvalue = _dataset_folder(dvalue)
+        summary = datasets.check_or_raise(dvalue).summary or {}
+    else:
+        summary = read_manifest(store, "datasets", dvalue)
+    triggers = list(summary.get("triggers") or [])
     config = build_config(args, family)
     from cloudlora_backend.trainer import config as kohya_config
 
@@ -153,13 +184,18 @@ def cmd_train(args) -> int:
     if report.errors:
         raise UserError("The config has problems; nothing was uploaded:\n" + "\n".join(f"- {e}" for e in report.errors),
                         "Fix them (`cloudlora config check FILE` lists them), then run the command again.")
+    backend = args.backend or settings.effective_backend
+    instance_type = (args.instance_type or settings.instance_type) if backend == "sagemaker" else instances.LOCAL
+    print_estimate(config, family=family, images_per_epoch=int(summary.get("images_per_epoch") or
+                                                              summary.get("images") or 1),
+                   backend=backend, instance_type=instance_type, spot=args.spot)
     model = _upload("model", mvalue, store, args.family) if mkind == "path" else mvalue
     dataset = _upload("dataset", dvalue, store) if dkind == "path" else dvalue
-    backend = args.backend or settings.effective_backend
+    from ..jobs.spec import default_lora_name
+
     spec = JobSpec(model=model, dataset=dataset, family=family, config=config,
-                   lora_name=args.name or dataset, backend=backend,
-                   instance_type=(args.instance_type or settings.instance_type) if backend == "sagemaker"
-                   else instances.LOCAL,
+                   lora_name=args.name or default_lora_name(dataset, triggers), backend=backend,
+                   instance_type=instance_type,
                    spot=args.spot, max_wait_s=args.max_wait, max_runtime_s=args.max_runtime,
                    container=args.container, image_uri=args.image_uri or "", warm_pool_s=args.warm_pool,
                    client_token=args.client_token or "", continue_from=args.continue_from)

@@ -122,3 +122,32 @@ def pull_files(rec: JobRecord, settings: Settings, *, lora_dir=None, file: str |
     result = lib.install(src, lib.lora_dir(settings, lora_dir), name, sidecar_data=side, preview=preview,
                          replace_stem=replace)
     return result, file is None or as_lora
+
+
+SAMPLE_INDEX = "index.json"  # the trainer's samples/index.json (cloud_backend/trainer/sampling.label)
+
+
+def sample_info(paths: list[Path]) -> list[dict]:
+    """What each sample is, from the trainer's index.json beside it: {epoch, step, prompt, seed, ...}, `label` (one
+    line for a gallery caption: "epoch 2 · step 60 · seed 42 · <prompt>") and `path`, ordered by step. A sample the
+    index does not know (an older trainer, the fake one) gets its file name as label."""
+    indexes: dict[Path, dict] = {}
+    out = []
+    for p in paths:
+        folder = p.parent
+        if folder not in indexes:
+            try:
+                raw = json.loads((folder / SAMPLE_INDEX).read_text(encoding="utf-8"))
+                indexes[folder] = {e["file"]: e for e in raw if isinstance(e, dict) and isinstance(e.get("file"), str)}
+            except (OSError, ValueError, TypeError):
+                indexes[folder] = {}
+        entry = dict(indexes[folder].get(p.name) or {})
+        if entry:
+            parts = [f"epoch {entry.get('epoch')}", f"step {entry.get('step')}", f"seed {entry.get('seed')}"]
+            entry["label"] = " · ".join(parts) + f" · {entry.get('prompt', '')}"
+        else:
+            entry["label"] = p.name
+        entry["path"] = str(p)
+        out.append(entry)
+    # By step, so per-epoch and every-N-steps samples interleave as they were made; unknown ones first, by name.
+    return sorted(out, key=lambda e: (e["step"] if isinstance(e.get("step"), int) else -1, e["path"]))

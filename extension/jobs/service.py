@@ -246,6 +246,10 @@ def _refresh(rec: JobRecord, settings: Settings, store, *, with_logs: bool = Fal
         if st["total_steps"]:
             rec.step, rec.total_steps = st["step"], st["total_steps"]
         rec.started, rec.ended, rec.failure = st["started"] or rec.started, st["ended"], st["failure"]
+        if rec.status == "Completed" and before[0] != "Completed":  # this machine's speed, for the next estimate
+            from . import calibration
+
+            calibration.record_local_job(rec)
     else:
         from . import sagemaker
 
@@ -370,9 +374,13 @@ def get_job(job_id: str, settings: Settings | None = None, *, log_lines: int = 2
         loss = events.loss_points(outputs.sync_tensorboard(rec, settings, store))
         art = outputs.artifacts_dir(rec)
         samples = [str(p) for p in sorted(art.rglob("*.png"))] if art.exists() else []
+    # Each sample's epoch, step, prompt and seed (the trainer's samples/index.json), ordered by step.
+    samples_info = outputs.sample_info([Path(p) for p in samples])
+    samples = [i["path"] for i in samples_info]
     tail = tail_text.splitlines()[-log_lines:]
     lora_files = outputs.lora_outputs(rec)
-    out.update(log_tail=tail, loss_points=loss, samples=samples, failure=rec.failure,
+    out.update(log_tail=tail, loss_points=loss, samples=samples, samples_info=samples_info,
+               sample_labels=[i["label"] for i in samples_info], failure=rec.failure,
                outputs=[str(p) for p in lora_files], explanation=None, config=rec.spec.config,
                best_epoch=best_epoch.of_job(rec, lora_files))
     out["progress"] = progress.progress(out, tail)

@@ -56,6 +56,15 @@ class JobSpec:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+def default_lora_name(dataset: str, triggers: list[str]) -> str:
+    """The LoRA name the tab and `cloudlora train` propose: the trigger word names what the LoRA teaches; the
+    dataset's name only when no trigger can be a file name."""
+    for t in triggers or []:
+        if LORA_NAME_RE.fullmatch(t or "") and not t.endswith((".", " ")):
+            return t
+    return dataset or ""
+
+
 def new_client_token() -> str:
     return uuid.uuid4().hex
 

@@ -14,7 +14,6 @@ from .. import host
 from .. import settings as settings_mod
 from ..errors import UserError
 from ..jobs import flux, instances
-from ..jobs.spec import LORA_NAME_RE
 from . import continue_panel
 
 FM_LABELS = {"SD 1.5": "sd15", "SDXL": "sdxl", "FLUX.1": "flux"}
@@ -201,10 +200,9 @@ def switch_family(family, old_label, config_text, instance_label=None):
 
 def suggested_name(dataset: str, triggers: list[str]) -> str:
     """The trigger word names what the LoRA teaches; the dataset's name only when no trigger is a file name."""
-    for t in triggers:
-        if LORA_NAME_RE.match(t or "") and not t.endswith((".", " ")):
-            return t
-    return dataset or ""
+    from ..jobs.spec import default_lora_name  # one function for the tab and the CLI
+
+    return default_lora_name(dataset, triggers)
 
 
 def on_dataset(dataset, lora_name, suggested):

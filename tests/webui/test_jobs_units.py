@@ -63,10 +63,16 @@ def test_a_local_estimate_on_a_machine_without_a_gpu_says_it_trains_on_the_cpu_a
     sdxl = service.estimate_job(config="max_train_steps = 1000\n", family="sdxl", dataset="",
                                 instance_type="local", backend="local", spot=False)
     assert sdxl["seconds"] > sd15["seconds"] and "SDXL on a CPU also needs" in sdxl["summary"] and "SageMaker" in sdxl["summary"]
+    assert sd15["warning"] and sd15["summary"].startswith("Warning: about ")  # over an hour on a CPU: said first
     monkeypatch.setattr(local_gpu, "describe", lambda: "NVIDIA A10G")
     gpu = service.estimate_job(config="max_train_steps = 1000\n", family="sd15", dataset="",
                                instance_type="local", backend="local", spot=False)
-    assert gpu["seconds"] is None and "on NVIDIA A10G" in gpu["summary"]
+    # a GPU of the table: its figure (issue 19.7); one that is not: no time until a job has calibrated it
+    assert 60 < gpu["seconds"] < 3600 and "on NVIDIA A10G" in gpu["summary"] and not gpu["warning"]
+    monkeypatch.setattr(local_gpu, "describe", lambda: "Acme Tensor 9")
+    unknown = service.estimate_job(config="max_train_steps = 1000\n", family="sd15", dataset="",
+                                   instance_type="local", backend="local", spot=False)
+    assert unknown["seconds"] is None and "depends on the GPU" in unknown["summary"]
 
 
 def test_the_catalogue_lists_every_instance_the_tab_offers_with_gpu_vram_and_price():
