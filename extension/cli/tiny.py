@@ -2,7 +2,9 @@
 
 Building it needs torch and diffusers, which live in the trainer's environment, not the WebUI's. When this
 interpreter lacks them, the command hands over to the trainer module in the configured trainer interpreter
-(`trainer_python` setting / CLOUDLORA_TRAINER_PYTHON), so it works from either environment.
+(`trainer_python` setting / CLOUDLORA_TRAINER_PYTHON) or the local backend's managed venv, so it works from either
+environment. Before any job that venv does not exist yet: `--setup` (or yes on a terminal) creates it here, the same
+one the first local job would create, instead of the command refusing.
 """
 from __future__ import annotations
 
@@ -34,6 +36,9 @@ def register(subparsers) -> None:
     p.add_argument("--layout", choices=("all-in-one", "parts"), default="all-in-one",
                    help="flux only: all-in-one (one file, as Forge loads it) or parts (OUT holds the transformer in "
                         "BFL's layout; clip_l.safetensors, t5xxl_fp16.safetensors and ae.safetensors go beside it)")
+    p.add_argument("--setup", action="store_true",
+                   help="create the trainer environment first when it does not exist yet (the one the first local "
+                        "job creates: torch and the trainer's packages, a few GB)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=run)
 
@@ -106,6 +111,8 @@ def _delegate(args, out: Path, missing: list[str]) -> int:
            "(e.g. .venv/trainer/bin/python, built by `source tools/env.sh; env_trainer`), or install the trainer "
            "packages: pip install -e '.[trainer]'.")
     python, why_not = _trainer_python()
+    if not python and why_not.startswith("no trainer Python is configured and the managed"):
+        python = _setup_trainer_env(args, missing, why_not, how)
     if not python:
         raise UserError(f"make-tiny-model needs the trainer packages, and this Python ({sys.executable}) lacks: "
                         f"{', '.join(missing)}; {why_not}.", fix=how)
@@ -122,3 +129,25 @@ def _delegate(args, out: Path, missing: list[str]) -> int:
                         fix="run the command above with that Python to see the full error; " + how)
     _report(json.loads(proc.stdout.strip().splitlines()[-1]), args.json)
     return 0
+
+
+def _setup_trainer_env(args, missing: list[str], why_not: str, how: str) -> str:
+    """Creates the managed trainer venv when asked (--setup, or yes on a terminal); else says plainly what it needs."""
+    from ..jobs import trainer_env
+
+    if not args.setup:
+        asked = sys.stdin.isatty() and sys.stderr.isatty()
+        if asked:
+            print(f"make-tiny-model builds the model with torch and diffusers; {why_not}.", file=sys.stderr)
+        if not asked or input("Set up the trainer environment now (torch and the trainer's packages, a few GB; "
+                              "the first local job would do the same)? [y/N] ").strip().lower() not in ("y", "yes"):
+            raise UserError(f"make-tiny-model needs the trainer packages, and this Python ({sys.executable}) lacks: "
+                            f"{', '.join(missing)}; {why_not}.",
+                            fix=f"run it again with --setup to create the trainer environment now (the same one the "
+                                f"first local job creates: torch and the trainer's packages, a few GB, a few "
+                                f"minutes), or: {how}")
+    try:
+        return trainer_env.ensure(log=lambda line: print(line, file=sys.stderr, flush=True))
+    except trainer_env.SetupError as err:
+        raise UserError(f"Setting up the trainer environment failed: {err.reason}",
+                        fix=err.fix or "run `cloudlora doctor` to see what is missing") from None
