@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -321,7 +322,22 @@ def download(url: str, dest_dir: Path, *, name: str = "", size: int | None = Non
              token: str = "", source: Source | None = None, progress: ProgressCallback | None = None,
              cancel: threading.Event | None = None) -> Downloaded:
     """Downloads `url` into dest_dir (as `name`, else the server's file name), resuming a partial download of the
-    same URL; checks the size and, when given, the sha256. A finished file of that name and hash is not fetched."""
+    same URL; checks the size and, when given, the sha256. A finished file of that name and hash is not fetched.
+    Two fetches of one URL on this machine (the tab and the CLI) never append to one partial file: the second waits,
+    then finds the file there."""
+    from .. import locks
+
+    def on_wait() -> None:
+        Meter(progress, "waiting for another download of this file", size or 0, item=name).emit()
+
+    ident = hashlib.sha256(url.encode()).hexdigest()[:32]
+    with locks.hold(f"fetch-{ident}", timeout=None, cancel=cancel, on_wait=on_wait):
+        return _download(url, dest_dir, name=name, size=size, sha256=sha256, token=token, source=source,
+                         progress=progress, cancel=cancel)
+
+
+def _download(url: str, dest_dir: Path, *, name: str, size: int | None, sha256: str, token: str,
+              source: Source | None, progress: ProgressCallback | None, cancel: threading.Event | None) -> Downloaded:
     source = source or Source("url", url=url)
     dest_dir = Path(dest_dir).expanduser()
     dest_dir.mkdir(parents=True, exist_ok=True)  # the host's own folder: its permissions, not a private one
@@ -411,6 +427,8 @@ def download(url: str, dest_dir: Path, *, name: str = "", size: int | None = Non
                     hasher.update(block)
                     received += len(block)
                     meter.add(len(block))
+        except http.client.HTTPException as err:  # IncompleteRead and the like: the connection broke
+            raise _network_error(err, what) from None
         except OSError as err:
             if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
                 raise UserError(f"{what}: the disk is full ({dest_dir}) after {format_bytes(have + received)}.",

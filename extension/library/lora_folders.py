@@ -12,6 +12,8 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import system
+
 PARENTS = ("", "Desktop", "Documents", "Downloads", "AI", "ai", "apps", "git", "src", "code", "stable-diffusion")
 WRAPPERS = ("", "webui", "ComfyUI", "stable-diffusion-webui")
 
@@ -46,7 +48,7 @@ def lora_folder(folder: Path, kind: str) -> Path:
 
 def _roots(home: Path) -> list[Path]:
     roots = [home / p if p else home for p in PARENTS]
-    if os.name == "nt":  # one-click packages are often unpacked at the top of a drive
+    if system.WINDOWS:  # one-click packages are often unpacked at the top of a drive
         roots += [Path(f"{d}:\\") for d in string.ascii_uppercase if Path(f"{d}:\\").exists()]
     return roots
 
