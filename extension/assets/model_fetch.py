@@ -24,7 +24,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 
@@ -462,15 +462,6 @@ def _finish(part: Path, meta_path: Path, dest_dir: Path, final_name: str, size: 
 
 
 # --- the whole action: fetch, check, upload ---
-
-@dataclass
-class FetchPlan:
-    """What one fetch downloads: the checkpoint and, for FLUX.1 bases, its separate parts."""
-    source: Source
-    name: str = ""  # in the store
-    family: str = ""
-    parts: dict[str, Source] = field(default_factory=dict)
-
 
 def resolve_token(token: str | None) -> str:
     return (token or "").strip() or hub_token.find()

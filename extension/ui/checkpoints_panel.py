@@ -141,7 +141,7 @@ def base_note(key: str) -> str:
     b = known_bases.by_key(key)
     if b is None:
         return ""
-    parts = f" (with its text encoders and autoencoder)" if b.parts else ""
+    parts = " (with its text encoders and autoencoder)" if b.parts else ""
     gated = (" **Gated:** open the model's page on Hugging Face, log in, accept the licence, and give a read "
              "token below." if b.gated else "")
     note = f" {b.note.capitalize()}." if b.note else ""

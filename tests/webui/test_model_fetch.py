@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
-from cloudlora import api, host
+from cloudlora import api, host, settings
 from cloudlora.assets import hub_token, model_fetch, models
 from cloudlora.cli import main as cli
 from cloudlora.errors import UserError
 from cloudlora.store import open_store
-from cloudlora import settings
 from tests.webui.fixtures.hub_server import GOOD_TOKEN
 from tests.webui.test_assets_family import SD15, SDXL, write_safetensors
 
@@ -42,7 +41,8 @@ def store(tmp_path):
 
 
 def test_sources_parse_into_hub_files_repos_and_urls(hub_server):
-    assert model_fetch.parse_source("org/repo", "a.safetensors") == model_fetch.Source("hub", "org/repo", "a.safetensors")
+    assert model_fetch.parse_source("org/repo", "a.safetensors") == model_fetch.Source("hub", "org/repo",
+                                                                                        "a.safetensors")
     assert model_fetch.parse_source("org/repo/sub/a.safetensors").file == "sub/a.safetensors"
     sd15 = model_fetch.parse_source("sd15")
     assert (sd15.repo, sd15.file) == ("stable-diffusion-v1-5/stable-diffusion-v1-5", "v1-5-pruned-emaonly.safetensors")
@@ -229,3 +229,30 @@ def test_rest_fetch_runs_in_the_background_and_lists_the_bases(hub_server, api_c
     assert [m["name"] for m in client.get("/cloudlora/v1/models").json()["models"]] == ["m"]
     bad = client.post("/cloudlora/v1/models/fetch", json={"source": "not a model"})
     assert bad.status_code == 400 and "neither a Hugging Face repo id" in bad.json()["detail"]["message"]
+
+
+def test_a_flux_base_brings_its_autoencoder_and_text_encoders_and_uploads_them_as_parts(
+        hub_server, tiny_flux_parts, tmp_path, monkeypatch):
+    from cloudlora.assets import known_bases
+
+    files = {p: Path(v).read_bytes() for p, v in tiny_flux_parts.items()}
+    hub_server.add("bfl/flux-tiny", {"flux1-tiny.safetensors": files["transformer"], "ae.safetensors": files["ae"]},
+                   gated=True)
+    hub_server.add("te/encoders", {"clip_l.safetensors": files["clip_l"], "t5xxl_fp16.safetensors": files["t5xxl"]})
+    tiny = known_bases.KnownBase(
+        "flux-tiny", "FLUX.1 tiny", "flux", "bfl/flux-tiny", "flux1-tiny.safetensors", 1, "test", "", gated=True,
+        parts={"ae": known_bases.HubFile("bfl/flux-tiny", "ae.safetensors"),
+               "clip_l": known_bases.HubFile("te/encoders", "clip_l.safetensors"),
+               "t5xxl": known_bases.HubFile("te/encoders", "t5xxl_fp16.safetensors")})
+    monkeypatch.setattr(known_bases, "BASES", (*known_bases.BASES, tiny))
+    models_root = tmp_path / "webui" / "models"
+    monkeypatch.setattr(host, "_current",
+                        host.Host(name="forge", checkpoint_dir=lambda: models_root / "Stable-diffusion"))
+    result = model_fetch.fetch_model(store(tmp_path), "flux-tiny", token=GOOD_TOKEN)
+    assert result["family"] == "flux" and result["name"] == "flux-tiny"
+    assert result["parts"] == {"ae": str(models_root / "VAE" / "ae.safetensors"),
+                               "clip_l": str(models_root / "text_encoder" / "clip_l.safetensors"),
+                               "t5xxl": str(models_root / "text_encoder" / "t5xxl_fp16.safetensors")}
+    manifest = models.get_model(store(tmp_path), "flux-tiny")
+    assert set(manifest["parts"]) == {"ae", "clip_l", "t5xxl"} and manifest["file_count"] == 4
+    assert not list((models_root / "Stable-diffusion").glob("ae*"))  # never listed as a checkpoint
