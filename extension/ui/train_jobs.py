@@ -169,7 +169,8 @@ def job_details(job_id, picked=None, seen=None):
     plot = (gr.update(value=_plot(points)) if points else _empty_plot()) \
         if changed("plot", [(p["step"], p["tag"]) for p in points]) else gr.update()
     sample_paths = j["samples"][-8:]
-    samples = _gallery(sample_paths) if changed("samples", sample_paths) else gr.update()
+    labels = (j.get("sample_labels") or [])[-8:]  # epoch · step · seed · prompt (jobs/outputs.sample_info)
+    samples = _gallery(sample_paths, labels) if changed("samples", [sample_paths, labels]) else gr.update()
     name = (j["pulled"][-1].rsplit("/", 1)[-1].rsplit(".", 1)[0]) if j["pulled"] else j["lora_name"]
     use_text = (f"<lora:{name}:1> " + ", ".join(j.get("triggers") or [])).strip()
     running = j["status"] not in TERMINAL
@@ -196,17 +197,18 @@ def _in_webui() -> bool:
         return False
 
 
-def _gallery(paths: list[str]):
-    """PIL images, so gradio 4 (which serves only allowed folders) shows them too."""
+def _gallery(paths: list[str], labels: list[str] | None = None):
+    """PIL images, so gradio 4 (which serves only allowed folders) shows them too; captioned when labelled."""
     out = []
     try:
         from PIL import Image
     except ImportError:
         return paths
-    for p in paths:
+    labels = list(labels or []) + [""] * len(paths)
+    for p, label in zip(paths, labels):
         try:
             with Image.open(p) as im:
-                out.append(im.copy())
+                out.append((im.copy(), label) if label else im.copy())
         except OSError:
             continue
     return out
