@@ -96,6 +96,11 @@ def save(backend_label, profile, region, lora_dir=None) -> str:
     """Writes the fields to the settings file; says where, and which ones something else overrides."""
     try:
         wanted = _flags(backend_label, profile, region, lora_dir)
+        shown_lora = "lora_dir" in wanted
+        before = settings.resolve()
+        if shown_lora and before.sources.get("lora_dir") != "file" and \
+                wanted["lora_dir"] in ("", str(before.effective_lora_dir)):
+            del wanted["lora_dir"]  # the default (or the environment's) left as it was: not frozen into the file
         problem = check_lora_dir(wanted.get("lora_dir", ""))
         if problem:
             return f"✗ Not saved: {problem}."
@@ -104,7 +109,7 @@ def save(backend_label, profile, region, lora_dir=None) -> str:
     except Exception as err:
         return f"✗ Not saved: {err}"
     lines = [f"✓ Saved to `{path}`."]
-    if wanted.get("lora_dir") is not None:
+    if shown_lora:
         lines.append(f"Finished LoRAs go to `{now.effective_lora_dir}`.")
     names = {"backend": "Backend", "aws_profile": "AWS profile", "region": "Region", "lora_dir": "Lora folder"}
     for name, value in wanted.items():

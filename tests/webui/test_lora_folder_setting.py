@@ -40,6 +40,9 @@ def test_installs_in_the_usual_places_are_found_with_their_lora_folders(tmp_path
 
 
 def test_save_keeps_the_lora_folder_and_pulls_go_there(tmp_path):
+    untouched = connection_panel.save("Local", "", "", str(settings.resolve().effective_lora_dir))
+    assert "Finished LoRAs go to" in untouched
+    assert "lora_dir" not in settings.read_file()  # the default is not frozen into the file
     comfy = tmp_path / "ComfyUI" / "models"
     comfy.mkdir(parents=True)
     out = connection_panel.save("Local", "", "", str(comfy / "loras"))
