@@ -17,14 +17,13 @@ import importlib.metadata
 import importlib.util
 import platform
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from . import processes
+from . import processes, system
 from .errors import UserError
 from .settings import Settings
 
@@ -118,7 +117,7 @@ def check_torch(ctx: _Context) -> Check:
 
 def _nvidia_smi() -> list[tuple[str, int, int]] | None:
     """[(name, total MiB, free MiB)] per GPU from nvidia-smi, or None when there is none."""
-    exe = shutil.which("nvidia-smi")
+    exe = system.find_nvidia_smi()
     if not exe:
         return None
     try:
@@ -176,7 +175,8 @@ def check_trainer_env(ctx: _Context) -> Check:
         if err.name and err.name.startswith("cloudlora.jobs"):
             return Check("trainer environment", "skip", "the local backend is not part of this version")
         raise
-    status = trainer_env.status(ctx.settings)
+    # Predicting the setup (two pip dry runs) is for the backend that will set it up: Local.
+    status = trainer_env.status(ctx.settings, predict_setup=ctx.settings.effective_backend != "sagemaker")
     ctx.trainer = status if isinstance(status, dict) else {}
     check = _as_check("trainer environment", status)
     if check.status == "ok" and isinstance(status, dict) and status.get("interpreter"):

@@ -36,7 +36,7 @@ def _rss_peak_kib() -> int:
         import resource  # Unix only: imported here so that the trainer imports on Windows
 
         peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-        return peak // 1024 if sys.platform == "darwin" else peak  # macOS counts bytes, Linux KiB
+        return peak // 1024 if sys.platform == "darwin" else peak  # unix-only: macOS counts bytes, Linux KiB
     except (ImportError, AttributeError, OSError, ValueError):
         pass
     try:

@@ -9,16 +9,15 @@ from __future__ import annotations
 import functools
 import os
 import platform
-import shutil
 import subprocess
 
-from .. import processes
+from .. import processes, system
 
 
 @functools.lru_cache(maxsize=1)
 def describe() -> str:
     """The GPU's name ("NVIDIA A10G", "Apple MPS"), or "" when training would run on the CPU."""
-    exe = shutil.which("nvidia-smi")
+    exe = system.find_nvidia_smi()
     if exe:
         try:
             out = subprocess.run([exe, "--query-gpu=name", "--format=csv,noheader"], capture_output=True,

@@ -225,7 +225,7 @@ def predict(settings=None) -> dict:
     (pip's dry run of the torch step), the venv module, and the free disk space. Cached per process for 10 minutes.
     """
     choice = plan(settings)
-    key = (sys.executable, _wanted_stamp(), choice)
+    key = (sys.executable, _wanted_stamp(), choice, str(venv_dir()))
     hit = _PREDICTED.get(key)
     if hit and time.time() - hit[0] < 600:
         return hit[1]

@@ -25,6 +25,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_A1111 = Path(__file__).resolve().parent / "fake_a1111"
+
+
+def _stack() -> str:
+    """Which host stack this venv is (tools/env.sh): "forge" with gradio 4 (.venv/host-forge), else "a1111"."""
+    import importlib.metadata
+
+    return "forge" if importlib.metadata.version("gradio").startswith("4.") else "a1111"
+
+
+STACK = _stack()
+PINS = ROOT / "tools" / ("forge-pins.txt" if STACK == "forge" else "a1111-pins.txt")
+# The PyTorch index of this machine for the managed trainer venv (tools/env.sh env_torch_index: the floor torch for
+# Python 3.10 as PyPI serves it). CI cannot reach download.pytorch.org; a user's machine names none.
+TORCH_INDEX = ROOT / ".cache" / "torch-index" / "cp310"
 EXTENSION = "cloud-lora-trainer"  # the folder name Install from URL gives it (the repository's name)
 API_AUTH = ("alice", "s3cret")
 
@@ -58,6 +72,9 @@ def new_webui(base: Path) -> Path:
     shutil.copytree(FAKE_A1111, webui, ignore=shutil.ignore_patterns("__pycache__", "README.md"))
     for sub in ("models/Stable-diffusion", "models/Lora", "extensions"):
         (webui / sub).mkdir(parents=True, exist_ok=True)
+    if STACK == "forge":  # what the extension (and every other) looks for to tell Forge from A1111
+        (webui / "modules_forge").mkdir()
+        (webui / "modules_forge" / "__init__.py").write_text('"""Forge\'s own package (stand-in: its presence)."""\n')
     return webui
 
 
@@ -235,5 +252,6 @@ def host_env(home: Path) -> dict:
     env.update(CLOUDLORA_CONFIG_DIR=str(home / "config"), CLOUDLORA_DATA_DIR=str(home / "data"),
                AWS_CONFIG_FILE=str(home / "aws-config"), AWS_SHARED_CREDENTIALS_FILE=str(home / "aws-credentials"),
                AWS_EC2_METADATA_DISABLED="true", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1",
+               CLOUDLORA_TORCH_INDEX=str(TORCH_INDEX),
                PATH=os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if ".venv" not in p))
     return env

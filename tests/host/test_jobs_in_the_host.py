@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from tests.host import a1111
+
 # A few steps at 128 px on the tiny model (as tools/demo.sh): the whole path in well under a minute of training.
 FAST = {"max_train_steps": "4", "resolution": "128,128", "min_bucket_reso": "64", "max_bucket_reso": "256",
         "sample_prompts": "cldemo, a photo"}
@@ -23,6 +25,15 @@ def test_post_jobs_trains_in_the_managed_venv_and_the_lora_lands_in_models_lora(
     venv = webui.home / "data" / "trainer-venv"
     assert f"$ {venv}/bin/python {host.extension}/extension/bootstrap.py -m cloudlora_backend.trainer" in \
         "\n".join(host.get(f"/cloudlora/v1/jobs/{job['id']}/logs")["lines"])
+    # Set up as a user's would be: the WebUI's own torch (2.1.2 on A1111, 2.3.1 on Forge) is below the trainer's floor,
+    # so the venv got the floor torch for this machine (no NVIDIA GPU: the PyTorch index's build, here its stand-in
+    # folder), said so, and the setup is the first row of where the time went.
+    lines = "\n".join(host.get(f"/cloudlora/v1/jobs/{job['id']}/logs")["lines"])
+    host_torch = webui.freeze_before["torch"]
+    assert host_torch.startswith("2.1.2" if a1111.STACK == "a1111" else "2.3.1")
+    assert f"torch: the WebUI's torch {host_torch} is older than the trainer's floor 2.7.1" in lines, lines[:3000]
+    assert "Trainer environment ready (torch 2.7.1, cpu)" in lines
+    assert next(iter(job["phases"]["seconds"])) == "setup (trainer environment)", job["phases"]
     lora = host.lora_dir / "rest_lora.safetensors"
     assert job["pulled"] == [str(lora)], "auto-pulled into the WebUI's models/Lora"
     sidecar = json.loads((host.lora_dir / "rest_lora.json").read_text())
