@@ -1,7 +1,7 @@
 """Writes and checks the IAM documents of cloud_backend/infra: the user policy, the roles' boundary, the template.
 
     python tools/iam_policy.py write    put the instance-type allow-list (extension/jobs/instances.py, the catalogue
-                                        the Train tab shows) into user-policy.json, and the policy into the README
+                                        the Train tab shows) into user-policy.json, and the policy into docs/aws.md
     python tools/iam_policy.py check    the static checks below; exit 1 with one line per problem
 
 moto's IAM does not evaluate policies (and has no SimulatePrincipalPolicy), so this is a static checker for the known
@@ -24,7 +24,7 @@ INFRA = ROOT / "cloud_backend" / "infra"
 USER_POLICY = INFRA / "user-policy.json"
 BOUNDARY = INFRA / "role-boundary.json"
 TEMPLATE = INFRA / "template.yaml"
-README = ROOT / "README.md"
+AWS_DOC = ROOT / "docs" / "aws.md"  # "AWS setup": shows the user policy as shipped
 
 BOUNDARY_ARN = "arn:aws:iam::${aws:PrincipalAccount}:policy/cloudlora-boundary"
 INSTANCE_SID = "CreateTrainingJobsOnCatalogueInstances"
@@ -403,7 +403,7 @@ def check(user_policy: dict | None = None, boundary: dict | None = None, templat
 
 # --- write --------------------------------------------------------------------------------------------------------
 
-README_BLOCK = re.compile(r"(<summary>The user policy \(cloud_backend/infra/user-policy.json\)</summary>\n\n```json\n)"
+POLICY_BLOCK = re.compile(r"(<summary>The user policy \(cloud_backend/infra/user-policy.json\)</summary>\n\n```json\n)"
                           r".*?(\n```)", re.S)
 
 
@@ -413,14 +413,14 @@ def write() -> list[Path]:
     statement["Condition"]["ForAllValues:StringEquals"]["sagemaker:InstanceTypes"] = catalogue_instance_types()
     text = json.dumps(doc, indent=2) + "\n"
     USER_POLICY.write_text(text, encoding="utf-8")
-    readme = README.read_text(encoding="utf-8")
-    new = README_BLOCK.sub(lambda m: m.group(1) + text.rstrip("\n") + m.group(2), readme)
-    README.write_text(new, encoding="utf-8")
-    return [USER_POLICY, README]
+    doc_text = AWS_DOC.read_text(encoding="utf-8")
+    new = POLICY_BLOCK.sub(lambda m: m.group(1) + text.rstrip("\n") + m.group(2), doc_text)
+    AWS_DOC.write_text(new, encoding="utf-8")
+    return [USER_POLICY, AWS_DOC]
 
 
-def readme_is_current() -> bool:
-    m = README_BLOCK.search(README.read_text(encoding="utf-8"))
+def doc_is_current() -> bool:
+    m = POLICY_BLOCK.search(AWS_DOC.read_text(encoding="utf-8"))
     return bool(m) and json.loads(m.group(0).split("```json\n", 1)[1].rsplit("\n```", 1)[0]) == load_json(USER_POLICY)
 
 
@@ -433,8 +433,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {path.relative_to(ROOT)}")
         return 0
     problems = check()
-    if not readme_is_current():
-        problems.append("README's copy of the user policy is out of date: run `python tools/iam_policy.py write`")
+    if not doc_is_current():
+        problems.append("docs/aws.md's copy of the user policy is out of date: run `python tools/iam_policy.py write`")
     for p in problems:
         print(p)
     print("ok" if not problems else f"{len(problems)} problem(s)")

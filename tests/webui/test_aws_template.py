@@ -177,9 +177,9 @@ def test_the_user_policy_covers_every_call_setup_and_the_doctor_make():
     assert needed <= granted, sorted(needed - granted)
 
 
-def test_the_readme_shows_the_user_policy_as_shipped():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## AWS setup"):]
+def test_the_aws_doc_shows_the_user_policy_as_shipped():
+    doc = (ROOT / "docs" / "aws.md").read_text(encoding="utf-8")
+    section = doc[doc.index("# AWS setup"):]
     start = section.index("```json\n") + len("```json\n")
     shown = json.loads(section[start:section.index("\n```", start)])
     assert shown == json.loads(USER_POLICY.read_text())

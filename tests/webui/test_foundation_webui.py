@@ -1,6 +1,6 @@
 """The WebUI glue and the entry script, run against a small fake A1111 `modules` package (tests/webui/fake_webui).
 
-The real A1111 1.10.1 check is done by hand (see the README's Development section); these keep the glue honest.
+The real A1111 1.10.1 check is done by hand (see docs/development.md); these keep the glue honest.
 """
 from __future__ import annotations
 

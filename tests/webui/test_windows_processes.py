@@ -4,7 +4,7 @@ preexec_fn, no signal to stop with, and `os.kill(pid, 0)` would send Ctrl+C to t
 The runner and the trainer run with CLOUDLORA_PLATFORM=windows and a sitecustomize that takes those away from them
 (fcntl, resource and SIGHUP gone; Popen refuses pass_fds and preexec_fn as CPython's Windows Popen does); this
 process takes the Windows branches through system.WINDOWS. What only Windows can show (CREATE_NO_WINDOW, the Job
-object, junctions, TerminateProcess) is listed in the README as needing a real Windows check.
+object, junctions, TerminateProcess) is listed in docs/windows.md as needing a real Windows check.
 """
 from __future__ import annotations
 
