@@ -16,9 +16,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from cloudlora_backend.trainer import archs, singlefile  # noqa: E402
-from cloudlora_backend.trainer.models import load_components  # noqa: E402
-from cloudlora_backend.trainer.tokenizer import tokenizers_for  # noqa: E402
+from cloudlora_backend.trainer.model import archs, singlefile  # noqa: E402
+from cloudlora_backend.trainer.model.load import load_components  # noqa: E402
+from cloudlora_backend.trainer.data.tokenizer import tokenizers_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 FILE = ROOT / ".cache" / "bench" / "random-sd15-full.safetensors"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from cloudlora_backend.trainer import archs, singlefile
+from cloudlora_backend.trainer.model import archs, singlefile
 
 _DTYPES = {torch.float16: "F16", torch.float32: "F32", torch.int64: "I64", torch.bfloat16: "BF16"}
 

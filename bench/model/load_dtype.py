@@ -40,7 +40,7 @@ def child(path: str, mode: str) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from cloudlora_backend.trainer.models import load_components
+    from cloudlora_backend.trainer.model.load import load_components
 
     peak = {"anon": 0}
     done = threading.Event()

@@ -30,7 +30,8 @@ def child(size: int, tile: int, threads: int) -> None:
     import torch
     from diffusers import AutoencoderKL
 
-    from cloudlora_backend.trainer import archs, sampling
+    from cloudlora_backend.trainer.model import archs
+    from cloudlora_backend.trainer.loop import sampling
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -46,11 +46,14 @@ except ImportError:  # a bare checkout (the GPU machine): the import names from 
     _spec.loader.exec_module(_boot)
     _boot.install()
 
-from cloudlora_backend.trainer import archs, config, data, fused_lora, norms  # noqa: E402
-from cloudlora_backend.trainer.lora import UNET_TARGETS  # noqa: E402
-from cloudlora_backend.trainer.models import make_noise_scheduler  # noqa: E402
-from cloudlora_backend.trainer.noise import snr_weights  # noqa: E402
-from cloudlora_backend.trainer.train import RunPaths, Trainer  # noqa: E402
+from cloudlora_backend.trainer.model import archs
+from cloudlora_backend.trainer.config import train_config as config
+from cloudlora_backend.trainer.data import dataset as data
+from cloudlora_backend.trainer.network import fused_lora, norms  # noqa: E402
+from cloudlora_backend.trainer.network.lora import UNET_TARGETS  # noqa: E402
+from cloudlora_backend.trainer.model.load import make_noise_scheduler  # noqa: E402
+from cloudlora_backend.trainer.loop.noise import snr_weights  # noqa: E402
+from cloudlora_backend.trainer.loop.train import RunPaths, Trainer  # noqa: E402
 
 TFLOP = {("sd15", False): 1.75, ("sd15", True): 2.40, ("sdxl", False): 14.4, ("sdxl", True): 20.5}
 SIZE = {"sd15": 512, "sdxl": 1024}

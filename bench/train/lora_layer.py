@@ -1,4 +1,4 @@
-"""CPU time per LoRA linear, fused (cloud_backend/trainer/fused_lora.py) vs peft's own, in the regime of a
+"""CPU time per LoRA linear, fused (cloud_backend/trainer/network/fused_lora.py) vs peft's own, in the regime of a
 launch-bound GPU step: bf16 autocast, bf16 frozen weights, fp32 LoRA masters, layers so small that the time is the
 ops' fixed cost. Forward + backward of 50 stacked layers, median of 30 rounds, the two interleaved.
 
@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from cloudlora_backend.trainer import fused_lora
+from cloudlora_backend.trainer.network import fused_lora
 
 
 def stack(width: int, n: int):

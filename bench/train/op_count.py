@@ -30,9 +30,10 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from cloudlora_backend.trainer import config, data  # noqa: E402
+from cloudlora_backend.trainer.config import train_config as config
+from cloudlora_backend.trainer.data import dataset as data  # noqa: E402
 from cloudlora_backend.trainer.tiny import is_current, make_tiny_checkpoint  # noqa: E402
-from cloudlora_backend.trainer.train import RunPaths, Trainer  # noqa: E402
+from cloudlora_backend.trainer.loop.train import RunPaths, Trainer  # noqa: E402
 
 SMALL = 'resolution = "64,64"\nmin_bucket_reso = 64\nmax_bucket_reso = 128\n'
 # Ops that launch no kernel on a GPU (views, metadata, allocation without a fill).

@@ -20,7 +20,7 @@ Outputs:
     checkpoints/state.pt  resumable state; a run finding one continues from its step
     cache/                latents on disk, generated class images
 stdout: one line per step, `step=120/1000 loss=0.0831 lr=0.0001 it/s=3.2`, flushed; at the end a summary of time
-        and peak GPU/host memory per phase, and the same as one `phases={...}` JSON line (phases.py).
+        and peak GPU/host memory per phase, and the same as one `phases={...}` JSON line (loop/phases.py).
 
 Exit codes:
     0    completed: the LoRA is in model/
@@ -109,7 +109,7 @@ def find_optional(channel: Path) -> Path | None:
 
 def read_config_text(root: Path, hp: dict, dataset: Path) -> tuple[str, list[Path]]:
     """The TOML text and the folders a sample_prompts file may live in."""
-    from .layout import LayoutError, scan
+    from .data.layout import LayoutError, scan
     channel = root / "input" / "data" / "config"
     if channel.is_dir():
         name = hp.get("config", "")
@@ -135,7 +135,7 @@ def read_config_text(root: Path, hp: dict, dataset: Path) -> tuple[str, list[Pat
 
 
 def detect_family(model: Path) -> str | None:
-    from .family import detect_path
+    from .model.family import detect_path
     try:
         fam = detect_path(model)
     except Exception:  # noqa: BLE001 - the loader gives the precise error later
@@ -144,7 +144,7 @@ def detect_family(model: Path) -> str | None:
 
 
 def build_config(text: str, hp: dict, family: str | None):
-    from . import config
+    from .config import train_config as config
     overrides = {k: v for k, v in hp.items() if k in config.BY_NAME and k not in ("output_name",)}
     if overrides:
         if "max_train_steps" in overrides and "max_train_epochs" not in overrides:
@@ -157,7 +157,7 @@ def build_config(text: str, hp: dict, family: str | None):
 
 
 def prepare(root: Path):
-    from .train import RunPaths
+    from .loop.train import RunPaths
     hp = read_hyperparameters(root)
     data = root / "input" / "data"
     model = find_model(data / "model")
@@ -171,7 +171,7 @@ def prepare(root: Path):
         family = "flux"
     text, prompt_dirs = read_config_text(root, hp, dataset)
     cfg, effective = build_config(text, hp, family)
-    from .sampling import read_prompts
+    from .loop.sampling import read_prompts
     read_prompts(cfg.sample_prompt_text, prompt_dirs)  # a missing prompts file fails now, not after model loading
     output_name = hp.get("output_name") or cfg.output_name or "lora"
     if any(ch in output_name for ch in '/\\:*?"<>|') or output_name.startswith("."):
@@ -179,7 +179,7 @@ def prepare(root: Path):
     (root / "output").mkdir(parents=True, exist_ok=True)
     (root / "output" / "effective-config.toml").write_text(effective, encoding="utf-8")
     reg = data / "reg"
-    from .network_setup import find_weights
+    from .network.network_setup import find_weights
     network_weights = find_weights(cfg.network_weights, data / "network")
     paths = RunPaths(
         model=model, dataset=dataset, model_dir=root / "model", tensorboard=root / "output" / "tensorboard",
@@ -194,12 +194,12 @@ def prepare(root: Path):
 
 
 def input_errors() -> tuple:
-    from .config import ConfigError
-    from .data import DatasetError
-    from .models import ModelLoadError
-    from .optim import OptimizerError
-    from .sampling import PromptError
-    from .lora import LoraFileError
+    from .config.train_config import ConfigError
+    from .data.dataset import DatasetError
+    from .model.load import ModelLoadError
+    from .loop.optim import OptimizerError
+    from .loop.sampling import PromptError
+    from .network.lora import LoraFileError
     return (InputError, ConfigError, DatasetError, ModelLoadError, OptimizerError, PromptError, FloatingPointError,
             LoraFileError)
 
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Its own clause: when this import fails (no torch, a torch too old for the libraries), the handlers
         # below must not name what it would have defined.
-        from .train import Stopped, Trainer
+        from .loop.train import Stopped, Trainer
     except Exception as err:  # noqa: BLE001 - every failure must reach the failure file
         traceback.print_exc()
         write_failure(root, f"The trainer failed unexpectedly: {type(err).__name__}: {err}\n(while importing the "

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from . import archs
-from .singlefile import write_single_file
+from .model import archs
+from .model.singlefile import write_single_file
 
 ARCHES = ("sd15", "sdxl", "flux")  # flux: flux/tiny.py (an all-in-one FLUX.1 file)
 
@@ -45,7 +45,7 @@ def is_current(path: Path | str, arch: str, seed: int = 0) -> bool:
     if arch == "flux":
         from .flux.tiny import is_current as flux_is_current
         return flux_is_current(path, seed=seed)
-    from .family import read_safetensors_header
+    from .model.family import read_safetensors_header
 
     try:
         meta = read_safetensors_header(path).get("__metadata__", {})

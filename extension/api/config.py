@@ -6,7 +6,7 @@ from typing import Optional
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
-from cloudlora_backend.trainer import config as kohya_config
+from cloudlora_backend.trainer.config import train_config as kohya_config
 
 router = APIRouter()
 

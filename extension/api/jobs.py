@@ -63,7 +63,7 @@ def _fail(err: UserError) -> HTTPException:
 
 @router.post("/jobs", summary="Create a training job (idempotent by client_token)")
 def create(body: CreateJob) -> dict:
-    from cloudlora_backend.trainer import config as kohya_config
+    from cloudlora_backend.trainer.config import train_config as kohya_config
 
     from .. import settings as settings_mod
     from ..jobs import service

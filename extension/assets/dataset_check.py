@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cloudlora_backend.trainer import layout as L
+from cloudlora_backend.trainer.data import layout as L
 
 from .. import display
 from .image_check import HUGE_PIXELS, HUGE_SIDE, MIN_SIDE, UNSUPPORTED_IMAGE_EXTS, check_image, not_a_file

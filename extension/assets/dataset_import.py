@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
-from cloudlora_backend.trainer import layout as L
+from cloudlora_backend.trainer.data import layout as L
 
 from .. import portable_names, private_files
 from ..errors import UserError
@@ -405,7 +405,7 @@ def from_images(images: list[Path | str], trigger: str, repeats: int | str = 10,
                 captions: dict[str, str] | None = None) -> Path:
     """Builds <new folder>/<repeats>_<trigger>/ with copies of the images (and their .txt captions when given or
     lying beside them); returns the new dataset root."""
-    from cloudlora_backend.trainer.config_values import finite_number
+    from cloudlora_backend.trainer.config.values import finite_number
 
     trigger = check_trigger(trigger)
     try:  # the one numeric check (NaN and infinity refused by name), as every other numeric field

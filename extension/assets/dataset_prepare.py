@@ -12,7 +12,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from cloudlora_backend.trainer import layout as L
+from cloudlora_backend.trainer.data import layout as L
 
 from .. import atomic, host, private_files
 from ..errors import UserError

@@ -14,7 +14,7 @@ import json
 import threading
 from pathlib import Path
 
-from cloudlora_backend.trainer import layout as L
+from cloudlora_backend.trainer.data import layout as L
 
 from ..errors import UserError
 from . import claims, transfer

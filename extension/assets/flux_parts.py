@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cloudlora_backend.trainer.family import NotSafetensorsError, read_safetensors_header
-from cloudlora_backend.trainer.flux import keys as K
+from cloudlora_backend.trainer.model.family import NotSafetensorsError, read_safetensors_header
+from cloudlora_backend.trainer.model import flux_keys as K
 
 from ..errors import UserError
 

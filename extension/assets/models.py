@@ -14,7 +14,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cloudlora_backend.trainer.family import NotSafetensorsError, detect_family, read_safetensors_header
+from cloudlora_backend.trainer.model.family import NotSafetensorsError, detect_family, read_safetensors_header
 
 from ..errors import UserError
 from . import claims, flux_parts, hashcache, transfer

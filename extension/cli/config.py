@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from cloudlora_backend.trainer import config as kohya_config
+from cloudlora_backend.trainer.config import train_config as kohya_config
 
 from ..errors import UserError
 from .output import add_json_flag, print_json

@@ -129,7 +129,7 @@ def print_estimate(config: str, *, family: str, images_per_epoch: int, backend: 
 
 
 def build_config(args, family: str) -> str:
-    from cloudlora_backend.trainer import config as kohya_config
+    from cloudlora_backend.trainer.config import train_config as kohya_config
 
     if args.config:
         path = Path(args.config)
@@ -178,7 +178,7 @@ def cmd_train(args) -> int:
         summary = read_manifest(store, "datasets", dvalue)
     triggers = list(summary.get("triggers") or [])
     config = build_config(args, family)
-    from cloudlora_backend.trainer import config as kohya_config
+    from cloudlora_backend.trainer.config import train_config as kohya_config
 
     report = kohya_config.check(config, family)
     if report.errors:

@@ -21,7 +21,7 @@ JOB_PREFIX = "job:"
 
 def lora_choices(settings, family: str | None = None) -> list[str]:
     """The Kohya LoRAs in the Lora folder (relative paths), of `family` when given, newest first."""
-    from cloudlora_backend.trainer.family import NotSafetensorsError, detect_lora, read_safetensors_header
+    from cloudlora_backend.trainer.model.family import NotSafetensorsError, detect_lora, read_safetensors_header
 
     from ..library.pull import lora_dir
 
@@ -82,7 +82,7 @@ def _job_lora(job_id: str, settings) -> Path:
 
 def check(path: Path, family: str) -> None:
     """The file is a Kohya LoRA of `family`. Raises UserError with the reason and the fix."""
-    from cloudlora_backend.trainer.family import NotSafetensorsError, detect_lora, read_safetensors_header
+    from cloudlora_backend.trainer.model.family import NotSafetensorsError, detect_lora, read_safetensors_header
 
     try:
         fam, kind = detect_lora(read_safetensors_header(path))

@@ -121,8 +121,8 @@ def epoch_files(lora_files: list[Path], lora_name: str) -> list[tuple[str, Path]
 
 def prompts_for(config_text: str, family: str, triggers: list[str], search_dirs: list[Path]) -> list[Txt2Img]:
     """The job's sample prompts (Kohya lines; a prompts file is looked up in search_dirs), else its trigger words."""
-    from cloudlora_backend.trainer import config as kohya_config
-    from cloudlora_backend.trainer.prompt_lines import PromptError, read_prompts
+    from cloudlora_backend.trainer.config import train_config as kohya_config
+    from cloudlora_backend.trainer.config.prompt_lines import PromptError, read_prompts
 
     try:
         cfg = kohya_config.parse(config_text or "", family)

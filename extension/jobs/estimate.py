@@ -100,7 +100,7 @@ def flatten(text_or_dict) -> dict:
 def resolution_of(config: dict, family: str) -> tuple[int, int]:
     """(W, H) of a flattened config; the trainer's family default when the config leaves it out."""
     if config.get("resolution") in (None, ""):
-        from cloudlora_backend.trainer.config_schema import defaults_for
+        from cloudlora_backend.trainer.config.schema import defaults_for
 
         return _resolution(defaults_for(family if family in ("sd15", "sdxl", "flux") else None)["resolution"], family)
     return _resolution(config.get("resolution"), family)
@@ -109,7 +109,7 @@ def resolution_of(config: dict, family: str) -> tuple[int, int]:
 def batch_of(config: dict, family: str = "sd15") -> int:
     value = config.get("train_batch_size")
     if value in (None, ""):
-        from cloudlora_backend.trainer.config_schema import defaults_for
+        from cloudlora_backend.trainer.config.schema import defaults_for
 
         value = defaults_for(family if family in ("sd15", "sdxl", "flux") else None)["train_batch_size"]
     return max(1, int(value or 1))
@@ -145,7 +145,7 @@ def steps(config: dict, images_per_epoch: int, family: str = "sd15") -> tuple[in
 
 
 def _default(family: str, key: str):
-    from cloudlora_backend.trainer.config_schema import defaults_for
+    from cloudlora_backend.trainer.config.schema import defaults_for
 
     return defaults_for(family if family in ("sd15", "sdxl", "flux") else None).get(key)
 
@@ -239,7 +239,7 @@ def _local(total: int, epochs: int, per_epoch: int, config: dict, family: str, g
 def refuse_what_the_check_refuses(config_text_or_dict, family: str) -> None:
     """An estimate of a config that could never run (max_train_steps = -5, learning_rate = nan, 1e30 steps) is no
     estimate: the config check's errors are raised, as job creation would raise them."""
-    from cloudlora_backend.trainer import config as kohya_config
+    from cloudlora_backend.trainer.config import train_config as kohya_config
 
     from ..errors import UserError
 

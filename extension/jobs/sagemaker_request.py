@@ -43,7 +43,7 @@ def config_key(job_id: str, spec: JobSpec) -> str:
 def kohya_sample_config(config_text: str, model_file: str) -> str:
     """The user's TOML with the paths the sample container expects (train channel, model channel, output)."""
     try:
-        from cloudlora_backend.trainer.config import set_keys
+        from cloudlora_backend.trainer.config.train_config import set_keys
     except ImportError:  # pragma: no cover - the trainer's config module ships with the extension
         raise
     return set_keys(config_text, {

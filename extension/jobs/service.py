@@ -48,7 +48,7 @@ def _get_record(store, job_id: str) -> JobRecord:
 
 
 def default_config(family: str) -> str:
-    from cloudlora_backend.trainer.config import default_toml
+    from cloudlora_backend.trainer.config.train_config import default_toml
 
     return default_toml(family)
 

@@ -122,7 +122,7 @@ def check_config(text: str, family: str) -> list[str]:
         raise UserError("The training config (config_params) is empty.",
                         "Use the family's defaults (`cloudlora config defaults --family sd15`) and edit from there.")
     try:
-        from cloudlora_backend.trainer import config as trainer_config
+        from cloudlora_backend.trainer.config import train_config as trainer_config
     except ImportError:  # the trainer's checker has not landed in this checkout: at least parse the TOML
         import tomlkit
 

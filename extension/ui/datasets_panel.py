@@ -109,7 +109,7 @@ def revalidate(root):
 
 def wrap_offer(root):
     """The Wrap row shows when the images lie loose in the folder (no <repeats>_<trigger> folder to read)."""
-    from cloudlora_backend.trainer import layout as L
+    from cloudlora_backend.trainer.data import layout as L
 
     from ..assets.dataset_check import images_in, suggest_subset_name
 

@@ -79,7 +79,7 @@ def names(kind: str) -> list[str]:
 
 
 def default_config(family: str) -> str:
-    from cloudlora_backend.trainer.config import default_toml
+    from cloudlora_backend.trainer.config.train_config import default_toml
 
     return default_toml(family)
 
@@ -230,7 +230,7 @@ def refresh_choices(model, dataset, fm_label=None):
 
 
 def format_config(config_text, fm_label):
-    from cloudlora_backend.trainer import config as kohya_config
+    from cloudlora_backend.trainer.config import train_config as kohya_config
 
     family = family_of_label(fm_label)
     report = kohya_config.check(config_text or "", family)
@@ -252,7 +252,7 @@ def _bounds_note(before: dict, after: dict) -> str:
 def knob_outcome(key: str, value, config_text: str, family: str) -> tuple[str | None, str]:
     """(the TOML with `key` set, what to tell the user). The TOML is None when the value cannot work; the message
     then names the problem and the fix. A note says what else changed (bucket bounds following the resolution)."""
-    from cloudlora_backend.trainer import config as kohya_config
+    from cloudlora_backend.trainer.config import train_config as kohya_config
 
     if value in (None, "") or not (config_text or "").strip():
         return None, ""
@@ -308,7 +308,7 @@ def _with_fields(config_text: str, family: str, fields: tuple, synced: dict | No
     """The TOML with every plain field the user typed into: a click acts on what is on screen, even when a field
     still has focus and its own write has not arrived yet. A field is the user's when it differs from what it was
     last given (`synced`); a field the TOML just changed and that has not caught up yet is left alone."""
-    from cloudlora_backend.trainer import config as kohya_config
+    from cloudlora_backend.trainer.config import train_config as kohya_config
 
     flat = _flat(config_text)
     before = _synced_dict(synced) or {k: _shown(flat.get(k)) for k in KNOBS}

@@ -35,7 +35,7 @@ def tiny_sdxl_path() -> Path:
 
 
 def _tiny_flux(layout: str, folder: str, name: str, fp8: bool = False) -> dict:
-    from cloudlora_backend.trainer.flux import keys as K
+    from cloudlora_backend.trainer.model import flux_keys as K
     from cloudlora_backend.trainer.flux.tiny import is_current, write_tiny
 
     path = TINY_CACHE / folder / name

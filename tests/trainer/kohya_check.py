@@ -133,10 +133,10 @@ def checkpoint_shapes_of(components) -> dict[str, tuple]:
     """The base model's A1111 keys with shapes: from its single file if it has one, else via our writer's maps."""
     path = Path(getattr(components, "model_path", "") or "")
     if path.is_file() and path.suffix == ".safetensors":
-        from cloudlora_backend.trainer.family import read_safetensors_header
+        from cloudlora_backend.trainer.model.family import read_safetensors_header
 
         return {k: tuple(v["shape"]) for k, v in read_safetensors_header(path).items() if k != "__metadata__"}
-    from cloudlora_backend.trainer import singlefile
+    from cloudlora_backend.trainer.model import singlefile
 
     def base(model):  # the model's own weights, without peft's wrapping
         return {k.replace(".base_layer.", "."): v for k, v in model.state_dict().items() if "lora_" not in k}

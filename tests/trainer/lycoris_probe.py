@@ -57,7 +57,7 @@ def main(lycoris_dir: str, job_file: str) -> None:
     from lycoris import kohya
 
     logging.disable(logging.WARNING)
-    from cloudlora_backend.trainer.models import load_components
+    from cloudlora_backend.trainer.model.load import load_components
 
     for item in json.loads(open(job_file, encoding="utf-8").read()):
         if item["family"] == "flux":

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from cloudlora_backend.trainer.flux import keys as K
+from cloudlora_backend.trainer.model import flux_keys as K
 from cloudlora_backend.trainer.flux.lora import add_lora, save_flux_lora
 from cloudlora_backend.trainer.flux.model import Flux, FluxParams, img_ids
 from cloudlora_backend.trainer.flux.tiny import to_diffusers_transformer
-from cloudlora_backend.trainer.lora import lora_layers
-from cloudlora_backend.trainer.models import Components
+from cloudlora_backend.trainer.network.lora import lora_layers
+from cloudlora_backend.trainer.model.load import Components
 
 from .train_helpers import one_thread  # noqa: F401 - autouse: one CPU thread per test
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cloudlora_backend.trainer.family import detect_family, detect_path, read_safetensors_header
-from cloudlora_backend.trainer.flux import keys as K
+from cloudlora_backend.trainer.model.family import detect_family, detect_path, read_safetensors_header
+from cloudlora_backend.trainer.model import flux_keys as K
 from cloudlora_backend.trainer.flux.load import load_flux
 from cloudlora_backend.trainer.flux.model import FP8, img_ids
-from cloudlora_backend.trainer.models import ModelLoadError
+from cloudlora_backend.trainer.model.load import ModelLoadError
 
 from .train_helpers import one_thread  # noqa: F401 - autouse: one CPU thread per test
 

@@ -12,13 +12,13 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from cloudlora_backend.trainer import config
-from cloudlora_backend.trainer.family import read_safetensors_header
-from cloudlora_backend.trainer.flux import keys as K
+from cloudlora_backend.trainer.config import train_config as config
+from cloudlora_backend.trainer.model.family import read_safetensors_header
+from cloudlora_backend.trainer.model import flux_keys as K
 from cloudlora_backend.trainer.flux.load import load_flux
 from cloudlora_backend.trainer.flux.model import FP8, Linear, img_ids
 from cloudlora_backend.trainer.flux.train import FluxTrainer, sample_sigmas
-from cloudlora_backend.trainer.train import RunPaths
+from cloudlora_backend.trainer.loop.train import RunPaths
 
 from .kohya_check import forge_sd_version
 from .train_helpers import failure, make_dataset, make_job, run_entrypoint
@@ -76,7 +76,7 @@ def _trainer(tmp_path, model, extra: str = "", **kwargs) -> FluxTrainer:
 def test_the_loss_is_sd_scripts_flow_matching_objective_with_shifted_sigmas_and_guidance_1(tmp_path, tiny_flux_path):
     """noisy = (1 - s) x + s n, target n - x, raw prediction, guidance 1.0, s = shift(sigmoid(N(0, 1)), 3.1582)."""
     t = _trainer(tmp_path, tiny_flux_path, "fp8_base = false\n")
-    from cloudlora_backend.trainer import data as data_mod
+    from cloudlora_backend.trainer.data import dataset as data_mod
     from cloudlora_backend.trainer.flux.model import pack_latents, unpack_latents
 
     batch = data_mod.epoch_batches(t.data, t.cfg, 1, 1)[0]

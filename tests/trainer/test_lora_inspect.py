@@ -6,8 +6,8 @@ import json
 import torch
 
 from cloudlora.cli import main
-from cloudlora_backend.trainer import lora
-from cloudlora_backend.trainer.models import load_components
+from cloudlora_backend.trainer.network import lora
+from cloudlora_backend.trainer.model.load import load_components
 from tests.trainer.test_lycoris_load import _flux_file, _sd15_file
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cloudlora_backend.trainer import lora
-from cloudlora_backend.trainer.network_spec import parse
+from cloudlora_backend.trainer.network import lora
+from cloudlora_backend.trainer.config.network_spec import parse
 from tests.trainer.conftest import ROOT
 from tests.trainer.test_model_lora import _randomise_adapters
 
@@ -48,7 +48,7 @@ def lycoris_dir(version: str) -> Path:
 
 
 def _sd15_file(path: Path, model: Path, toml_args: list[str], module: str, train_te: bool) -> Path:
-    from cloudlora_backend.trainer.models import load_components
+    from cloudlora_backend.trainer.model.load import load_components
 
     spec = parse(module, toml_args)
     c = load_components(model)

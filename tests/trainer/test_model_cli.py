@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from cloudlora_backend.trainer.models import load_components
+from cloudlora_backend.trainer.model.load import load_components
 
 
 def _cli(*args):

@@ -7,8 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from cloudlora_backend.trainer import family, models, singlefile, tiny
-from cloudlora_backend.trainer.models import ModelLoadError, build_pipeline, load_components
+from cloudlora_backend.trainer.model import family, load as models, singlefile
+from cloudlora_backend.trainer import tiny
+from cloudlora_backend.trainer.model.load import ModelLoadError, build_pipeline, load_components
 
 # Runs again under every transformers of TRANSFORMERS_VARIANTS (tools/test.sh): text-encoder LoRA and loading.
 pytestmark = pytest.mark.transformers_matrix
@@ -131,7 +132,7 @@ def test_files_that_are_not_a_trainable_model_get_a_message_naming_the_file(tmp_
 
 
 def test_the_shipped_full_size_configs_are_the_real_sd15_and_sdxl_architectures():
-    from cloudlora_backend.trainer import archs
+    from cloudlora_backend.trainer.model import archs
 
     sd15 = archs.read_config(archs.arch_dir("sd15"), "unet")
     assert sd15["block_out_channels"] == [320, 640, 1280, 1280] and sd15["cross_attention_dim"] == 768
@@ -155,7 +156,7 @@ def test_the_shipped_full_size_configs_are_the_real_sd15_and_sdxl_architectures(
 
 
 def test_the_right_shipped_config_is_picked_by_tensor_widths():
-    from cloudlora_backend.trainer import archs
+    from cloudlora_backend.trainer.model import archs
 
     real = {"model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3),
             "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": (49408, 768)}

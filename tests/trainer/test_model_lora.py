@@ -8,8 +8,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from cloudlora_backend.trainer import archs, lora
-from cloudlora_backend.trainer.models import Components, load_components
+from cloudlora_backend.trainer.model import archs
+from cloudlora_backend.trainer.network import lora
+from cloudlora_backend.trainer.model.load import Components, load_components
 from tests.trainer.kohya_check import EXPECTED_MODULES, a1111_updown, assert_a1111_loadable, \
     check_kohya_tensors, checkpoint_shapes_of
 
@@ -90,7 +91,7 @@ def _outputs(unet, encoders, tokenizers, family):
 @pytest.mark.parametrize("family,rank,alpha,save", [("sd15", 4, 2.5, "float"), ("sdxl", 4, 8, "float")])
 def test_a_saved_kohya_lora_loaded_back_by_diffusers_reproduces_the_trained_model(
         family, rank, alpha, save, tmp_path, tiny_sd15_path, tiny_sdxl_path):
-    from cloudlora_backend.trainer.models import build_pipeline
+    from cloudlora_backend.trainer.model.load import build_pipeline
 
     path = {"sd15": tiny_sd15_path, "sdxl": tiny_sdxl_path}[family]
     trained = _load(path)

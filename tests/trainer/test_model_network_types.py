@@ -6,8 +6,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from cloudlora_backend.trainer import config, dora, lora
-from cloudlora_backend.trainer.models import load_components
+from cloudlora_backend.trainer.config import train_config as config
+from cloudlora_backend.trainer.network import dora, lora
+from cloudlora_backend.trainer.model.load import load_components
 from tests.trainer.kohya_check import EXPECTED_MODULES, a1111_updown, assert_a1111_loadable, \
     check_kohya_tensors, checkpoint_shapes_of
 from tests.trainer.test_model_lora import _full_size_on_meta, _randomise_adapters
@@ -33,8 +34,8 @@ def test_locon_adds_the_convolutions_sd_scripts_adds_and_every_key_resolves_in_a
     from accelerate import init_empty_weights
     from diffusers import UNet2DConditionModel
 
-    from cloudlora_backend.trainer import archs
-    from cloudlora_backend.trainer.models import Components
+    from cloudlora_backend.trainer.model import archs
+    from cloudlora_backend.trainer.model.load import Components
 
     with init_empty_weights():
         unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(archs.arch_dir(family) / "unet"))

@@ -4,9 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cloudlora_backend.trainer import archs, family, tiny
-from cloudlora_backend.trainer.singlefile import write_single_file
-from cloudlora_backend.trainer.tokenizer import tokenizers_for
+from cloudlora_backend.trainer.model import archs, family
+from cloudlora_backend.trainer import tiny
+from cloudlora_backend.trainer.model.singlefile import write_single_file
+from cloudlora_backend.trainer.data.tokenizer import tokenizers_for
 
 
 def _assert_same(model_a, model_b, what):
@@ -71,7 +72,7 @@ def test_tiny_checkpoints_are_small_deterministic_and_keep_the_real_layer_layout
     from accelerate import init_empty_weights
     from diffusers import UNet2DConditionModel
 
-    from cloudlora_backend.trainer.singlefile import unet_to_ldm
+    from cloudlora_backend.trainer.model.singlefile import unet_to_ldm
 
     folder = archs.arch_dir(arch)
     with init_empty_weights():
@@ -93,7 +94,7 @@ def test_full_size_models_written_by_us_convert_back_through_diffusers_own_conve
                                                      convert_ldm_vae_checkpoint, convert_open_clip_checkpoint)
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from cloudlora_backend.trainer.singlefile import to_single_file_state_dict
+    from cloudlora_backend.trainer.model.singlefile import to_single_file_state_dict
 
     folder = archs.arch_dir(arch)
     with init_empty_weights():

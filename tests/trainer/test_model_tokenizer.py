@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from cloudlora_backend.trainer import tokenizer
+from cloudlora_backend.trainer.data import tokenizer
 
 # Runs again under every transformers of TRANSFORMERS_VARIANTS (tools/test.sh): text-encoder LoRA and loading.
 pytestmark = pytest.mark.transformers_matrix
@@ -41,7 +41,7 @@ def test_the_vocabulary_has_byte_tokens_merges_and_the_two_specials_in_clips_ord
 
 def test_the_tokenizer_needs_no_open_clip_package(tmp_path):
     # open-clip-torch pulls torchvision, which moves torch: the vocabulary ships with the trainer instead.
-    code = ("import importlib.util, sys; from cloudlora_backend.trainer import tokenizer as t; "
+    code = ("import importlib.util, sys; from cloudlora_backend.trainer.data import tokenizer as t; "
             f"t.load_tokenizer('clip-l', cache_dir={str(tmp_path)!r}); "
             "print('open_clip' in sys.modules, importlib.util.find_spec('open_clip') is None)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cloudlora_backend.trainer import config, data
-from cloudlora_backend.trainer.buckets import BucketManager, make_bucket_resolutions
+from cloudlora_backend.trainer.config import train_config as config
+from cloudlora_backend.trainer.data import dataset as data
+from cloudlora_backend.trainer.data.buckets import BucketManager, make_bucket_resolutions
 
 from .train_helpers import make_dataset
 

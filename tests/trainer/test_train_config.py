@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import tomlkit
 
-from cloudlora_backend.trainer import config
-from cloudlora_backend.trainer.config_schema import BY_NAME, FAMILY_DEFAULTS
+from cloudlora_backend.trainer.config import train_config as config
+from cloudlora_backend.trainer.config.schema import BY_NAME, FAMILY_DEFAULTS
 
 
 @pytest.mark.parametrize("family", ["sd15", "sdxl"])
@@ -158,7 +158,7 @@ def test_every_reference_key_is_known():
 def test_the_module_imports_without_torch():
     import subprocess
     import sys
-    code = ("import sys; import cloudlora_backend.trainer.config as c; c.check(c.default_toml('sdxl'));"
+    code = ("import sys; import cloudlora_backend.trainer.config.train_config as c; c.check(c.default_toml('sdxl'));"
             "assert 'torch' not in sys.modules, 'config imported torch'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from cloudlora_backend.trainer import config, lora, network_setup
-from cloudlora_backend.trainer.models import load_components
+from cloudlora_backend.trainer.config import train_config as config
+from cloudlora_backend.trainer.network import lora, network_setup
+from cloudlora_backend.trainer.model.load import load_components
 from tests.trainer.kohya_check import assert_a1111_loadable
 from tests.trainer.test_model_lora import _randomise_adapters
 

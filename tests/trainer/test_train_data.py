@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import random
 
-from cloudlora_backend.trainer import config, data
+from cloudlora_backend.trainer.config import train_config as config
+from cloudlora_backend.trainer.data import dataset as data
 from cloudlora_backend.trainer.__main__ import prepare
-from cloudlora_backend.trainer.train import RunPaths, Trainer
+from cloudlora_backend.trainer.loop.train import RunPaths, Trainer
 
 from .train_helpers import SMALL, draw_image, make_dataset, make_job
 from .train_helpers import one_thread  # noqa: F401 - autouse: one CPU thread per test
@@ -38,7 +39,7 @@ def test_a_caption_saved_with_a_utf8_bom_starts_with_its_trigger_word(tmp_path):
 def test_a_repeat_count_beyond_ten_thousand_is_a_layout_error(tmp_path):
     import pytest
 
-    from cloudlora_backend.trainer import layout
+    from cloudlora_backend.trainer.data import layout
 
     draw_image(tmp_path / "ds" / "999999999999999999999999999999_x" / "a.png", (64, 64))
     with pytest.raises(layout.LayoutError, match="more than 10000"):

@@ -9,8 +9,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from cloudlora_backend.trainer import lora
-from cloudlora_backend.trainer.models import build_pipeline, load_components
+from cloudlora_backend.trainer.network import lora
+from cloudlora_backend.trainer.model.load import build_pipeline, load_components
 
 from .kohya_check import assert_a1111_loadable
 from .train_helpers import SAMPLE_DATASET, SMALL, failure, make_job, run_entrypoint, tensorboard_tags

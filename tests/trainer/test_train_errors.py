@@ -5,7 +5,7 @@ import json
 
 import torch
 
-from cloudlora_backend.trainer import train
+from cloudlora_backend.trainer.loop import train
 from cloudlora_backend.trainer.__main__ import EXIT_INPUT, EXIT_OOM, OOM_HINT
 
 from .train_helpers import SAMPLE_DATASET, SMALL, failure, make_dataset, make_job, run_entrypoint
@@ -83,6 +83,6 @@ def test_a_sample_prompts_file_in_the_config_channel_is_found(tmp_path, tiny_sd1
     root = make_job(tmp_path / "j", tiny_sd15_path, SAMPLE_DATASET, SMALL + 'sample_prompts = "prompts.txt"\n')
     (root / "input/data/config/prompts.txt").write_text("# a comment\ncldemo --w 64 --h 64 --s 5 --l 6.5 --d 9\n")
     cfg, paths = prepare(root)
-    from cloudlora_backend.trainer.sampling import read_prompts
+    from cloudlora_backend.trainer.loop.sampling import read_prompts
     [p] = read_prompts(cfg.sample_prompt_text, paths.prompt_dirs)
     assert (p.prompt, p.width, p.height, p.steps, p.cfg_scale, p.seed) == ("cldemo", 64, 64, 5, 6.5, 9)

@@ -11,7 +11,7 @@ import types
 import pytest
 import torch
 
-from cloudlora_backend.trainer import train
+from cloudlora_backend.trainer.loop import train
 from cloudlora_backend.trainer.__main__ import EXIT_BUG, EXIT_OOM, OOM_HINT, is_oom, main
 
 from .train_helpers import SAMPLE_DATASET, SMALL, failure, make_job, run_entrypoint
@@ -60,7 +60,7 @@ def test_out_of_memory_is_judged_by_type_or_the_allocators_words_not_by_other_te
 
 
 def test_a_failed_import_of_the_trainer_still_writes_the_failure(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "cloudlora_backend.trainer.train", None)  # as when torch cannot import
+    monkeypatch.setitem(sys.modules, "cloudlora_backend.trainer.loop.train", None)  # as when torch cannot import
     assert main(["--root", str(tmp_path)]) == EXIT_BUG
     assert "The trainer failed unexpectedly: ModuleNotFoundError" in failure(tmp_path)
 
@@ -69,15 +69,15 @@ def test_the_trainer_imports_without_resource_and_reads_peak_memory_from_psutil(
     import cloudlora_backend.trainer as package
 
     monkeypatch.setitem(sys.modules, "resource", None)  # Windows has no `resource`
-    monkeypatch.delitem(sys.modules, "cloudlora_backend.trainer.phases")  # restored after the test, as is:
+    monkeypatch.delitem(sys.modules, "cloudlora_backend.trainer.loop.phases")  # restored after the test, as is:
     monkeypatch.setattr(package, "phases", package.phases)
-    phases = importlib.import_module("cloudlora_backend.trainer.phases")
+    phases = importlib.import_module("cloudlora_backend.trainer.loop.phases")
     monkeypatch.setattr(phases, "_STATUS", tmp_path / "no-proc-status")
     assert phases._rss_peak_kib() > 10_000  # this Python holds torch: tens of MiB at least
 
 
 def test_macos_peak_rss_in_bytes_is_reported_in_kib(monkeypatch, tmp_path):
-    from cloudlora_backend.trainer import phases
+    from cloudlora_backend.trainer.loop import phases
 
     usage = types.SimpleNamespace(ru_maxrss=3 * 2**30)  # macOS: bytes
     fake = types.SimpleNamespace(RUSAGE_SELF=0, getrusage=lambda _who: usage)

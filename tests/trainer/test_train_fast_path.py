@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from cloudlora_backend.trainer import config, data, fused_lora, norms
-from cloudlora_backend.trainer.models import load_components
-from cloudlora_backend.trainer.train import RunPaths, Trainer
+from cloudlora_backend.trainer.config import train_config as config
+from cloudlora_backend.trainer.data import dataset as data
+from cloudlora_backend.trainer.network import fused_lora, norms
+from cloudlora_backend.trainer.model.load import load_components
+from cloudlora_backend.trainer.loop.train import RunPaths, Trainer
 
 from .kohya_check import assert_a1111_loadable
 from .train_helpers import SAMPLE_DATASET, SMALL

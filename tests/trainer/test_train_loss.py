@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from cloudlora_backend.trainer import config, data
-from cloudlora_backend.trainer.train import RunPaths, Trainer
+from cloudlora_backend.trainer.config import train_config as config
+from cloudlora_backend.trainer.data import dataset as data
+from cloudlora_backend.trainer.loop.train import RunPaths, Trainer
 
 from .train_helpers import SMALL, make_dataset, tensorboard_tags
 from .train_helpers import one_thread  # noqa: F401 - autouse: one CPU thread per test

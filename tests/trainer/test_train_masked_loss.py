@@ -6,8 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from cloudlora_backend.trainer import config, masks
-from cloudlora_backend.trainer.train import RunPaths, Trainer
+from cloudlora_backend.trainer.config import train_config as config
+from cloudlora_backend.trainer.data import masks
+from cloudlora_backend.trainer.loop.train import RunPaths, Trainer
 
 from .train_helpers import SMALL, failure, make_dataset, make_job, run_entrypoint
 from .train_helpers import one_thread  # noqa: F401 - autouse: one CPU thread per test
@@ -22,7 +23,7 @@ def _rgba(path, alpha_left: int, alpha_right: int):
 
 
 def test_alpha_and_mask_images_become_latent_masks_like_sd_scripts(tmp_path):
-    from cloudlora_backend.trainer import data as data_mod
+    from cloudlora_backend.trainer.data import dataset as data_mod
 
     root = tmp_path / "data"
     _rgba(root / "5_sks" / "a.png", 255, 0)
@@ -54,7 +55,7 @@ def test_a_fully_masked_image_contributes_no_loss_and_a_half_masked_one_about_ha
                                     tensorboard=tmp_path / "tb", checkpoints=tmp_path / "ck", cache=tmp_path / "c"),
                       log=lambda m: None)
     trainer.setup()
-    from cloudlora_backend.trainer.data import Entry
+    from cloudlora_backend.trainer.data.dataset import Entry
 
     entries = {ex.image.name: [Entry(ex, False, ex.caption)] for ex in trainer.data.examples}
     g = torch.Generator().manual_seed(0)

@@ -7,10 +7,11 @@ from types import SimpleNamespace
 
 from safetensors import safe_open
 
-from cloudlora_backend.trainer import config, outputs
-from cloudlora_backend.trainer.data import TrainData
-from cloudlora_backend.trainer.kohya_metadata import build_metadata
-from cloudlora_backend.trainer.models import load_components
+from cloudlora_backend.trainer.config import train_config as config
+from cloudlora_backend.trainer.loop import outputs
+from cloudlora_backend.trainer.data.dataset import TrainData
+from cloudlora_backend.trainer.network.kohya_metadata import build_metadata
+from cloudlora_backend.trainer.model.load import load_components
 
 from .kohya_check import assert_a1111_loadable
 from .train_helpers import SMALL, failure, make_dataset, make_job, run_entrypoint

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cloudlora_backend.trainer.optim import OptimizerError, build_optimizer, build_scheduler, parse_optimizer_args
+from cloudlora_backend.trainer.loop.optim import OptimizerError, build_optimizer, build_scheduler, parse_optimizer_args
 
 
 def _params():

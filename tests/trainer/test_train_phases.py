@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from cloudlora_backend.trainer import config, placement, sampling
-from cloudlora_backend.trainer.models import build_pipeline, load_components
-from cloudlora_backend.trainer.phases import PhaseClock
+from cloudlora_backend.trainer.config import train_config as config
+from cloudlora_backend.trainer.model import placement
+from cloudlora_backend.trainer.loop import sampling
+from cloudlora_backend.trainer.model.load import build_pipeline, load_components
+from cloudlora_backend.trainer.loop.phases import PhaseClock
 
 from .train_helpers import SAMPLE_DATASET, SMALL, failure, make_job, run_entrypoint
 from .train_helpers import one_thread  # noqa: F401 - autouse: one CPU thread per test

@@ -30,8 +30,8 @@ def test_default_samples_one_per_epoch_with_the_trigger_and_a_dataset_caption_la
     """Issue 19.3: samples are on without any sample config; each is labelled with epoch, step, prompt and seed."""
     import json
 
-    from cloudlora_backend.trainer import config
-    from cloudlora_backend.trainer.train import RunPaths, Trainer
+    from cloudlora_backend.trainer.config import train_config as config
+    from cloudlora_backend.trainer.loop.train import RunPaths, Trainer
 
     from .train_helpers import SMALL, make_dataset
     from .train_helpers import one_thread  # noqa: F401 - autouse: one CPU thread per test
@@ -62,8 +62,8 @@ def test_default_samples_one_per_epoch_with_the_trigger_and_a_dataset_caption_la
 
 
 def test_the_default_prompt_is_the_trigger_plus_a_caption_and_every_n_steps_alone_replaces_the_epoch_default():
-    from cloudlora_backend.trainer import config
-    from cloudlora_backend.trainer.prompt_lines import default_prompt
+    from cloudlora_backend.trainer.config import train_config as config
+    from cloudlora_backend.trainer.config.prompt_lines import default_prompt
 
     assert default_prompt(["sks"], ["a red shape"], 1, "lora").prompt == "sks, a red shape"
     assert default_prompt(["sks"], ["sks, a red shape"], 1, "lora").prompt == "sks, a red shape"

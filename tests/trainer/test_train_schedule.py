@@ -7,8 +7,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from cloudlora_backend.trainer import noise
-from cloudlora_backend.trainer.models import NOISE_SCHEDULE, load_components
+from cloudlora_backend.trainer.loop import noise
+from cloudlora_backend.trainer.model.load import NOISE_SCHEDULE, load_components
 
 from .train_helpers import SMALL, failure, make_dataset, make_job, run_entrypoint
 from .train_helpers import one_thread  # noqa: F401 - autouse: one CPU thread per test

@@ -6,7 +6,9 @@ import math
 import random
 import re
 
-from cloudlora_backend.trainer import config, data as data_mod, validation
+from cloudlora_backend.trainer.config import train_config as config
+from cloudlora_backend.trainer.data import dataset as data_mod
+from cloudlora_backend.trainer.loop import validation
 
 from .train_helpers import SMALL, failure, make_dataset, make_job, run_entrypoint, tensorboard_tags
 from .train_helpers import one_thread  # noqa: F401 - autouse: one CPU thread per test

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from cloudlora_backend.trainer.family import (
+from cloudlora_backend.trainer.model.family import (
     NotSafetensorsError,
     detect_diffusers_folder,
     detect_family,

@@ -11,9 +11,9 @@ from cloudlora import host
 from cloudlora.errors import UserError
 from cloudlora.jobs import estimate, flux, instances, sagemaker, service
 from cloudlora.jobs.spec import JobSpec
-from cloudlora_backend.trainer import config as kohya_config
-from cloudlora_backend.trainer.family import read_safetensors_header
-from cloudlora_backend.trainer.flux import keys as K
+from cloudlora_backend.trainer.config import train_config as kohya_config
+from cloudlora_backend.trainer.model.family import read_safetensors_header
+from cloudlora_backend.trainer.model import flux_keys as K
 from tests.trainer.kohya_check import forge_sd_version
 from tests.webui.fixtures.jobs import _kill_jobs
 from tests.webui.test_jobs_sagemaker import _capture_create, sagemaker_user  # noqa: F401 - fixture

@@ -22,7 +22,7 @@ def test_a_unicode_digit_folder_is_refused_by_name_with_the_rename(tmp_path, nam
 
 
 def test_the_trainer_reads_no_repeat_count_from_them():
-    from cloudlora_backend.trainer import layout
+    from cloudlora_backend.trainer.data import layout
 
     with pytest.raises(layout.LayoutError):
         layout.parse_subset_name("٣_x")  # \d read it as 3 repeats

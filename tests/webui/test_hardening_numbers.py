@@ -13,7 +13,7 @@ NOT_FINITE = ["nan", "inf", "-inf", "+nan"]
 @pytest.mark.parametrize("key", ["learning_rate", "unet_lr", "noise_offset", "max_grad_norm", "max_train_steps"])
 @pytest.mark.parametrize("value", NOT_FINITE)
 def test_the_config_check_refuses_nan_and_infinity_by_name(key, value):
-    from cloudlora_backend.trainer import config
+    from cloudlora_backend.trainer.config import train_config as config
 
     errors = config.check(f"{key} = {value}\n", "sdxl").errors
     assert errors and any(e.startswith(f"{key} = ") and "finite" in e for e in errors), errors
@@ -22,7 +22,7 @@ def test_the_config_check_refuses_nan_and_infinity_by_name(key, value):
 
 
 def test_text_encoder_lr_lists_refuse_them_too():
-    from cloudlora_backend.trainer import config
+    from cloudlora_backend.trainer.config import train_config as config
 
     assert "finite" in " ".join(config.check("text_encoder_lr = [1e-4, nan]\n", "sdxl").errors)
 
@@ -30,7 +30,7 @@ def test_text_encoder_lr_lists_refuse_them_too():
 @pytest.mark.parametrize("value", ["nan", "inf", "NaN", "1e400"])
 def test_form_and_cli_values_refuse_them(value):
     """The Train tab's fields and `--set key=value` arrive as strings; REST's `set` too."""
-    from cloudlora_backend.trainer import config
+    from cloudlora_backend.trainer.config import train_config as config
 
     with pytest.raises(config.ConfigError) as err:
         config.coerce("learning_rate", value)
@@ -38,7 +38,7 @@ def test_form_and_cli_values_refuse_them(value):
 
 
 def test_the_shared_number_check_for_fields_outside_the_toml():
-    from cloudlora_backend.trainer.config_values import finite_number
+    from cloudlora_backend.trainer.config.values import finite_number
 
     assert finite_number("repeats", "10", integer=True, lo=1) == 10
     for bad in ("nan", float("inf"), "1e400", "x", None):

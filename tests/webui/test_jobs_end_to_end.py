@@ -8,7 +8,7 @@ import subprocess
 import sys
 from collections import defaultdict
 
-from cloudlora_backend.trainer.family import read_safetensors_header
+from cloudlora_backend.trainer.model.family import read_safetensors_header
 from tests.trainer.kohya_check import a1111_sd_version, check_kohya_tensors, forge_sd_version
 
 FAST = ["--set", "max_train_steps=2", "--set", "resolution=64", "--set", "min_bucket_reso=64",

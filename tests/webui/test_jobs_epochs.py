@@ -78,7 +78,7 @@ def test_the_job_summary_names_the_epoch_with_the_lowest_validation_loss_and_its
 
 def test_compare_epochs_renders_each_epoch_at_each_weight_with_the_webuis_txt2img_and_saves_the_grid(
         in_webui, job_env, fake_trainer):
-    from cloudlora_backend.trainer.config import set_keys
+    from cloudlora_backend.trainer.config.train_config import set_keys
 
     config = set_keys(service.default_config("sd15"),
                       {"sample_prompts": "a cldemo portrait --n blurry --w 64 --h 96 --s 12 --d 5"})

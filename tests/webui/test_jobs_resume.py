@@ -22,7 +22,7 @@ FAST = {"max_train_steps": str(STEPS), "resolution": "64", "min_bucket_reso": "6
 
 
 def _config() -> str:
-    from cloudlora_backend.trainer.config import set_keys
+    from cloudlora_backend.trainer.config.train_config import set_keys
 
     return set_keys(service.default_config("sd15"), FAST)
 

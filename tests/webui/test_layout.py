@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from cloudlora_backend.trainer.layout import LayoutError, parse_subset_name, scan
+from cloudlora_backend.trainer.data.layout import LayoutError, parse_subset_name, scan
 
 
 def _touch(path, text=""):

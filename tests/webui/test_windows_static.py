@@ -22,7 +22,7 @@ KNOWN_OFFENDERS = {
     "extension/locks.py": "row 8 (fcntl)",
     "extension/jobs/local_status.py": "row 1 (os.kill(pid, 0)), os.sysconf",
     "extension/jobs/trainer_env.py": "os.name for the venv layout (system.VENV_PYTHON)",
-    "cloud_backend/trainer/phases.py": "row 5, M1 (resource, sys.platform)",
+    "cloud_backend/trainer/loop/phases.py": "row 5, M1 (resource, sys.platform)",
 }
 
 

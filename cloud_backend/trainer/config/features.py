@@ -1,5 +1,5 @@
 """The config checks of the network types, continuing, validation, masked loss and noise schedule keys: the ones that
-only make sense together, and which of them the SDXL and FLUX.1 trainers cannot honour. config.py runs them."""
+only make sense together, and which of them the SDXL and FLUX.1 trainers cannot honour. cross_checks.py runs them."""
 from __future__ import annotations
 
 # Kohya GUI keys whose sd-scripts spelling is an entry of network_args.

@@ -1,6 +1,6 @@
 """FLUX.1's config keys (sd-scripts' flux_train_network.py names), its family defaults with their reasons, and the
 checks that keep SD-only settings out of a Flux config and Flux-only ones out of an SD config. Pure data + Python:
-config_schema.py adds these to its table, config.py runs `cross_checks`.
+schema.py adds these to its table, cross_checks.py runs `cross_checks`.
 
 Defaults and their sources:
 - timestep_sampling "shift", discrete_flow_shift 3.1582, model_prediction_type "raw", guidance_scale 1.0:
@@ -14,7 +14,7 @@ Defaults and their sources:
 """
 from __future__ import annotations
 
-from ..config_schema import Option
+from .option import Option
 
 TIMESTEP_SAMPLING = ("uniform", "sigmoid", "shift", "flux_shift")
 PREDICTION_TYPES = ("raw", "additive", "sigma_scaled")

@@ -1,5 +1,5 @@
 """The Kohya TOML's option table: every key sd-scripts' train_network.py / sdxl_train_network.py accepts, with types,
-allowed values, per-family defaults and whether this trainer implements it. Pure data; config.py does the work.
+allowed values, per-family defaults and whether this trainer implements it. Pure data; train_config.py does the work.
 
 Support levels:
 - "yes":     implemented; the value changes training.
@@ -10,22 +10,10 @@ Support levels:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Option:
-    name: str
-    kind: str  # bool | int | float | number (int or float) | str | floats (float or list) | strs (str or list) | resolution | text (str or list of lines)
-    default: Any = None
-    support: str = "yes"  # yes | ignored | default
-    doc: str = ""
-    choices: tuple = ()  # allowed values (strings compare case-insensitively and are normalised to this spelling)
-    min: float | None = None
-    max: float | None = None
-    min_exclusive: bool = False
-    group: str = "training_arguments"
+from . import flux_options as _flux_options
+from .option import Option
 
 
 _O = Option
@@ -266,9 +254,7 @@ OPTIONS: list[Option] = [
        group="sample_prompt_arguments"),
 ]
 
-# FLUX.1's own keys live with the Flux trainer; added here so every family reads one table.
-from .flux import options as _flux_options  # noqa: E402 - it needs Option, defined above
-
+# FLUX.1's own keys (flux_options.py); added here so every family reads one table.
 OPTIONS += _flux_options.OPTIONS
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 

@@ -1,4 +1,4 @@
-"""One Kohya TOML value checked and normalised against its option (config_schema.Option): the type rules, ranges
+"""One Kohya TOML value checked and normalised against its option (option.Option): the type rules, ranges
 and allowed values, and how values are shown in messages (as TOML, e.g. true, "x")."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import tomlkit
 
-from .config_schema import Option
+from .option import Option
 
 
 def toml_literal(v) -> str:

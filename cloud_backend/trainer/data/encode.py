@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .data import Example, load_pixels
+from .dataset import Example, load_pixels
 
 MAX_LENGTH = 77
 

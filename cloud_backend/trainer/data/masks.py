@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .data import DatasetError, Example, fit_to_bucket
+from .dataset import DatasetError, Example, fit_to_bucket
 from .layout import IMAGE_EXTS
 
 

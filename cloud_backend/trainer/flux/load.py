@@ -22,9 +22,9 @@ from typing import Mapping
 
 import torch
 
-from ..family import NotSafetensorsError, read_safetensors_header
-from ..models import Components, ModelLoadError
-from . import keys as K
+from ..model.family import NotSafetensorsError, read_safetensors_header
+from ..model.load import Components, ModelLoadError
+from ..model import flux_keys as K
 from .model import FP8, Flux, FluxParams
 
 ARCH_ROOT = Path(__file__).resolve().parent / "arch"
@@ -267,9 +267,9 @@ def _load_ae(path: Path, root: str, pkeys: Mapping[str, tuple], dtype, device):
                 vae = AutoencoderKL.from_config(AutoencoderKL.load_config(folder / "vae"))
             vae.load_state_dict(state, strict=True, assign=True)
         else:
-            from ..models import _quiet_cast_warning
+            from ..model.load import quiet_cast_warning
 
-            with _quiet_cast_warning():
+            with quiet_cast_warning():
                 vae = AutoencoderKL.from_single_file(state, config=str(folder), subfolder="vae",
                                                      local_files_only=True, torch_dtype=dtype)
     except Exception as err:  # noqa: BLE001 - diffusers raises KeyError/ValueError/RuntimeError

@@ -21,8 +21,8 @@ from typing import Any, Mapping
 
 import torch
 
-from ..lora import ADAPTER, build_metadata, lora_layers, safetensors_hashes
-from . import keys as K
+from ..network.lora import ADAPTER, build_metadata, lora_layers, safetensors_hashes
+from ..model import flux_keys as K
 
 TARGETS = list(K.DOUBLE_TARGETS + K.SINGLE_TARGETS)
 NETWORK_MODULE = "networks.lora_flux"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from ..singlefile import clip_to_ldm, vae_to_ldm
-from . import keys as K
+from ..model.singlefile import clip_to_ldm, vae_to_ldm
+from ..model import flux_keys as K
 from .load import ARCH_ROOT, arch_config, flux_params
 from .model import FP8, Flux
 
@@ -171,7 +171,7 @@ def _save(save_file, tensors: dict, path: Path, meta: dict) -> None:
 
 
 def is_current(path: Path | str, layout: str = "all-in-one", seed: int = 0, fp8: bool = False) -> bool:
-    from ..family import read_safetensors_header
+    from ..model.family import read_safetensors_header
 
     try:
         meta = read_safetensors_header(path).get("__metadata__", {})

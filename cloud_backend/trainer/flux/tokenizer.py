@@ -1,4 +1,4 @@
-"""FLUX.1's tokenizers, offline: CLIP-L's (built from the shipped CLIP BPE file, ../tokenizer.py) and T5-XXL's.
+"""FLUX.1's tokenizers, offline: CLIP-L's (built from the shipped CLIP BPE file, data/tokenizer.py) and T5-XXL's.
 
 T5's is the `tokenizers` file shipped gzipped in vocab/ (Apache-2.0, see vocab/LICENSE-t5), unpacked once into the
 cache folder; the fast tokenizer reads it without sentencepiece or the hub. Lengths follow sd-scripts
@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from ..tokenizer import default_cache_dir, load_tokenizer
+from ..data.tokenizer import default_cache_dir, load_tokenizer
 
 T5_FILE = Path(__file__).resolve().parent / "vocab" / "t5-tokenizer.json.gz"
 T5_MAX_LENGTH = {"dev": 512, "schnell": 256}

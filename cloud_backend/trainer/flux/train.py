@@ -25,9 +25,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .. import data as data_mod, encode, outputs, sampling
-from ..optim import build_optimizer, build_scheduler
-from ..train import Trainer
+from ..data import dataset as data_mod, encode
+from ..loop import outputs, sampling
+from ..loop.optim import build_optimizer, build_scheduler
+from ..loop.train import Trainer
 from . import encode as flux_encode
 from .model import FP8, img_ids, pack_latents, unpack_latents
 from .sample import lin_function, time_shift
@@ -170,7 +171,7 @@ class FluxTrainer(Trainer):
         return render(self, prompts, out_dir, stem, self.cfg.resolution_wh, seed)
 
     def save_lora(self, path, step: int, started: float):
-        from ..outputs import SAVE_DTYPES
+        from ..loop.outputs import SAVE_DTYPES
         from .lora import flux_metadata, save_flux_lora
         epoch = math.ceil(step / max(self.steps_per_epoch, 1))
         facts = outputs.training_facts(self.cfg, self.components, self.data, steps=step, epoch=epoch,

@@ -6,7 +6,7 @@ Sources: sd-scripts `library/custom_train_functions.py` (`fix_noise_scheduler_be
 (offset noise first, then pyramid noise). Zero terminal SNR is Lin et al. 2023, "Common Diffusion Noise Schedules
 and Sample Steps are Flawed" (arXiv 2305.08891), algorithm 1.
 
-Detected from a checkpoint (models.py): NoobAI-style SDXL v-prediction checkpoints carry empty `v_pred` and
+Detected from a checkpoint (model/load.py): NoobAI-style SDXL v-prediction checkpoints carry empty `v_pred` and
 `ztsnr` tensors, which A1111 1.10 (`sd_models_config`/`sd_models`), Forge and ComfyUI (`model_detection`) read
 the same way.
 """
@@ -33,7 +33,7 @@ def training_scheduler(prediction_type: str = "epsilon", zero_terminal_snr: bool
     timestep_spacing "trailing", as the paper recommends for sampling), so samplers built from it follow."""
     from diffusers import DDPMScheduler
 
-    from .models import NOISE_SCHEDULE
+    from ..model.load import NOISE_SCHEDULE
 
     scheduler = DDPMScheduler(**NOISE_SCHEDULE, prediction_type=prediction_type)
     if zero_terminal_snr:

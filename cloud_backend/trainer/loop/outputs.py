@@ -49,7 +49,7 @@ def training_facts(cfg, components, data, *, steps: int, epoch: int, started_at:
 def run_facts(trainer, *, epochs: int) -> dict:
     """The facts only the running trainer knows: the network, the schedule, validation, the session and the base
     model's hashes (see kohya_metadata's docstring)."""
-    from .kohya_metadata import model_hashes
+    from ..network.kohya_metadata import model_hashes
 
     cfg, paths = trainer.cfg, trainer.paths
     if not hasattr(trainer, "_model_hashes"):
@@ -118,7 +118,7 @@ def _dirs(data):
 
 def save_lora(path: Path, components, cfg, facts: dict) -> Path:
     """The Kohya LoRA (T1's writer: keys A1111 loads, alpha = network_alpha, ss_output_name = the file stem)."""
-    from .lora import save_kohya
+    from ..network.lora import save_kohya
 
     return save_kohya(path, components, cfg.network_dim, cfg.network_alpha, facts, SAVE_DTYPES[cfg.save_precision])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import layout as layout_mod
+from ..data import layout as layout_mod
 
 
 def count_images(folders: list[Path]) -> int:
@@ -27,7 +27,7 @@ def ensure_class_images(trainer, reg_dirs: list[Path], class_prompt: str) -> Pat
         return None
     if missing > 0:
         if not class_prompt:
-            from .data import DatasetError
+            from ..data.dataset import DatasetError
             raise DatasetError(f"num_class_images = {want} but only {have} class images exist and there is no "
                                "class_prompt to generate the rest: set class_prompt (e.g. \"a photo of a dog\") or "
                                "add class images (reg channel / reg_data_dir).")

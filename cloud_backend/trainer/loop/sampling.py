@@ -1,5 +1,5 @@
 """Sample images during training: Kohya's prompt-line syntax (--n negative, --w, --h, --s steps, --l CFG, --d seed,
---g FLUX.1's embedded guidance; parsed in prompt_lines.py) rendered with the model being trained, saved as PNG.
+--g FLUX.1's embedded guidance; parsed in config/prompt_lines.py) rendered with the model being trained, saved as PNG.
 
 The denoising runs under the training's autocast; the VAE decode does not: it runs in the VAE's own dtype (fp32),
 so an fp16 GPU (a T4) never overflows the SDXL VAE into NaNs, and images larger than TILE_PX are decoded in
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from .prompt_lines import (OPTION_RE, PromptError, SamplePrompt, default_prompt, parse_prompt_line,  # noqa: F401
-                           read_prompts)
+from ..config.prompt_lines import (OPTION_RE, PromptError, SamplePrompt, default_prompt,  # noqa: F401
+                                   parse_prompt_line, read_prompts)
 
 SAMPLERS = {
     "ddim": "DDIMScheduler", "pndm": "PNDMScheduler", "lms": "LMSDiscreteScheduler", "k_lms": "LMSDiscreteScheduler",
@@ -58,7 +58,7 @@ def tiled(vae, tile_px: int = TILE_PX):
 def decode(pipeline, latents: torch.Tensor, tile_px: int = TILE_PX):
     """Latents from the pipeline (output_type="latent") -> a PIL image, as the pipeline would decode them, but in
     the VAE's dtype without autocast, tiled above tile_px."""
-    from .encode import latent_scale
+    from ..data.encode import latent_scale
 
     vae = pipeline.vae
     scale, shift = latent_scale(vae)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .data import Entry, Example, TrainData
+from ..data.dataset import Entry, Example, TrainData
 
 NUM_TIMESTEPS = 4
 
@@ -53,7 +53,7 @@ def split(data: TrainData, cfg) -> tuple[TrainData, list[Example]]:
         repeats += [n for _, n in train]
         held_out += [ex for ex, _ in val]
     if not examples:
-        from .data import DatasetError
+        from ..data.dataset import DatasetError
 
         raise DatasetError(f"validation_split = {cfg.validation_split:g} leaves no training image: lower it or add "
                            "images")

@@ -30,7 +30,7 @@ def arch_dir(family: str, tiny: bool = False) -> Path:
 
 def models_from_configs(folder: Path, family: str):
     """(unet, vae, text_encoders) built from a shipped config folder, default-initialised with torch's current
-    default dtype, device and RNG (tiny.py seeds them for the tests; bench/model/full_size.py picks dtype and
+    default dtype, device and RNG (trainer/tiny.py seeds them for the tests; bench/model/full_size.py picks dtype and
     device). The text encoders: CLIP-L, plus OpenCLIP bigG with its projection for SDXL."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection

@@ -90,7 +90,7 @@ def detect_family(header_or_keys: Mapping) -> str:
     """
     shapes = _shapes(header_or_keys)
     keys = shapes.keys()
-    from .flux.keys import is_flux
+    from .flux_keys import is_flux
 
     if is_flux(shapes):  # BFL's double_blocks (bare or under model.diffusion_model.) or diffusers' Flux names
         return "flux"

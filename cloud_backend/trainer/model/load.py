@@ -2,7 +2,7 @@
 
 Single files are read once (memory-mapped) and each component is converted with diffusers' own single-file
 converters against the shipped configs in arch/ (full size or tiny, picked by tensor shapes), so nothing ever
-touches the hub. The tokenizers are built from open_clip's BPE file (tokenizer.py).
+touches the hub. The tokenizers are built from open_clip's BPE file (data/tokenizer.py).
 
 Each component is built straight in the dtype and on the device it trains in: on a GPU the UNet's tensors go to the
 GPU as they are in the file (fp16) and are cast there, so the CPU never converts the 2.6 B SDXL UNet weights and
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from . import archs
-from .tokenizer import tokenizers_for
+from ..data.tokenizer import tokenizers_for
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
 # The training noise schedule of SD1.5 and SDXL (REFERENCE §2).
@@ -92,7 +92,7 @@ def _check_loaded(model, what: str, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_cast_warning():
+def quiet_cast_warning():
     """from_single_file casts with .to(dtype), and diffusers then warns about fp32 modules even when the list is
     empty: noise in every job log. Only that logger is silenced, only while loading."""
     import logging
@@ -199,7 +199,7 @@ def _load_single_file(path: Path, family: str | None, dtype: torch.dtype, need_v
     if family == "sdxl":
         classes.append(("text_encoder_2", CLIPTextModelWithProjection))
     try:
-        with _quiet_cast_warning():
+        with quiet_cast_warning():
             unet = UNet2DConditionModel.from_single_file(checkpoint, subfolder="unet", torch_dtype=dtype,
                                                          device=device, **common)
             vae = AutoencoderKL.from_single_file(checkpoint, subfolder="vae", torch_dtype=vae_dtype, device=device,
@@ -269,10 +269,10 @@ def load_vae(vae_path: Path | str, config_dir: Path, dtype: torch.dtype = torch.
             vae.load_state_dict(state, strict=True, assign=True)
         except RuntimeError as err:
             raise ModelLoadError(f"the VAE {vae_path} does not fit this model's VAE: {err}") from err
-        with _quiet_cast_warning():
+        with quiet_cast_warning():
             return vae.to(dtype)
     try:
-        with _quiet_cast_warning():
+        with quiet_cast_warning():
             vae = AutoencoderKL.from_single_file(state, config=str(config_dir), subfolder="vae",
                                                  local_files_only=True, torch_dtype=dtype)
     except Exception as err:  # noqa: BLE001 - diffusers raises KeyError/ValueError/RuntimeError/its own errors

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 PARAM = "cloudlora_dora_scale"  # on the peft layer; `dora_scale` in the Kohya file
+ADAPTER = "default"  # the peft adapter the one LoRA lives under (lora.py adds it; the hook below reads its delta)
 
 
 def column_norm(weight: torch.Tensor) -> torch.Tensor:
@@ -28,8 +29,6 @@ def column_norm(weight: torch.Tensor) -> torch.Tensor:
 
 
 def _scale_input(layer, args):
-    from .lora import ADAPTER
-
     x = args[0]
     with torch.no_grad():
         base = layer.get_base_layer().weight

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import lora
+from . import lora, lora_file
 
 
 def find_weights(value: str, channel: Path | None) -> Path | None:
@@ -45,9 +45,9 @@ def build(components, cfg, weights: Path | None = None, log=print) -> dict:
     common = dict(conv_dim=spec.conv_dim, conv_alpha=spec.conv_alpha, use_dora=spec.dora)
     if weights is None:
         return lora.add_lora(components, cfg.network_dim, cfg.network_alpha, cfg.train_text_encoder, **common)
-    kfile = lora.read_kohya(weights)
+    kfile = lora_file.read_kohya(weights)
     if cfg.dim_from_weights:
-        plans = lora.plans_from_file(components, kfile)
+        plans = lora_file.plans_from_file(components, kfile)
         if spec.dora != any(p.dora for p in plans.values()):
             log(f"note: dim_from_weights: the file decides whether the network is DoRA ({weights.name} is "
                 f"{'DoRA' if not spec.dora else 'plain LoRA'})")
@@ -60,10 +60,10 @@ def build(components, cfg, weights: Path | None = None, log=print) -> dict:
         if cfg.train_text_encoder:
             plans.update({f"text_encoder_{i}": lora.text_encoder_plan(te, cfg.network_dim, cfg.network_alpha, spec.dora)
                           for i, te in enumerate(components.text_encoders)})
-        lora.check_fits(plans, components, kfile)
+        lora_file.check_fits(plans, components, kfile)
     groups = lora.add_lora(components, cfg.network_dim, cfg.network_alpha, cfg.train_text_encoder, plans=plans,
                            use_dora=False)
-    n = lora.load_weights(components, kfile)
+    n = lora_file.load_weights(components, kfile)
     total = len(lora.kohya_module_names(components))
     log(f"continuing from {weights.name}: {n} of {total} modules start from its weights"
         + (f" ({total - n} start fresh)" if total > n else ""))
