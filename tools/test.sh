@@ -49,4 +49,7 @@ echo "== tests/webui, Windows mode (tools/test_windows_mode.sh)"
 if ! tools/test_windows_mode.sh "$@"; then echo "tests/webui, Windows mode failed"; status=1; fi
 run_suite "tests/host (A1111 1.10.1 stack)" .venv/host/bin/python tests/host "$@"
 run_suite "tests/host (Forge stack)" .venv/host-forge/bin/python tests/host "$@"
+# Uploads and a local job through REST in the A1111 stack again as on Windows (tests/windows_mode, as above).
+CLOUDLORA_PLATFORM=windows run_suite "tests/host (A1111 1.10.1 stack, Windows mode)" .venv/host/bin/python \
+  tests/host/test_jobs_in_the_host.py -k "managed_venv" "$@"
 exit $status

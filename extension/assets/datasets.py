@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -89,8 +90,9 @@ def upload_dataset(store, path: Path | str, name: str | None = None,
     digest = dataset_sha256(hashes)
     old = _manifest_or_none(store, name)
     renamed_from = ""
-    if not asked and old and old.get("sha256") != digest:
+    if not asked and old and old.get("sha256") != digest and old.get("source") != source_id(root):
         # A name nobody typed never replaces another dataset: the next free NAME-2, NAME-3 ..., and it is said.
+        # The same folder uploaded again after an edit is that dataset's new version, not a collision.
         renamed_from = name
         name, old = _free_name(store, name, digest)
     if old and old.get("sha256") == digest:
@@ -104,6 +106,15 @@ def upload_dataset(store, path: Path | str, name: str | None = None,
         claim.release()
     dataset_import.mark_uploaded(root)  # an import that reached the store is kept (clean_imports skips it)
     return {**result, **_renamed(renamed_from, name)}
+
+
+def source_id(root: Path) -> str:
+    """Which folder on which machine a dataset came from, as a hash (the store never learns the local path): an
+    upload of the same folder updates its dataset, one of another folder with the same name gets its own."""
+    import socket
+
+    where = f"{socket.gethostname()}\0{os.path.normcase(os.path.realpath(root))}"
+    return hashlib.sha256(where.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _free_name(store, name: str, digest: str) -> tuple[str, dict | None]:
@@ -169,6 +180,7 @@ def _upload_claimed(store, report: Report, name: str, files, hashes, digest: str
     summary = report.summary
     manifest = {
         "name": name, "family": "", "sha256": digest, "size": total, "file_count": len(files), "created": now_iso(),
+        "source": source_id(Path(report.root)),
         "triggers": summary["triggers"], "images": summary["images"],
         "images_per_epoch": summary["images_per_epoch"], "kind": report.kind, "subsets": summary["subsets"],
         "captions": summary["captions"], "config_file": summary.get("config_file"),

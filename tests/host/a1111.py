@@ -254,4 +254,7 @@ def host_env(home: Path) -> dict:
                AWS_EC2_METADATA_DISABLED="true", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1",
                CLOUDLORA_TORCH_INDEX=str(TORCH_INDEX),
                PATH=os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if ".venv" not in p))
+    if os.environ.get("CLOUDLORA_PLATFORM") == "windows":  # the Windows run (tools/test.sh): the WebUI and every
+        # process it starts (install.py, runner, trainer) refuse Unix-only modules to the extension, as on Windows
+        env.update(CLOUDLORA_PLATFORM="windows", PYTHONPATH=str(ROOT / "tests" / "windows_mode"))
     return env
