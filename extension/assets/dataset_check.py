@@ -4,8 +4,8 @@ Pure logic over cloudlora_backend.trainer.layout (the structure) and PIL (the im
 folder is ever read: symlinks that leave it are reported and never followed. Nothing that is not a regular file is
 ever opened (a FIFO named 07.png would block a reader forever): it is named and refused. Hidden and system files
 (.DS_Store, Thumbs.db, __MACOSX, dot-files) are skipped silently. The memory of a check is bounded whatever the
-images are (each image: image_check.py). The codes and messages are documented in README
-("Cloud Asset Management" → "Datasets").
+images are (each image: image_check.py). The codes and messages are documented in
+docs/assets.md.
 """
 from __future__ import annotations
 

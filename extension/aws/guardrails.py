@@ -2,7 +2,7 @@
 administrator creates once, and the bucket's Block Public Access, which S3 turns on for every new bucket.
 
 The user policy cannot create or change either (that is what makes them guardrails), so setup checks them and says
-exactly what an administrator has to run. See README "Security".
+exactly what an administrator has to run. See docs/security.md.
 """
 from __future__ import annotations
 

@@ -171,7 +171,7 @@ def translate(err: BaseException, *, settings: Settings | None = None, service: 
             permission = missing_permission(err, service)
             return UserError(f"AWS denied {permission}{doing}: {message}",
                              f"Give your IAM user or role the permission {permission} (attach "
-                             "cloud_backend/infra/user-policy.json, see README \"AWS setup\").")
+                             "cloud_backend/infra/user-policy.json, see docs/aws.md).")
         return UserError(f"AWS error{doing}: {code}: {message}",
                          "See the message above; `cloudlora doctor` checks the whole AWS configuration.")
     return None

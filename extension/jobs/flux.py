@@ -2,7 +2,7 @@
 types fit, and the FLOPs per image for the estimate. Pure Python (the tab, the CLI and REST share it).
 
 Numbers are computed from FLUX.1-dev's architecture (BFL's flux1-dev: hidden 3072, 24 heads, 19 double + 38 single
-blocks, MLP ratio 4, T5-XXL 4096 wide, CLIP-L pooled 768), not measured on a GPU; README "FLUX.1" shows the table.
+blocks, MLP ratio 4, T5-XXL 4096 wide, CLIP-L pooled 768), not measured on a GPU; docs/flux.md shows the table.
 
 Parameters: transformer 11.90 B (23.8 GB bf16, 11.9 GB fp8), T5-XXL encoder 4.76 B (9.5 GB bf16), CLIP-L 0.12 B,
 AE 0.08 B. A rank-r LoRA on sd-scripts' module set holds r x 4.79 M parameters (rank 16: 76.6 M, 153 MB in bf16).
@@ -138,7 +138,7 @@ def instance_choices(fp8_base: bool = True, **kwargs) -> list[tuple[str, str]]:
 
 
 def memory_table(width: int = 1024, height: int = 1024) -> list[dict]:
-    """Every catalogue instance with the FLUX.1 verdict for an fp8 and a bf16 base (README's table)."""
+    """Every catalogue instance with the FLUX.1 verdict for an fp8 and a bf16 base (the table in docs/flux.md)."""
     rows = []
     for inst in instances.CATALOGUE:
         if inst.is_local:

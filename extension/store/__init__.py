@@ -1,6 +1,6 @@
 """The object store: S3 (any endpoint) or a local folder, behind one interface.
 
-Key layout (the same in both; documented in README "Store layout"):
+Key layout (the same in both; documented in docs/store-layout.md):
     models/<name>/<file>            checkpoint, byte for byte; models/<name>/manifest.json
     datasets/<name>/<N_trigger>/... dataset files;           datasets/<name>/manifest.json
     jobs/<job id>/...               job record (job.json), config, outputs, logs
