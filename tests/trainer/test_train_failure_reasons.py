@@ -66,7 +66,7 @@ def test_a_failed_import_of_the_trainer_still_writes_the_failure(tmp_path, monke
 
 
 def test_the_trainer_imports_without_resource_and_reads_peak_memory_from_psutil(monkeypatch, tmp_path):
-    import cloudlora_backend.trainer as package
+    import cloudlora_backend.trainer.loop as package
 
     monkeypatch.setitem(sys.modules, "resource", None)  # Windows has no `resource`
     monkeypatch.delitem(sys.modules, "cloudlora_backend.trainer.loop.phases")  # restored after the test, as is:

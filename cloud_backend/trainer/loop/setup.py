@@ -22,9 +22,9 @@ def _trainable(modules: dict[str, torch.nn.Module]) -> dict[str, torch.nn.Parame
     return {f"{name}.{n}": p for name, m in modules.items() for n, p in m.named_parameters() if p.requires_grad}
 
 
-
-
 class TrainerSetup:
+    """The base of train.Trainer: setup() and the steps it takes, each a method a family may override."""
+
     def setup(self) -> None:
         cfg, paths = self.cfg, self.paths
         random.seed(cfg.seed)
