@@ -32,7 +32,12 @@ def test_a_pulled_lora_goes_to_the_webuis_lora_folder_and_the_lora_list_is_refre
     assert service.get_job(job["id"])["pulled"] == [str(webui_loras / "in_webui.safetensors")]
     assert len(refreshed) == 1
     assert not job_env.lora_dir.exists(), "the standalone Lora setting is not used inside the WebUI"
-    assert _use_button_visible()
+    # Use in txt2img is offered for this Completed job inside the WebUI (the button is built hidden and shown per job).
+    from cloudlora.ui import train_jobs
+
+    details = train_jobs.job_details(job["id"])
+    use = details[-2]
+    assert use.get("visible") is True and "<lora:in_webui:1>" in details[5]
 
 
 def test_use_in_txt2img_is_not_shown_outside_the_webui():
