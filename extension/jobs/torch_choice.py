@@ -154,7 +154,9 @@ def choose(machine: Machine, torch_range: TorchRange, index_base: str = "") -> C
     from dataclasses import replace
 
     choice = _choose(machine, torch_range, index_base)
-    return replace(choice, named=bool(index_base) and bool(choice.index))
+    named = bool(index_base) and bool(choice.index)
+    return replace(choice, named=named,
+                   why=choice.why + (f", from the index you set ({choice.index}, CLOUDLORA_TORCH_INDEX)" if named else ""))
 
 
 def _choose(machine: Machine, torch_range: TorchRange, index_base: str) -> Choice:

@@ -138,6 +138,8 @@ def ensure(log: Log = print, venv: Path | None = None, progress: Callable[[dict]
     refused = torch_choice.refusal(choice, resolution)
     if refused:
         raise SetupError(refused)
+    if choice.named and choice.kind != "cuda" and resolution.cuda_packages:
+        log("The index you set offers a CUDA build of torch; it is installed as you asked (it also runs on the CPU).")
     log(f"torch step: {', '.join(f'{n} {v}' for n, v, _ in resolution.packages)} "
         f"({torch_choice.human_size(resolution.total_bytes)} to download at most; pip's cache may hold some).")
     state.step = f"Installing torch {resolution.torch_version}"
