@@ -9,7 +9,7 @@ MAPPING = {"cloudlora": "extension", "cloudlora_backend": "cloud_backend"}
 
 packages = []
 for name, folder in MAPPING.items():
-    # Namespace discovery: data folders (trainer/arch/..., trainer/vocab) are packages of the distribution too.
+    # Namespace discovery: data folders (trainer/model/arch/..., trainer/data/vocab) are packages of the distribution too.
     packages += [name] + [f"{name}.{sub}" for sub in find_namespace_packages(folder, exclude=["*__pycache__*"])]
 
 setup(

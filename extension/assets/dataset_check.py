@@ -1,6 +1,6 @@
 """The dataset validation report: errors (no upload) and warnings, each naming the file and the fix, plus a summary.
 
-Pure logic over cloudlora_backend.trainer.layout (the structure) and PIL (the images). Nothing outside the dataset
+Pure logic over cloudlora_backend.trainer.data.layout (the structure) and PIL (the images). Nothing outside the dataset
 folder is ever read: symlinks that leave it are reported and never followed. Nothing that is not a regular file is
 ever opened (a FIFO named 07.png would block a reader forever): it is named and refused. Hidden and system files
 (.DS_Store, Thumbs.db, __MACOSX, dot-files) are skipped silently. The memory of a check is bounded whatever the

@@ -1,7 +1,7 @@
 """Continue training from a LoRA: a finished job's LoRA or any Kohya LoRA of the same family (a file in the Lora
 folder, or a path), sent to the trainer as the job's `network` channel with `network_weights` naming it.
 
-The trainer (cloud_backend/trainer/network_setup.py) loads it as sd-scripts' `network_weights` does; here the file
+The trainer (cloud_backend/trainer/network/network_setup.py) loads it as sd-scripts' `network_weights` does; here the file
 is checked from its header only (no torch): it must exist, be a Kohya LoRA (LoRA, LoCon or DoRA, not LoHa/LoKr or
 a diffusers/PEFT file) and be of the job's family. A new job starts from the file's weights; resuming an
 interrupted job is something else (its checkpoint).

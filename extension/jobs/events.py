@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 LOSS_TAGS = ("loss/current", "loss/average", "loss/epoch_average", "loss", "loss/validation/current")
-# The trainer's validation loss per epoch (step = epoch, as sd-scripts logs it; cloud_backend/trainer/validation.py).
+# The trainer's validation loss per epoch (step = epoch, as sd-scripts logs it; cloud_backend/trainer/loop/validation.py).
 VALIDATION_EPOCH_TAG = "loss/validation/epoch_average"
 
 

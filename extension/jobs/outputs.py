@@ -124,7 +124,7 @@ def pull_files(rec: JobRecord, settings: Settings, *, lora_dir=None, file: str |
     return result, file is None or as_lora
 
 
-SAMPLE_INDEX = "index.json"  # the trainer's samples/index.json (cloud_backend/trainer/sampling.label)
+SAMPLE_INDEX = "index.json"  # the trainer's samples/index.json (cloud_backend/trainer/loop/sampling.label)
 
 
 def sample_info(paths: list[Path]) -> list[dict]:

@@ -1,4 +1,4 @@
-"""The trainer's closing `phases={...}` log line (cloud_backend/trainer/phases.py) read back for the Train tab, the
+"""The trainer's closing `phases={...}` log line (cloud_backend/trainer/loop/phases.py) read back for the Train tab, the
 CLI and REST: where a finished job's time went and its peak GPU and host memory per phase."""
 from __future__ import annotations
 
