@@ -19,48 +19,13 @@ import platform
 import re
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 from . import processes, system
+from .check_lines import STATUSES, Check, CheckContext, short_error
 from .errors import UserError
 from .settings import Settings
-
-STATUSES = ("ok", "problem", "warn", "skip")
-
-
-@dataclass
-class Check:
-    name: str
-    status: str  # "ok" | "problem" | "warn" | "skip"
-    detail: str
-    fix: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class _Context:
-    """What the checks share: later AWS checks reuse the session and the caller identity of the first."""
-
-    settings: Settings
-    instance_types: list[str]
-    session: object = None
-    identity: dict | None = None
-    region: str = ""
-    clients: dict = field(default_factory=dict)
-    trainer: dict = field(default_factory=dict)  # trainer_env.status(): torch/cuda/gpu of the trainer's Python
-
-    def client(self, service: str):
-        if service not in self.clients:
-            from .aws.session import client
-
-            self.clients[service] = client(self.settings, service, session=self.session, fast=True,
-                                           region=self.region or None)
-        return self.clients[service]
-
 
 # ---------------------------------------------------------------- this machine
 
@@ -72,7 +37,7 @@ def _version_tuple(v: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", v)[:3])
 
 
-def check_python(ctx: _Context) -> list[Check]:
+def check_python(ctx: CheckContext) -> list[Check]:
     py = platform.python_version()
     checks = [Check("python", "ok" if sys.version_info >= (3, 10) else "problem", f"Python {py} ({sys.executable})",
                     "" if sys.version_info >= (3, 10) else "Use Python 3.10 or newer (A1111 recommends 3.10).")]
@@ -96,7 +61,7 @@ def check_python(ctx: _Context) -> list[Check]:
     return checks
 
 
-def check_torch(ctx: _Context) -> Check:
+def check_torch(ctx: CheckContext) -> Check:
     """torch in THIS interpreter (the WebUI's): informative only, the trainer runs in its own environment."""
     if "torch" not in sys.modules and importlib.util.find_spec("torch") is None:
         return Check("torch", "skip", "torch is not installed in this Python; not needed here (the local backend "
@@ -139,7 +104,7 @@ _VRAM_SD15_MIB = 6 * 1024
 _VRAM_SDXL_MIB = 12 * 1024
 
 
-def check_gpu(ctx: _Context) -> Check:
+def check_gpu(ctx: CheckContext) -> Check:
     gpus = _nvidia_smi()
     if gpus is None and "torch" in sys.modules:
         torch = sys.modules["torch"]
@@ -167,7 +132,7 @@ def check_gpu(ctx: _Context) -> Check:
     return Check("local gpu", "ok", detail)
 
 
-def check_trainer_env(ctx: _Context) -> Check:
+def check_trainer_env(ctx: CheckContext) -> Check:
     """The local backend's own environment (owned by cloudlora.jobs.trainer_env)."""
     try:
         trainer_env = importlib.import_module("cloudlora.jobs.trainer_env")
@@ -220,7 +185,7 @@ def _as_check(name: str, status) -> Check:
     return Check(name, state, str(detail), str(get("fix") or ""))
 
 
-def check_backend(ctx: _Context) -> Check:
+def check_backend(ctx: CheckContext) -> Check:
     s = ctx.settings
     backend = s.effective_backend
     if s.backend:
@@ -230,19 +195,13 @@ def check_backend(ctx: _Context) -> Check:
     return Check("backend", "ok", f"{backend} ({why})")
 
 
-def _short(err: BaseException) -> str:
-    """One line, at most 160 characters (errors can carry whole HTML pages)."""
-    text = " ".join(str(err).split())
-    return text if len(text) < 160 else text[:157] + "..."
-
-
 # ---------------------------------------------------------------- running them
 
 _LOCAL = [check_backend, check_python, check_torch, check_trainer_env, check_gpu]
 _AWS = ["check_region", "check_bucket", "check_role", "check_image", "check_quotas"]  # in cloudlora.aws.checks
 
 
-def _run(fn, ctx: _Context) -> list[Check]:
+def _run(fn, ctx: CheckContext) -> list[Check]:
     from .aws.session import translate
 
     name = fn.__name__.removeprefix("check_").replace("_", " ")
@@ -254,7 +213,7 @@ def _run(fn, ctx: _Context) -> list[Check]:
         user_err = translate(err, settings=ctx.settings)
         if user_err is not None:
             return [Check(name, "problem", user_err.message, user_err.fix or "")]
-        return [Check(name, "problem", f"the check failed unexpectedly: {type(err).__name__}: {_short(err)}",
+        return [Check(name, "problem", f"the check failed unexpectedly: {type(err).__name__}: {short_error(err)}",
                       "Please report this with the output of `cloudlora doctor --json`.")]
     return list(out) if isinstance(out, Iterable) and not isinstance(out, Check) else [out]
 
@@ -295,11 +254,11 @@ def run_checks(settings: Settings, *, instance_types: list[str] | None = None) -
 def _all_checks(settings: Settings, instance_types: list[str] | None) -> list[Check]:
     types = list(instance_types) if instance_types else ([settings.instance_type] if settings.instance_type else [])
     types = [t for t in types if t.startswith("ml.")]  # SageMaker instance types only (not "local")
-    ctx = _Context(settings=settings, instance_types=types)
+    ctx = CheckContext(settings=settings, instance_types=types)
     checks: list[Check] = []
     for fn in _LOCAL:
         checks += _run(fn, ctx)
-    from .aws import checks as aws_checks  # boto3 only now; aws.checks imports this module's Check
+    from .aws import checks as aws_checks  # boto3 only now
 
     creds = _run(aws_checks.check_credentials, ctx)
     for c in creds:

@@ -114,7 +114,7 @@ def hold(name: str, *, timeout: float | None = 120.0, cancel: threading.Event | 
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"waited {timeout:.0f} s for {path}") from None
             if cancel is not None and cancel.is_set():
-                from .assets.transfer import Cancelled
+                from .assets.progress import Cancelled
 
                 raise Cancelled("cancelled while waiting for another upload of the same file") from None
             if not waited and on_wait is not None:

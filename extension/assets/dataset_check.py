@@ -235,7 +235,7 @@ def _names_windows_cannot_hold(root: Path, report: Report) -> None:
 def _not_extracted(root: Path, report: Report) -> None:
     """Warnings naming the entries of the zip this folder was extracted from that were left out (hidden and
     system files such as __MACOSX/): they are neither extracted nor uploaded, and count against no limit."""
-    from .dataset_import import DONE_MARKER, skipped_entries
+    from .extracted import DONE_MARKER, skipped_entries
 
     for folder in (root, *list(root.parents)[:5]):
         if (folder / DONE_MARKER).is_file():

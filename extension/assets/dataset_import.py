@@ -29,6 +29,7 @@ from cloudlora_backend.trainer.data import layout as L
 from .. import portable_names, private_files
 from ..errors import UserError
 from ..settings import data_dir
+from .extracted import DONE_MARKER
 from .models import safe_name
 
 
@@ -46,7 +47,6 @@ KEEP_UNUSED_S = 24 * 3600  # imports never uploaded are removed after this long
 KEEP_EXTRACTING_S = 3600  # a half-finished extraction (its process was killed) after this long
 
 
-DONE_MARKER = ".cloudlora-extracted"  # hidden: skipped by the check and never uploaded
 NAME_MARKER = ".cloudlora-name"  # hidden: the name the user gave images dropped in (the folder may carry -N)
 
 
@@ -154,15 +154,6 @@ def _rename_dir(src: Path, dst: Path) -> None:
             last = err
     raise UserError(f"Could not move the extracted dataset into {dst} ({last}).",
                     "Close programs that show files of it (or wait for the virus scan), then try again.") from last
-
-
-def skipped_entries(folder: Path) -> list[str]:
-    """The zip entries an import left out (hidden and system files), as its done marker recorded them."""
-    try:
-        data = json.loads((folder / DONE_MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    return list(data.get("skipped") or []) if isinstance(data, dict) else []
 
 
 def _too_big(zip_name: str, limits: "ZipLimits") -> UserError:

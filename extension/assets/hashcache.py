@@ -68,7 +68,7 @@ def sha256_file(path: Path | str, progress: Callable[[int, int], None] | None = 
     with open(ident["path"], "rb") as f:
         while chunk := f.read(CHUNK):
             if cancel is not None and cancel.is_set():
-                from .transfer import Cancelled
+                from .progress import Cancelled
 
                 raise Cancelled(f"hashing {path} was cancelled")
             h.update(chunk)

@@ -7,6 +7,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
+
+# No Windows device name (CON, NUL, COM1.x, ...: a device, not a folder) and no trailing dot (Windows strips it).
+DEVICE_NAME = r"(?!(?i:con|prn|aux|nul|com[1-9]|lpt[1-9])(?:[. ]|$))"
+NAME_RE = re.compile(rf"^{DEVICE_NAME}[A-Za-z0-9][A-Za-z0-9._-]{{0,99}}(?<!\.)$")
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +47,6 @@ def json_problem(value, where: str = "", depth: int = 0) -> str | None:
 
 def manifest_problem(data, kind: str, name: str) -> str | None:
     """Why a model's or dataset's manifest cannot be listed, or None."""
-    from .models import NAME_RE
-
     if not isinstance(data, dict):
         return "it is not a JSON object"
     problem = json_problem(data)

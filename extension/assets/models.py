@@ -18,14 +18,12 @@ from cloudlora_backend.trainer.model.family import NotSafetensorsError, detect_f
 
 from ..errors import UserError
 from . import claims, flux_parts, hashcache, transfer
+from .manifests import NAME_RE, read_all
 
 FAMILIES = ("sd15", "sd2", "sdxl", "flux")
 FAMILY_LABELS = {"sd15": "SD 1.5", "sd2": "SD 2.x", "sdxl": "SDXL", "flux": "FLUX.1", "unknown": "unknown"}
 SAFETENSORS_EXTS = (".safetensors",)
 PICKLE_EXTS = (".ckpt", ".pt", ".pth")
-# No Windows device name (CON, NUL, COM1.x, ...: a device, not a folder) and no trailing dot (Windows strips it).
-DEVICE_NAME = r"(?!(?i:con|prn|aux|nul|com[1-9]|lpt[1-9])(?:[. ]|$))"
-NAME_RE = re.compile(rf"^{DEVICE_NAME}[A-Za-z0-9][A-Za-z0-9._-]{{0,99}}(?<!\.)$")
 
 
 def now_iso() -> str:
@@ -98,8 +96,6 @@ def family_of(path: Path | str, family: str | None = None) -> str:
 def list_models(store, broken: list | None = None) -> list[dict]:
     """Every complete checkpoint (one with a manifest), sorted by name; broken manifests are skipped (and appended
     to `broken`), never allowed to break the listing."""
-    from .manifests import read_all
-
     return read_all(store, "models", broken)
 
 

@@ -9,11 +9,11 @@ import re
 
 import botocore.exceptions as bx
 
-from ..doctor import Check, _Context, _short
+from ..check_lines import Check, CheckContext, short_error
 from .session import error_code, missing_permission
 
 
-def check_credentials(ctx: _Context) -> Check:
+def check_credentials(ctx: CheckContext) -> Check:
     from .session import boto_session, region_of
 
     ctx.session = boto_session(ctx.settings)
@@ -26,13 +26,13 @@ def check_credentials(ctx: _Context) -> Check:
     return Check("aws credentials", "ok", f"{ident['Arn']} (account {ident['Account']}, profile {profile})")
 
 
-def _sts_global(ctx: _Context):
+def _sts_global(ctx: CheckContext):
     from .session import client
 
     return client(ctx.settings, "sts", session=ctx.session, fast=True, region="us-east-1")
 
 
-def check_region(ctx: _Context) -> Check:
+def check_region(ctx: CheckContext) -> Check:
     if not ctx.region:
         return Check("region", "problem", "no AWS region configured",
                      "Set the region in Cloud Asset Management or the settings (e.g. us-east-1), "
@@ -45,14 +45,14 @@ def check_region(ctx: _Context) -> Check:
     return Check("region", "ok", f"{ctx.region} (from {source})")
 
 
-def _not_configured(name: str, what: str, ctx: _Context) -> Check:
+def _not_configured(name: str, what: str, ctx: CheckContext) -> Check:
     if ctx.settings.effective_backend == "sagemaker":
         return Check(name, "problem", f"no {what} configured, but the backend is SageMaker",
                      "Run `cloudlora setup` (or \"Set up AWS\" in Cloud Asset Management).")
     return Check(name, "skip", f"no {what} configured (only needed for SageMaker; `cloudlora setup` creates it)")
 
 
-def check_bucket(ctx: _Context) -> Check:
+def check_bucket(ctx: CheckContext) -> Check:
     bucket = ctx.settings.bucket
     if not bucket:
         return _not_configured("bucket", "bucket", ctx)
@@ -93,7 +93,7 @@ def _caller_principal_arn(identity: dict) -> str:
     return arn
 
 
-def check_role(ctx: _Context) -> list[Check]:
+def check_role(ctx: CheckContext) -> list[Check]:
     role_arn = ctx.settings.role_arn
     if not role_arn:
         return [_not_configured("role", "SageMaker execution role", ctx)]
@@ -123,7 +123,7 @@ def check_role(ctx: _Context) -> list[Check]:
 BOUNDARY_TAG = "cloudlora:boundary"  # set on its roles by the stack (cloud_backend/infra/template.yaml)
 
 
-def _check_pass_role(ctx: _Context, role_arn: str) -> Check:
+def _check_pass_role(ctx: CheckContext, role_arn: str) -> Check:
     if not ctx.identity:
         return Check("pass role", "skip", "needs credentials")
     principal = _caller_principal_arn(ctx.identity)
@@ -140,7 +140,7 @@ def _check_pass_role(ctx: _Context, role_arn: str) -> Check:
             PolicySourceArn=principal, ActionNames=["iam:PassRole"], ResourceArns=[role_arn],
             ContextEntries=context)
     except Exception as err:  # noqa: BLE001 - denied, or an endpoint without the API: then it is just unchecked
-        return Check("pass role", "warn", f"could not simulate iam:PassRole for {principal} ({_short(err)}); "
+        return Check("pass role", "warn", f"could not simulate iam:PassRole for {principal} ({short_error(err)}); "
                                           "not checked",
                      "Allow iam:SimulatePrincipalPolicy to let the doctor check it.")
     decisions = [r.get("EvalDecision", "") for r in result.get("EvaluationResults", [])]
@@ -165,7 +165,7 @@ def parse_image_uri(uri: str) -> dict | None:
             "digest": digest or ""}
 
 
-def check_image(ctx: _Context) -> Check:
+def check_image(ctx: CheckContext) -> Check:
     uri = ctx.settings.image_uri
     if not uri:
         return _not_configured("image", "trainer image", ctx)
@@ -192,7 +192,7 @@ def check_image(ctx: _Context) -> Check:
     return Check("image", "ok", f"{uri} exists")
 
 
-def check_quotas(ctx: _Context) -> list[Check]:
+def check_quotas(ctx: CheckContext) -> list[Check]:
     from .quotas import QuotaBook
 
     types = ctx.instance_types
@@ -209,7 +209,7 @@ def check_quotas(ctx: _Context) -> list[Check]:
                 perm = missing_permission(err, "servicequotas")
                 return checks + [Check(name, "warn", f"cannot read Service Quotas ({perm} not allowed); not checked",
                                        f"Allow {perm} (it is in cloud_backend/infra/user-policy.json).")]
-            return checks + [Check(name, "warn", f"cannot read Service Quotas ({_short(err)}); not checked")]
+            return checks + [Check(name, "warn", f"cannot read Service Quotas ({short_error(err)}); not checked")]
         if quota is None:
             checks.append(Check(name, "warn", f"no Service Quota named '{itype} for training job usage' (is "
                                               f"{itype} a SageMaker training instance type?)"))

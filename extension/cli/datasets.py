@@ -12,7 +12,7 @@ from ..assets.manifests import broken_text
 from ..assets.models import check_name
 from ..assets.transfer import Cancelled, format_bytes
 from ..errors import UserError
-from .models import ProgressBar, open_store
+from .progress_bar import ProgressBar, open_store
 from .output import add_json_flag, confirm, print_json, print_record, print_table
 
 

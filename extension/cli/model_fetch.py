@@ -53,7 +53,7 @@ def _needs_token(err: UserError) -> bool:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    from .models import ProgressBar, open_store
+    from .progress_bar import ProgressBar, open_store
 
     token = ""
     if args.token_stdin:

@@ -124,7 +124,7 @@ def print_estimate(config: str, *, family: str, images_per_epoch: int, backend: 
     from ..jobs import estimate, service
 
     est = estimate.estimate(config, family=family, images_per_epoch=images_per_epoch, instance_type=instance_type,
-                            backend=backend, spot=spot, **service._local_device(backend))
+                            backend=backend, spot=spot, **service.local_device(backend))
     print(f"Estimate: {est.summary()}", file=sys.stderr)
 
 

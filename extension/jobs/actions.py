@@ -1,5 +1,5 @@
 """The actions on an existing job: stop, resume, delete its record, pull its LoRA (the tab's buttons, the CLI's
-`stop`/`resume`/`rm`/`pull` and the REST routes all call these, through cloudlora.jobs.service)."""
+`stop`/`resume`/`rm`/`pull` and the REST routes all call these, through cloudlora.jobs.service, whose face they are)."""
 from __future__ import annotations
 
 import json
@@ -9,16 +9,18 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..settings import Settings, data_dir
-from . import local, outputs, records, service
+from . import local, outputs, records
+from . import status as status_mod
+from .job_store import (final_pulled, get_record, hyperparameters, model_or_empty, open_job_store, part_keys,
+                        resolve_settings)
 from .records import TERMINAL, JobRecord
-from .service import (_final_pulled, _get_record, _hyperparameters, _model_or_empty, _part_keys, _refresh,
-                      _settings, _store, resumable, summary)
+from .status import refresh, resumable, summary
 
 
 def stop_job(job_id: str, settings: Settings | None = None) -> dict:
-    settings = _settings(settings)
-    store = _store(settings)
-    rec = _refresh(_get_record(store, job_id), settings, store)
+    settings = resolve_settings(settings)
+    store = open_job_store(settings)
+    rec = refresh(get_record(store, job_id), settings, store)
     if rec.status in TERMINAL:
         return {**summary(rec), "message": f"The job is already {rec.status}."}
     if rec.spec.backend == "local":
@@ -27,7 +29,7 @@ def stop_job(job_id: str, settings: Settings | None = None) -> dict:
         from . import sagemaker
 
         message = sagemaker.stop(settings, rec.sagemaker_name or rec.id)
-    rec = _refresh(rec, settings, store)
+    rec = refresh(rec, settings, store)
     return {**summary(rec), "message": message}
 
 
@@ -37,10 +39,10 @@ def resume_job(job_id: str, settings: Settings | None = None) -> dict:
     It continues at the step after the checkpoint and ends with the same LoRA as an uninterrupted run. Locally the
     runner starts again in the job's folder; on SageMaker a new job <id>-r<N> starts from the old checkpoint prefix.
     """
-    settings = _settings(settings)
-    store = _store(settings)
+    settings = resolve_settings(settings)
+    store = open_job_store(settings)
     with records.lock(f"resume-{records.check_job_id(job_id)}"):  # a double click resumes once
-        rec = _refresh(_get_record(store, job_id), settings, store)
+        rec = refresh(get_record(store, job_id), settings, store)
         if rec.status not in ("Stopped", "Failed"):
             raise UserError(f"The job '{job_id}' is {rec.status}: only a Stopped or Failed job can be resumed.",
                             "Wait for it to end (or stop it); a Completed job's LoRA is pulled, not resumed.")
@@ -55,13 +57,13 @@ def resume_job(job_id: str, settings: Settings | None = None) -> dict:
             def inputs() -> None:
                 from .continue_from import staged_local
 
-                model = _model_or_empty(store, rec.spec.model)
+                model = model_or_empty(store, rec.spec.model)
                 local.prepare(jobdir, store, model_key=rec.model_file, dataset_name=rec.spec.dataset,
                               config_text=rec.spec.config,
-                              hyperparameters=_hyperparameters(rec.spec, rec.id, model, staged_local(jobdir)),
-                              part_keys=_part_keys(model))
+                              hyperparameters=hyperparameters(rec.spec, rec.id, model, staged_local(jobdir)),
+                              part_keys=part_keys(model))
 
-            if rec.started:  # the runs so far, so that elapsed goes on after the resume (service.summary)
+            if rec.started:  # the runs so far, so that elapsed goes on after the resume (status.summary)
                 rec.earlier_training_s += round(max(0.0, (rec.ended or time.time()) - rec.started))
             message = local.resume(jobdir, settings, prepare_inputs=inputs)
         else:
@@ -70,11 +72,11 @@ def resume_job(job_id: str, settings: Settings | None = None) -> dict:
             from .continue_from import staged_s3
 
             attempt = rec.resumes + 1
-            model = _model_or_empty(store, rec.spec.model)
+            model = model_or_empty(store, rec.spec.model)
             network = staged_s3(store, rec.id)  # the LoRA it continues from, if any: the same channel again
             name = sagemaker.resume(settings, rec.spec, attempt=attempt, model_key=rec.model_file, store=store,
-                                    part_keys=_part_keys(model), network_key=network,
-                                    hyperparameters=_hyperparameters(rec.spec, rec.id, model,
+                                    part_keys=part_keys(model), network_key=network,
+                                    hyperparameters=hyperparameters(rec.spec, rec.id, model,
                                                                      network.rsplit("/", 1)[-1] if network else ""))
             rec.earlier_billable_s += rec.billable_s
             rec.earlier_training_s += rec.training_s
@@ -85,19 +87,19 @@ def resume_job(job_id: str, settings: Settings | None = None) -> dict:
             message = (f"resumed as SageMaker job {name}: it continues from the checkpoint in "
                        f"{store.uri(prefix)}" if has_checkpoint
                        else f"resumed as SageMaker job {name}: no checkpoint was saved, so it starts from step 0")
-            service._log_cache.pop(rec.id, None)
+            status_mod.log_cache.pop(rec.id, None)
         rec.resumes += 1
         rec.status, rec.secondary_status, rec.failure, rec.ended = "Starting", "Resuming", "", 0.0
         records.save(store, rec)
-        rec = _refresh(rec, settings, store)
+        rec = refresh(rec, settings, store)
         return {**summary(rec), "message": message}
 
 
 def delete_record(job_id: str, settings: Settings | None = None) -> dict:
     """Deletes the job's record and its files in the store (not a LoRA already pulled into models/Lora)."""
-    settings = _settings(settings)
-    store = _store(settings)
-    rec = _refresh(_get_record(store, job_id), settings, store)
+    settings = resolve_settings(settings)
+    store = open_job_store(settings)
+    rec = refresh(get_record(store, job_id), settings, store)
     if rec.status not in TERMINAL:
         raise UserError(f"The job '{job_id}' is still {rec.status}.", "Stop it first, then delete its record.")
     n = records.delete(store, job_id)
@@ -107,7 +109,7 @@ def delete_record(job_id: str, settings: Settings | None = None) -> dict:
     import shutil
 
     shutil.rmtree(data_dir() / "jobs" / job_id, ignore_errors=True)
-    service._log_cache.pop(job_id, None)
+    status_mod.log_cache.pop(job_id, None)
     return {"id": job_id, "deleted": True, "objects": n}
 
 
@@ -125,8 +127,8 @@ def _forget_token(store, rec: JobRecord) -> None:
 
 
 def job_outputs(job_id: str, settings: Settings | None = None) -> list[str]:
-    settings = _settings(settings)
-    rec = _get_record(_store(settings), job_id)
+    settings = resolve_settings(settings)
+    rec = get_record(open_job_store(settings), job_id)
     return [str(p) for p in outputs.lora_outputs(rec)]
 
 
@@ -136,11 +138,11 @@ def pull_job(job_id: str, settings: Settings | None = None, *, lora_dir: str | P
 
     as_lora: the intermediate `file` (e.g. the epoch the grid or the validation loss picked) becomes the job's LoRA
     under its name. unless_pulled (auto-pull): do nothing when the job was pulled meanwhile (two refreshes racing)."""
-    settings = _settings(settings)
-    store = _store(settings)
+    settings = resolve_settings(settings)
+    store = open_job_store(settings)
     with records.lock(f"pull-{job_id}"):
-        rec = _refresh(_get_record(store, job_id), settings, store)
-        if unless_pulled and _final_pulled(rec):
+        rec = refresh(get_record(store, job_id), settings, store)
+        if unless_pulled and final_pulled(rec):
             return {"file": rec.pulled[-1].get("file", ""), "message": "already pulled", "renamed": False}
         if rec.status != "Completed" and not file:
             raise UserError(f"The job '{job_id}' is {rec.status}, not Completed: there is no final LoRA to pull.",

@@ -83,17 +83,17 @@ def record(k: str, speed: Speed) -> None:
 
 def record_job(job_id: str, config_text: str, family: str, log_text: str) -> Speed | None:
     """Calibrates from a finished local job's log (its phases line); never raises: an estimate is a nice-to-have."""
-    from . import estimate, phases
+    from . import config_values, phases
 
     try:
         rec = phases.parse(log_text)
         speed = speed_from_phases(rec, job_id) if rec else None
         if speed is None:
             return None
-        cfg = estimate.flatten(config_text)
-        w, h = estimate.resolution_of(cfg, family)
+        cfg = config_values.flatten(config_text)
+        w, h = config_values.resolution_of(cfg, family)
         device = "gpu" if rec.get("gpu") or rec.get("peak_gpu_gib") else "cpu"
-        record(key(device, family, w, h, estimate.batch_of(cfg)), speed)
+        record(key(device, family, w, h, config_values.batch_of(cfg)), speed)
         return speed
     except Exception as err:  # noqa: BLE001 - see the docstring
         log.info("cloudlora: calibration from job %s failed: %s", job_id, err)

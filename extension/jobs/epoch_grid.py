@@ -80,10 +80,10 @@ def status(job_id: str, settings=None) -> dict:
     out = GridState(job_id)
     try:
         from ..library.pull import lora_dir
-        from . import service
+        from .job_store import get_record, open_job_store, resolve_settings
 
-        settings = service._settings(settings)
-        rec = service._get_record(service._store(settings), job_id)
+        settings = resolve_settings(settings)
+        rec = get_record(open_job_store(settings), job_id)
         grid = lora_dir(settings) / f"{_pulled_stem(rec)}.epochs.png"
         if grid.is_file():
             out.status, out.grid, out.message = "done", str(grid), f"{grid.name} (rendered earlier)"
@@ -143,15 +143,16 @@ def prompts_for(config_text: str, family: str, triggers: list[str], search_dirs:
 
 def start(job_id: str, weights=DEFAULT_WEIGHTS, settings=None) -> dict:
     """Checks what can be checked at once, then renders in the background; returns status(job_id)."""
-    from . import outputs, service
+    from . import outputs
+    from .job_store import get_record, open_job_store, resolve_settings
 
     if not available():
         raise UserError("Comparing epochs uses the WebUI's own txt2img, so it runs only inside A1111 or Forge.",
                         "Open the Train tab in the WebUI; outside it, the trainer's own samples are shown.")
     weights = parse_weights(weights)
-    settings = service._settings(settings)
-    store = service._store(settings)
-    rec = service._get_record(store, job_id)
+    settings = resolve_settings(settings)
+    store = open_job_store(settings)
+    rec = get_record(store, job_id)
     if rec.status != "Completed":
         raise UserError(f"The job '{job_id}' is {rec.status}: its epochs can be compared once it is Completed.",
                         "Wait for it to complete.")

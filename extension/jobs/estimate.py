@@ -20,10 +20,10 @@ import math
 from dataclasses import asdict, dataclass
 
 from . import instances
+from .config_values import BASE_PIXELS, batch_of, flatten, parse_resolution, resolution_of
 
 UTILISATION = 0.35
 TFLOP_PER_IMAGE = {"sd15": 1.75, "sd2": 1.75, "sdxl": 14.4}
-BASE_PIXELS = {"sd15": 512 * 512, "sd2": 768 * 768, "sdxl": 1024 * 1024, "flux": 1024 * 1024}
 CHECKPOINTING_FACTOR = 1.37
 STARTUP_S = {"sagemaker": 300.0, "local": 60.0}
 # A CPU trains in fp32 at a few tens of GFLOP/s per core in practice (far below its peak: the convolutions and
@@ -76,61 +76,6 @@ class Estimate:
         return f"Warning: {self.warning} {text}" if self.warning else text
 
 
-def flatten(text_or_dict) -> dict:
-    """sd-scripts flattens every table into one namespace."""
-    if isinstance(text_or_dict, str):
-        import tomlkit
-
-        data = tomlkit.parse(text_or_dict).unwrap()
-    else:
-        data = dict(text_or_dict)
-    out: dict = {}
-
-    def walk(d):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                walk(v)
-            else:
-                out[k] = v
-
-    walk(data)
-    return out
-
-
-def resolution_of(config: dict, family: str) -> tuple[int, int]:
-    """(W, H) of a flattened config; the trainer's family default when the config leaves it out."""
-    if config.get("resolution") in (None, ""):
-        from cloudlora_backend.trainer.config.schema import defaults_for
-
-        return _resolution(defaults_for(family if family in ("sd15", "sdxl", "flux") else None)["resolution"], family)
-    return _resolution(config.get("resolution"), family)
-
-
-def batch_of(config: dict, family: str = "sd15") -> int:
-    value = config.get("train_batch_size")
-    if value in (None, ""):
-        from cloudlora_backend.trainer.config.schema import defaults_for
-
-        value = defaults_for(family if family in ("sd15", "sdxl", "flux") else None)["train_batch_size"]
-    return max(1, int(value or 1))
-
-
-def _resolution(value, family: str) -> tuple[int, int]:
-    default = int(math.sqrt(BASE_PIXELS.get(family, 512 * 512)))
-    if value in (None, ""):
-        return default, default
-    if isinstance(value, (int, float)):
-        return int(value), int(value)
-    if isinstance(value, (list, tuple)) and value:
-        return int(value[0]), int(value[-1])
-    parts = [p for p in str(value).replace("x", ",").split(",") if p.strip()]
-    try:
-        nums = [int(float(p)) for p in parts]
-    except ValueError:
-        return default, default
-    return (nums[0], nums[-1]) if nums else (default, default)
-
-
 def steps(config: dict, images_per_epoch: int, family: str = "sd15") -> tuple[int, int, int]:
     """(total optimizer steps, steps per epoch, whole epochs: the last one may be shorter, as sd-scripts runs it)."""
     batch = batch_of(config, family)
@@ -174,7 +119,7 @@ def sample_renders(config: dict, total: int, per_epoch: int, family: str = "sd15
 
 
 def _train_tflop(config: dict, family: str, total: int) -> float:
-    w, h = _resolution(config.get("resolution"), family)
+    w, h = parse_resolution(config.get("resolution"), family)
     scale = (w * h) / BASE_PIXELS.get(family, 512 * 512)
     per_image = TFLOP_PER_IMAGE.get(family, 1.75) * scale
     if family == "flux":  # attention grows with the square of the tokens: computed per resolution (flux.py)

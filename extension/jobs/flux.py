@@ -154,7 +154,7 @@ def check_job(spec) -> list[str]:
     """The FLUX.1 checks before a job is submitted (UserError naming the fix); returns warnings."""
     from .. import host
     from ..errors import UserError
-    from .estimate import _resolution, flatten
+    from .config_values import flatten, parse_resolution
 
     ok, why = offered(host.current().name)
     if not ok:
@@ -164,7 +164,7 @@ def check_job(spec) -> list[str]:
                         "Use the Cloud LoRA trainer image (container 'cloudlora').")
     config = flatten(spec.config)
     fp8 = bool(config.get("fp8_base", True))
-    w, h = _resolution(config.get("resolution") or "1024,1024", "flux")
+    w, h = parse_resolution(config.get("resolution") or "1024,1024", "flux")
     kwargs = dict(width=w, height=h, batch=max(1, int(config.get("train_batch_size") or 1)),
                   rank=int(config.get("network_dim") or 16), t5_tokens=int(config.get("t5xxl_max_token_length") or 512),
                   gradient_checkpointing=bool(config.get("gradient_checkpointing", True)))

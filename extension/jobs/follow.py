@@ -1,23 +1,23 @@
-"""Following a job from a terminal: its log lines as they come (`cloudlora logs --follow`) and waiting for its end
-(`cloudlora train --wait`); both through cloudlora.jobs.service."""
+"""Following a job from a terminal: its log lines as they come (`cloudlora logs --follow`), reached through
+cloudlora.jobs.service (whose `wait` follows a job to its end for `cloudlora train --wait`)."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from ..settings import Settings
 from . import local
 from .records import TERMINAL
-from .service import _get_record, _settings, _store, get_job
+from .job_store import get_record, open_job_store, resolve_settings
 
 
 def follow_logs(job_id: str, settings: Settings | None = None, *, follow: bool = True,
                 interval: float = 1.0) -> Iterator[str]:
     """Yields the job's log lines; with follow, keeps going until the job ends."""
-    settings = _settings(settings)
-    store = _store(settings)
-    rec = _get_record(store, job_id)
+    settings = resolve_settings(settings)
+    store = open_job_store(settings)
+    rec = get_record(store, job_id)
     if rec.spec.backend == "sagemaker":
         from . import sagemaker
 
@@ -50,16 +50,4 @@ def follow_logs(job_id: str, settings: Settings | None = None, *, follow: bool =
                     rest = buf + f.read().decode("utf-8", "replace")
                 yield from (ln for ln in rest.split("\n") if ln)
             return
-        time.sleep(interval)
-
-
-def wait(job_id: str, settings: Settings | None = None, *, on_update: Callable[[dict], None] | None = None,
-         interval: float = 1.0) -> dict:
-    """Polls until the job ends (auto-pulling when it completes); returns the last get_job()."""
-    while True:
-        info = get_job(job_id, settings, log_lines=20)
-        if on_update:
-            on_update(info)
-        if info["status"] in TERMINAL:
-            return info
         time.sleep(interval)

@@ -24,7 +24,7 @@ SIGTERM_STOP_RE = re.compile(r"stopped by SIGTERM at step (\d+)|stopped at step 
 EXIT_STOPPED = 143  # the trainer's exit code after it checkpointed on SIGTERM
 
 
-def _alive(pid: int, pidfile: Path | None = None) -> bool:
+def alive(pid: int, pidfile: Path | None = None) -> bool:
     """Is `pid` still the process we started? A zombie is not; a pid reused by a later process is not.
 
     With a pid file, "ours" means the process started no later than the file was written (a reused pid starts
@@ -39,7 +39,7 @@ def _alive(pid: int, pidfile: Path | None = None) -> bool:
     return processes.alive(pid, started_before=started_before)
 
 
-def _read_int(path: Path) -> int | None:
+def read_int(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())
     except (OSError, ValueError):
@@ -75,8 +75,8 @@ def last_step(log_text: str) -> tuple[int, int, float | None]:
 
 def pid_alive(run: Path, name: str) -> int | None:
     """The pid in runner/<name> if that process is still the one we started, else None."""
-    pid = _read_int(run / name)
-    return pid if pid and _alive(pid, pidfile=run / name) else None
+    pid = read_int(run / name)
+    return pid if pid and alive(pid, pidfile=run / name) else None
 
 
 def has_checkpoint(jobdir: Path) -> bool:
@@ -100,7 +100,7 @@ def finished_lora(jobdir: Path, tail: str) -> bool:
     """Did the trainer really finish: its last word is `done` (printed after the LoRA, sidecar and preview are
     written) and the final LoRA is there?"""
     name = output_name(jobdir)
-    lines = [ln.strip() for ln in _this_run(tail).splitlines() if ln.strip() and not ln.startswith("[cloudlora]")]
+    lines = [ln.strip() for ln in this_run(tail).splitlines() if ln.strip() and not ln.startswith("[cloudlora]")]
     return bool(name) and bool(lines) and re.match(r"^done\b", lines[-1]) is not None and \
         (jobdir / "model" / f"{name}.safetensors").is_file()
 
@@ -111,14 +111,14 @@ def _resume_hint(jobdir: Path) -> str:
             f"`cloudlora resume {job_id}`, or POST /cloudlora/v1/jobs/{job_id}/resume.")
 
 
-def _this_run(tail: str) -> str:
+def this_run(tail: str) -> str:
     """The log since the last resume (train.log goes on across resumes)."""
     mark = tail.rfind("[cloudlora] resumed at ")
     return tail[mark:] if mark >= 0 else tail
 
 
 def _stopped_step(tail: str) -> int | None:
-    found = SIGTERM_STOP_RE.findall(_this_run(tail))
+    found = SIGTERM_STOP_RE.findall(this_run(tail))
     if not found:
         return None
     a, b = found[-1]
@@ -144,10 +144,10 @@ def status(jobdir: Path) -> dict:
     exit_file = run / "exit.json"
     if exit_file.exists():
         return _ended(jobdir, out, tail, stop_requested)
-    runner_pid = _read_int(run / "runner.pid")
+    runner_pid = read_int(run / "runner.pid")
     if runner_pid is None:
         return out
-    runner_alive = _alive(runner_pid, pidfile=run / "runner.pid")
+    runner_alive = alive(runner_pid, pidfile=run / "runner.pid")
     if not runner_alive and exit_file.exists():  # it finished between the two looks
         return status(jobdir)
     trainer_alive = pid_alive(run, "trainer.pid") is not None
@@ -169,7 +169,7 @@ def status(jobdir: Path) -> dict:
         out["status"], out["secondary_status"] = "Starting", "Starting the trainer"
     elif out["step"] == 0:
         out["status"], out["secondary_status"] = "Starting", "Loading the model and caching latents"
-    elif out["step"] >= out["total_steps"] and _this_run(tail).count("step=") > 0:
+    elif out["step"] >= out["total_steps"] and this_run(tail).count("step=") > 0:
         # Past the last step the trainer saves the LoRA and renders the final samples (up to a minute): not "Training"
         out["status"], out["secondary_status"] = "Finishing", "Saving the LoRA and rendering the final samples"
     else:

@@ -35,7 +35,7 @@ def value_of(choice) -> str:
 
 def on_family(fm_label, current):
     """The list follows FM Type (only LoRAs of that family can be continued); a job's own LoRA stays."""
-    from .train_form import FM_LABELS
+    from .families import FM_LABELS
 
     keep = current if current and str(current).startswith("job:") else None
     choices = _choices(FM_LABELS.get(fm_label, "sd15"), keep)
@@ -45,7 +45,7 @@ def on_family(fm_label, current):
 def continue_job(job_id):
     """Fills the form from a completed job: its model, dataset, family, and its LoRA to start from."""
     from ..jobs import service
-    from .train_form import label_of_family
+    from .families import label_of_family
 
     keep = [gr.update()] * 5
     if not job_id:

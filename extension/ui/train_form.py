@@ -15,20 +15,12 @@ from .. import settings as settings_mod
 from ..errors import UserError
 from ..jobs import flux, instances
 from . import continue_panel
+from .families import FM_LABELS, family_of_label, label_of_family
 
-FM_LABELS = {"SD 1.5": "sd15", "SDXL": "sdxl", "FLUX.1": "flux"}
 CONTAINER_LABELS = {"Cloud LoRA trainer image": "cloudlora", "Kohya sample container": "kohya-sample"}
 KNOBS = ["max_train_steps", "max_train_epochs", "network_dim", "network_alpha", "learning_rate", "resolution",
          "sample_prompts"]
 BOUNDS = ("min_bucket_reso", "max_bucket_reso")
-
-
-def label_of_family(family: str) -> str:
-    return next((k for k, v in FM_LABELS.items() if v == family), "SD 1.5")
-
-
-def family_of_label(label) -> str:
-    return FM_LABELS.get(label, "sd15")
 
 
 def instance_value(label: str) -> str:
@@ -85,7 +77,7 @@ def default_config(family: str) -> str:
 
 
 def _flat(text: str) -> dict:
-    from ..jobs.estimate import flatten
+    from ..jobs.config_values import flatten
 
     return flatten(text)
 

@@ -12,7 +12,7 @@ from botocore.stub import ANY, Stubber
 from botocore.validate import ParamValidator
 
 from cloudlora.errors import UserError
-from cloudlora.jobs import records, sagemaker, service
+from cloudlora.jobs import records, sagemaker, service, status
 from cloudlora.jobs.spec import JobSpec
 from cloudlora.store import LocalStore
 
@@ -148,7 +148,7 @@ def stubbed(tmp_path, monkeypatch, aws_env):
     from cloudlora import settings
 
     monkeypatch.setenv("CLOUDLORA_STORE", str(tmp_path / "store"))
-    monkeypatch.setattr(service, "_log_cache", {})
+    monkeypatch.setattr(status, "log_cache", {})
     s = settings.resolve()
     store = LocalStore(tmp_path / "store")
     spec = _spec(job_id="cl-demo-lora-0000000001", created="2026-01-01T00:00:00Z")

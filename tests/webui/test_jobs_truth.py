@@ -13,7 +13,7 @@ import pytest
 
 from cloudlora.errors import UserError
 from cloudlora.jobs import records, service
-from cloudlora.jobs.local import _alive
+from cloudlora.jobs.local_status import alive
 from tests.webui.test_jobs_local_machinery import _spec, _wait_for
 
 
@@ -24,7 +24,7 @@ def _pid(env, job_id: str, name: str) -> int:
 def _gone(pid: int, timeout: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not alive(pid):
             return True
         time.sleep(0.1)
     return False

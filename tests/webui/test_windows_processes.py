@@ -117,9 +117,9 @@ def test_liveness_tells_a_reused_pid_and_a_zombie_from_ours(tmp_path, monkeypatc
     try:
         pidfile = tmp_path / "trainer.pid"
         pidfile.write_text(str(proc.pid))
-        assert local_status._alive(proc.pid, pidfile=pidfile)
+        assert local_status.alive(proc.pid, pidfile=pidfile)
         os.utime(pidfile, (time.time() - 3600, time.time() - 3600))  # written long before this process started
-        assert not local_status._alive(proc.pid, pidfile=pidfile), "a pid reused by a later process is not ours"
+        assert not local_status.alive(proc.pid, pidfile=pidfile), "a pid reused by a later process is not ours"
         proc.terminate()
         time.sleep(0.5)  # ended, not reaped yet: a zombie
         assert not processes.alive(proc.pid)
