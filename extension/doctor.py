@@ -8,7 +8,7 @@ What counts as a problem follows the chosen backend: only what that backend need
 With the local backend and the local store, AWS is information: no credentials is a "skip" line saying it is not
 needed (and how to add them for SageMaker), other AWS findings are warnings. With SageMaker, the local trainer
 environment is information the same way. The trainer environment is proven by one real training step
-(cloudlora.jobs.trainer_proof, cached per environment), not by importing torch.
+(cloudlora.jobs.local_backend.trainer_proof, cached per environment), not by importing torch.
 """
 from __future__ import annotations
 
@@ -133,9 +133,9 @@ def check_gpu(ctx: CheckContext) -> Check:
 
 
 def check_trainer_env(ctx: CheckContext) -> Check:
-    """The local backend's own environment (owned by cloudlora.jobs.trainer_env)."""
+    """The local backend's own environment (owned by cloudlora.jobs.local_backend.trainer_env)."""
     try:
-        trainer_env = importlib.import_module("cloudlora.jobs.trainer_env")
+        trainer_env = importlib.import_module("cloudlora.jobs.local_backend.trainer_env")
     except ModuleNotFoundError as err:
         if err.name and err.name.startswith("cloudlora.jobs"):
             return Check("trainer environment", "skip", "the local backend is not part of this version")
@@ -151,7 +151,7 @@ def check_trainer_env(ctx: CheckContext) -> Check:
 
 def _proven(check: Check, python: str) -> Check:
     """An environment that imports is not yet one that trains: one real step decides (cached per environment)."""
-    from .jobs import trainer_proof
+    from .jobs.local_backend import trainer_proof
 
     proof = trainer_proof.prove(python)
     if proof.get("ok"):

@@ -18,7 +18,7 @@ class Host:
     checkpoint_dir: Callable[[], Path] | None = None  # where fetched base models land (honours --ckpt-dir)
     refresh_loras: Callable[[], None] | None = None  # makes a new LoRA show in the Lora tab
     interrogate: Callable[[Any], str] | None = None  # PIL image -> caption (the WebUI's interrogator)
-    # The WebUI's own txt2img with the checkpoint the user has loaded: (Txt2Img) -> PIL image (jobs/epoch_grid.py).
+    # The WebUI's own txt2img with the checkpoint the user has loaded: (Txt2Img) -> PIL image (jobs/results/epoch_grid.py).
     txt2img: Callable[[Any], Any] | None = None
     loaded_model: Callable[[], dict] | None = None  # {"title": str, "family": "sd15" | "sdxl" | "sd2" | ""}
 

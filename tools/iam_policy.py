@@ -1,6 +1,6 @@
 """Writes and checks the IAM documents of cloud_backend/infra: the user policy, the roles' boundary, the template.
 
-    python tools/iam_policy.py write    put the instance-type allow-list (extension/jobs/instances.py, the catalogue
+    python tools/iam_policy.py write    put the instance-type allow-list (extension/jobs/sagemaker_backend/instances.py, the catalogue
                                         the Train tab shows) into user-policy.json, and the policy into docs/aws.md
     python tools/iam_policy.py check    the static checks below; exit 1 with one line per problem
 
@@ -147,7 +147,7 @@ def load_template(path: Path = TEMPLATE) -> dict:
 def catalogue_instance_types() -> list[str]:
     sys.path.insert(0, str(ROOT))
     try:
-        from cloudlora.jobs import instances
+        from cloudlora.jobs.sagemaker_backend import instances
     finally:
         sys.path.pop(0)
     return instances.sagemaker_names()

@@ -37,7 +37,7 @@ HEADER = """\
 # for Python 3.10 and checked on 3.10-3.13. To bump one package, edit its line and run `bash tools/test.sh`;
 # `bash tools/check-upstream.sh` shows what the newest versions the ranges allow would break.
 # torch: >=2.7.1,<=2.13.0 (the torch versions this lock is tested with: tests/host's managed venvs train on 2.7.1,
-#   .venv/trainer on 2.13.0; a WebUI torch in this range is reused, any other gets its own; jobs/torch_choice.py)
+#   .venv/trainer on 2.13.0; a WebUI torch in this range is reused, any other gets its own; jobs/local_backend/torch_choice.py)
 """
 
 

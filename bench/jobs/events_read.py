@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cloudlora.jobs import events
+from cloudlora.jobs.results import events
 
 
 def write_events(folder: Path, steps: int) -> None:

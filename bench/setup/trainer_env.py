@@ -42,7 +42,7 @@ def main() -> int:
     env.update(CLOUDLORA_DATA_DIR=str(data / "data"), CLOUDLORA_CONFIG_DIR=str(data / "config"),
                CLOUDLORA_TORCH_INDEX=args.torch_index)
     t0 = time.monotonic()
-    proc = subprocess.run([args.python, str(ROOT / "extension" / "bootstrap.py"), "-m", "cloudlora.jobs.trainer_env"],
+    proc = subprocess.run([args.python, str(ROOT / "extension" / "bootstrap.py"), "-m", "cloudlora.jobs.local_backend.trainer_env"],
                           env=env, capture_output=True, text=True)
     seconds = time.monotonic() - t0
     out = proc.stdout + proc.stderr

@@ -5,7 +5,7 @@ two 64 px images in a temporary job folder, trains one step with the UNet and th
 and the path a transformers/peft mismatch breaks), checks the LoRA file, and prints one JSON line:
 {"ok": true, "seconds": 4.1, "torch": "2.13.0", "device": "cpu"} or {"ok": false, "error": "<the error's last line>"}.
 Importing torch and building the model take most of the few seconds. The doctor runs it and caches the answer per
-environment (cloudlora.jobs.trainer_proof).
+environment (cloudlora.jobs.local_backend.trainer_proof).
 """
 from __future__ import annotations
 

@@ -170,7 +170,7 @@ def pull(job_id: str, body: Optional[PullBody] = None) -> dict:
 
 @router.post("/jobs/{job_id}/epoch-grid", summary="Render the job's epochs x LoRA weights with the WebUI's txt2img")
 def epoch_grid_start(job_id: str, body: Optional[GridBody] = None) -> dict:
-    from ..jobs import epoch_grid
+    from ..jobs.results import epoch_grid
 
     try:
         return epoch_grid.start(job_id, (body or GridBody()).weights)
@@ -180,7 +180,7 @@ def epoch_grid_start(job_id: str, body: Optional[GridBody] = None) -> dict:
 
 @router.get("/jobs/{job_id}/epoch-grid", summary="The epoch grid's progress and file")
 def epoch_grid_status(job_id: str) -> dict:
-    from ..jobs import epoch_grid
+    from ..jobs.results import epoch_grid
 
     return epoch_grid.status(job_id)
 

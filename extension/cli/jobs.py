@@ -86,7 +86,7 @@ def cmd_show(args) -> int:
         last = job["loss_points"][-1]
         print(f"  loss {last['loss']:.4f} at step {last['step']} ({len(job['loss_points'])} points)")
     if job.get("best_epoch"):
-        from ..jobs import best_epoch
+        from ..jobs.results import best_epoch
 
         print(f"  {best_epoch.text(job['best_epoch'])}")
     for s in job["samples"][-4:]:
@@ -100,7 +100,7 @@ def cmd_show(args) -> int:
         if job["explanation"].get("fix"):
             print(f"  fix: {job['explanation']['fix']}")
     if job.get("phases"):
-        from ..jobs import phases
+        from ..jobs.results import phases
 
         print("  --- where the time went (phase, time, share, peak GPU, peak host) ---")
         for row in phases.table(job["phases"]):

@@ -72,7 +72,7 @@ def _trainer_python() -> tuple[str, str]:
 
     resolved = settings.resolve()
     try:
-        from ..jobs import trainer_env
+        from ..jobs.local_backend import trainer_env
     except ImportError:  # the jobs package is optional here: fall back to the setting alone
         return resolved.trainer_python, ("" if resolved.trainer_python else "no trainer Python is configured")
     python, ready = trainer_env.resolve(resolved)
@@ -133,7 +133,7 @@ def _delegate(args, out: Path, missing: list[str]) -> int:
 
 def _setup_trainer_env(args, missing: list[str], why_not: str, how: str) -> str:
     """Creates the managed trainer venv when asked (--setup, or yes on a terminal); else says plainly what it needs."""
-    from ..jobs import trainer_env
+    from ..jobs.local_backend import trainer_env
 
     if not args.setup:
         asked = sys.stdin.isatty() and sys.stderr.isatty()

@@ -13,7 +13,7 @@ from pathlib import Path, PureWindowsPath
 
 from .. import settings as settings_mod
 from ..errors import UserError
-from ..jobs import instances
+from ..jobs.sagemaker_backend import instances
 from ..jobs.spec import DEFAULT_MAX_RUNTIME_S, DEFAULT_MAX_WAIT_S, FAMILIES, JobSpec
 from .output import print_json
 
@@ -121,7 +121,8 @@ def _dataset_folder(path: Path) -> Path:
 def print_estimate(config: str, *, family: str, images_per_epoch: int, backend: str, instance_type: str,
                    spot: bool) -> None:
     """The job's estimate on stderr, as the tab shows it before Create (a CPU job over an hour starts "Warning:")."""
-    from ..jobs import estimate, service
+    from ..jobs.results import estimate
+    from ..jobs import service
 
     est = estimate.estimate(config, family=family, images_per_epoch=images_per_epoch, instance_type=instance_type,
                             backend=backend, spot=spot, **service.local_device(backend))

@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 
 from ..errors import UserError
-from ..settings import Settings, data_dir
-from . import local, outputs, records
-from . import status as status_mod
+from ..settings import data_dir, Settings
+from .local_backend import local
+from .results import outputs
+from . import records, status as status_mod
 from .job_store import (final_pulled, get_record, hyperparameters, model_or_empty, open_job_store, part_keys,
                         resolve_settings)
 from .records import TERMINAL, JobRecord
@@ -26,7 +27,7 @@ def stop_job(job_id: str, settings: Settings | None = None) -> dict:
     if rec.spec.backend == "local":
         message = local.stop(Path(rec.local_dir))
     else:
-        from . import sagemaker
+        from .sagemaker_backend import sagemaker
 
         message = sagemaker.stop(settings, rec.sagemaker_name or rec.id)
     rec = refresh(rec, settings, store)
@@ -67,7 +68,7 @@ def resume_job(job_id: str, settings: Settings | None = None) -> dict:
                 rec.earlier_training_s += round(max(0.0, (rec.ended or time.time()) - rec.started))
             message = local.resume(jobdir, settings, prepare_inputs=inputs)
         else:
-            from . import sagemaker
+            from .sagemaker_backend import sagemaker
 
             from .continue_from import staged_s3
 

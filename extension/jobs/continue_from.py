@@ -66,7 +66,8 @@ def _find(value: str, settings) -> Path:
 def _job_lora(job_id: str, settings) -> Path:
     from ..library import pull as lib
     from ..store import open_store
-    from . import outputs, records
+    from .results import outputs
+    from . import records
 
     rec = records.load(open_store(settings), job_id)
     if rec is None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import instances
+from .sagemaker_backend import instances
 
 HIDDEN, DEPTH, SINGLE, MLP_RATIO = 3072, 19, 38, 4.0
 TRANSFORMER_PARAMS = 11.90e9
@@ -107,7 +107,7 @@ NO_BF16 = {"NVIDIA T4"}  # FLUX.1 trains in bf16
 def fit(inst: instances.Instance, fp8_base: bool, **kwargs) -> tuple[bool, str]:
     """(whether FLUX.1 with these settings fits the instance, the reason or the note shown with it)."""
     if inst.is_local:  # said of the GPU this machine has, or that it has none
-        from . import local_gpu
+        from .local_backend import local_gpu
 
         gpu = local_gpu.describe()
         if not gpu:
@@ -154,7 +154,7 @@ def check_job(spec) -> list[str]:
     """The FLUX.1 checks before a job is submitted (UserError naming the fix); returns warnings."""
     from .. import host
     from ..errors import UserError
-    from .config_values import flatten, parse_resolution
+    from .results.config_values import flatten, parse_resolution
 
     ok, why = offered(host.current().name)
     if not ok:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..settings import Settings
-from . import local
+from .local_backend import local
 from .records import TERMINAL
 from .job_store import get_record, open_job_store, resolve_settings
 
@@ -19,7 +19,7 @@ def follow_logs(job_id: str, settings: Settings | None = None, *, follow: bool =
     store = open_job_store(settings)
     rec = get_record(store, job_id)
     if rec.spec.backend == "sagemaker":
-        from . import sagemaker
+        from .sagemaker_backend import sagemaker
 
         if follow:
             yield from sagemaker.follow(settings, rec.sagemaker_name or rec.id, interval=max(interval, 5.0))

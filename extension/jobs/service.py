@@ -18,13 +18,13 @@ from typing import Callable
 from ..errors import UserError
 from ..settings import Settings
 from ..store.base import AlreadyExists
-from . import estimate as estimate_mod
-from . import status as status_mod
-from . import best_epoch, events, failures, job_store, local, local_status, outputs, phases, progress, records
+from .results import estimate as estimate_mod, best_epoch, events, failures, outputs, phases, progress
+from . import status as status_mod, job_store, records
+from .local_backend import local, local_status
 from .actions import delete_record, job_outputs, pull_job, resume_job, stop_job  # noqa: F401  (the lifecycle's face)
 from .follow import follow_logs  # noqa: F401  (the lifecycle's face)
 from .job_store import final_pulled, get_record, model_or_empty, open_job_store, resolve_settings  # noqa: F401
-from .records import TERMINAL, JobRecord
+from .records import JobRecord, TERMINAL
 from .spec import JobSpec, normalise, validate
 from .status import cost_text, resumable, summary  # noqa: F401  (the lifecycle's face)
 
@@ -142,7 +142,7 @@ def _submit(spec: JobSpec, settings: Settings, store, job_id: str, say: Callable
             raise
         rec.status = "Starting"
     else:
-        from . import sagemaker
+        from .sagemaker_backend import sagemaker
 
         rec.sagemaker_name = job_id
         records.save(store, rec)  # first: a job SageMaker runs always has its record
@@ -187,7 +187,7 @@ def local_device(backend: str) -> dict:
     """What the estimate needs to know about this machine when it trains here (the GPU's name, "" for the CPU)."""
     if backend != "local":
         return {}
-    from . import local_gpu
+    from .local_backend import local_gpu
 
     return {"local_gpu": local_gpu.describe(), "cpu_cores": local_gpu.cpu_cores()}
 

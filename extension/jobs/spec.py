@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 
 from ..errors import UserError
 from ..settings import Settings
-from . import instances
+from .sagemaker_backend import instances
 
 FAMILIES = ("sd15", "sdxl", "flux")
 FAMILY_LABELS = {"sd15": "SD 1.5", "sdxl": "SDXL", "flux": "FLUX.1"}

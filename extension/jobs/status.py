@@ -6,8 +6,9 @@ from collections import deque
 from pathlib import Path
 
 from ..settings import Settings
-from . import local, records
-from .estimate import format_duration
+from .local_backend import local
+from . import records
+from .results.estimate import format_duration
 from .records import TERMINAL, JobRecord
 
 log_cache: dict[str, tuple[dict, deque]] = {}  # SageMaker: job id -> (CloudWatch tokens, last lines)
@@ -27,11 +28,11 @@ def refresh(rec: JobRecord, settings: Settings, store, *, with_logs: bool = Fals
             rec.step, rec.total_steps = st["step"], st["total_steps"]
         rec.started, rec.ended, rec.failure = st["started"] or rec.started, st["ended"], st["failure"]
         if rec.status == "Completed" and before[0] != "Completed":  # this machine's speed, for the next estimate
-            from . import calibration
+            from .results import calibration
 
             calibration.record_local_job(rec)
     else:
-        from . import sagemaker
+        from .sagemaker_backend import sagemaker
 
         st = sagemaker.status_from(sagemaker.describe(settings, rec.sagemaker_name or rec.id))
         rec.status, rec.secondary_status = st["status"], st["secondary_status"]
@@ -46,7 +47,7 @@ def refresh(rec: JobRecord, settings: Settings, store, *, with_logs: bool = Fals
 
 
 def sagemaker_log_lines(rec: JobRecord, settings: Settings) -> list[str]:
-    from . import sagemaker
+    from .sagemaker_backend import sagemaker
 
     tokens, lines = log_cache.get(rec.id, ({}, deque(maxlen=2000)))
     new, tokens = sagemaker.log_events(settings, rec.sagemaker_name or rec.id, tokens)
@@ -76,7 +77,7 @@ def summary(rec: JobRecord) -> dict:
         "cost_usd": 0.0 if spec.backend == "local" else None, "spot_savings": None,
     }
     if spec.backend == "sagemaker":
-        from . import sagemaker
+        from .sagemaker_backend import sagemaker
 
         c = sagemaker.cost(spec.instance_type, rec.billable_s + rec.earlier_billable_s,
                            rec.training_s + rec.earlier_training_s, spec.spot)

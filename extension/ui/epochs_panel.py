@@ -1,6 +1,6 @@
 """Train Management's epoch comparison: an X/Y grid of the selected job's epoch files x LoRA weights, rendered by the
 WebUI's own txt2img, and "Use this epoch as the LoRA". Shown only inside A1111/Forge (there is no txt2img
-standalone). Thin handlers over cloudlora.jobs.epoch_grid and service.pull_job (also REST and `cloudlora pull`).
+standalone). Thin handlers over cloudlora.jobs.results.epoch_grid and service.pull_job (also REST and `cloudlora pull`).
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import html
 import gradio as gr
 
 from ..errors import UserError
-from ..jobs import epoch_grid
+from ..jobs.results import epoch_grid
 
 
 def _settings():

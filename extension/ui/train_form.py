@@ -10,12 +10,12 @@ import json
 
 import gradio as gr
 
-from .. import host
-from .. import settings as settings_mod
+from .. import host, settings as settings_mod
 from ..errors import UserError
-from ..jobs import flux, instances
+from ..jobs import flux
+from ..jobs.sagemaker_backend import instances
 from . import continue_panel
-from .families import FM_LABELS, family_of_label, label_of_family
+from .families import family_of_label, FM_LABELS, label_of_family
 
 CONTAINER_LABELS = {"Cloud LoRA trainer image": "cloudlora", "Kohya sample container": "kohya-sample"}
 KNOBS = ["max_train_steps", "max_train_epochs", "network_dim", "network_alpha", "learning_rate", "resolution",
@@ -77,7 +77,7 @@ def default_config(family: str) -> str:
 
 
 def _flat(text: str) -> dict:
-    from ..jobs.config_values import flatten
+    from ..jobs.results.config_values import flatten
 
     return flatten(text)
 

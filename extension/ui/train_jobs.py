@@ -12,8 +12,7 @@ import html
 
 import gradio as gr
 
-from .. import host
-from .. import settings as settings_mod
+from .. import host, settings as settings_mod
 from ..errors import UserError
 from . import phase_view
 
@@ -39,7 +38,8 @@ def _digest(value) -> str:
 
 def rows() -> list[list]:
     """The Trainings List: one row per job, its state said once (the step has its own column)."""
-    from ..jobs import progress, service
+    from ..jobs.results import progress
+    from ..jobs import service
 
     try:
         jobs = service.list_jobs(_settings())
@@ -86,7 +86,7 @@ def panel_html(j: dict) -> str:
     if p["text"]:
         parts.append(f"<div class='cloudlora-facts'>{html.escape(p['text'])}</div>")
     if j.get("best_epoch"):
-        from ..jobs import best_epoch
+        from ..jobs.results import best_epoch
 
         parts.append(f"<div class='cloudlora-best-epoch'>{html.escape(best_epoch.text(j['best_epoch']))}</div>")
     if j["pulled"]:
@@ -250,7 +250,7 @@ def pull_job(job_id, picked=None):
 
 
 def open_tensorboard(job_id):
-    from ..jobs import tensorboard_server
+    from ..jobs.local_backend import tensorboard_server
 
     def go():
         url = tensorboard_server.open_for_job(job_id, _settings())
@@ -282,7 +282,8 @@ def opening(model, dataset, fm_label, instance_label, selected=""):
     the form, so that closing the tab mid-job loses nothing. Without a job, only the Model and Dataset lists are
     refreshed (the user's FM Type kept). Returns [selected, model, dataset, FM Type, instance, LoRA name, config,
     *fields, synced fields] (train_tab.py wires them in this order)."""
-    from ..jobs import instances, service
+    from ..jobs.sagemaker_backend import instances
+    from ..jobs import service
     from . import train_form as form
 
     keep = [gr.update() for _ in form.KNOBS] + [gr.update()]

@@ -20,7 +20,7 @@ from .train_helpers import one_thread  # noqa: F401 - autouse: one CPU thread pe
 
 def test_the_log_ends_with_the_time_and_peak_memory_of_each_phase_in_words_and_as_json(tmp_path, tiny_sd15_path,
                                                                                        capsys):
-    from cloudlora.jobs import phases  # the Train tab's reader of the same line
+    from cloudlora.jobs.results import phases  # the Train tab's reader of the same line
 
     toml = SMALL + 'network_dim = 4\nsample_every_n_steps = 2\nsample_prompts = "cldemo --s 2 --w 64 --h 64"\n'
     root = make_job(tmp_path / "job", tiny_sd15_path, SAMPLE_DATASET, toml, output_name="ph",

@@ -155,7 +155,7 @@ def test_the_user_policy_scopes_s3_and_sagemaker_to_our_names():
             assert all(r.startswith("arn:aws:s3:::cloudlora-") for r in resources), st["Sid"]
         if any(a.startswith(("sagemaker:Create", "sagemaker:Stop", "sagemaker:Describe")) for a in actions):
             # the names the jobs module gives SageMaker training jobs
-            from cloudlora.jobs.sagemaker import NAME_PREFIX
+            from cloudlora.jobs.sagemaker_backend.sagemaker import NAME_PREFIX
 
             assert resources == [f"arn:aws:sagemaker:*:*:training-job/{NAME_PREFIX}*"], st["Sid"]
         if "*" in resources:

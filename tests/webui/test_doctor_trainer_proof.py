@@ -7,7 +7,7 @@ import stat
 
 from cloudlora import doctor, settings
 from cloudlora.cli import main as cli_main
-from cloudlora.jobs import trainer_proof
+from cloudlora.jobs.local_backend import trainer_proof
 
 
 def _trainer_line(**flags):

@@ -9,7 +9,9 @@ import pytest
 
 from cloudlora import host
 from cloudlora.errors import UserError
-from cloudlora.jobs import estimate, flux, instances, sagemaker, service
+from cloudlora.jobs.results import estimate
+from cloudlora.jobs import flux, service
+from cloudlora.jobs.sagemaker_backend import instances, sagemaker
 from cloudlora.jobs.spec import JobSpec
 from cloudlora_backend.trainer.config import train_config as kohya_config
 from cloudlora_backend.trainer.model.family import read_safetensors_header

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cloudlora.errors import UserError
-from cloudlora.jobs import estimate, service
+from cloudlora.jobs.results import estimate
+from cloudlora.jobs import service
 
 NOT_FINITE = ["nan", "inf", "-inf", "+nan"]
 

@@ -38,7 +38,7 @@ def test_a_cpu_only_machine_gets_the_cpu_torch_and_trains(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDLORA_", "VIRTUAL_ENV", "PYTHON"))}
     env.update(CLOUDLORA_DATA_DIR=str(tmp_path / "data"), CLOUDLORA_CONFIG_DIR=str(tmp_path / "config"),
                CLOUDLORA_TORCH_INDEX=f"http://127.0.0.1:{_closed_port()}/whl", HF_HUB_OFFLINE="1")
-    setup = subprocess.run([str(app / "bin" / "python"), "-m", "cloudlora.jobs.trainer_env"], env=env,
+    setup = subprocess.run([str(app / "bin" / "python"), "-m", "cloudlora.jobs.local_backend.trainer_env"], env=env,
                            capture_output=True, text=True, timeout=1800)
     out = setup.stdout + setup.stderr
     assert setup.returncode == 0, out[-4000:]

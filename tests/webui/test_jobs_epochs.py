@@ -11,7 +11,8 @@ import pytest
 
 from cloudlora import host
 from cloudlora.errors import UserError
-from cloudlora.jobs import epoch_grid, service
+from cloudlora.jobs.results import epoch_grid
+from cloudlora.jobs import service
 from cloudlora.jobs.spec import JobSpec
 
 FAKE = Path(__file__).parent / "fake_webui"

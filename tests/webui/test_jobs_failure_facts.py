@@ -3,7 +3,7 @@ judged the exception an OOM), or CUDA's own words. Issue 18: on A1111's torch 2.
 named torch.OutOfMemoryError was shown as "The GPU ran out of memory" on a machine with no GPU."""
 from __future__ import annotations
 
-from cloudlora.jobs import failures
+from cloudlora.jobs.results import failures
 
 # What the runner recorded for a trainer on torch 2.1.2 whose error handler itself failed (no failure file).
 TORCH_2_1_TAIL = """\

@@ -10,7 +10,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from cloudlora.jobs import estimate
+from cloudlora.jobs.results import estimate
 
 TINY = ["--set", "max_train_steps=6", "--set", "resolution=64", "--set", "min_bucket_reso=64",
         "--set", "max_bucket_reso=128", "--set", "train_batch_size=2"]
@@ -33,7 +33,9 @@ def _train(args: list[str]) -> tuple[dict, str]:
 
 def test_train_takes_a_zip_names_things_as_the_tab_and_the_calibrated_estimate_holds_on_the_next_run(
         tmp_path, monkeypatch, tiny_sd15, sample_dataset, trainer_python):
-    from cloudlora.jobs import calibration, local_gpu, service
+    from cloudlora.jobs.results import calibration
+    from cloudlora.jobs.local_backend import local_gpu
+    from cloudlora.jobs import service
 
     monkeypatch.setenv("CLOUDLORA_STORE", str(tmp_path / "store"))
     monkeypatch.setenv("CLOUDLORA_LORA_DIR", str(tmp_path / "Lora"))

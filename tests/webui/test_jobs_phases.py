@@ -10,7 +10,7 @@ from cloudlora.ui import train_jobs
 from .test_jobs_local_machinery import _cli, _spec, _wait_for
 
 # The trainer's closing lines (cloud_backend/trainer/loop/phases.py) on a GPU: tests/trainer/test_train_phases.py checks
-# that the real trainer writes this format and that cloudlora.jobs.phases reads it.
+# that the real trainer writes this format and that cloudlora.jobs.results.phases reads it.
 RECORD = {"seconds": {"load": 6.2, "cache": 3.1, "setup": 1.4, "steps": 36.5, "samples": 4.0, "save": 0.6},
           "count": {"load": 1, "cache": 1, "setup": 1, "steps": 30, "samples": 1, "save": 2}, "total_s": 52.9,
           "first_step_s": 12.4, "steps": 30,

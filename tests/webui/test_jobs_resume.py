@@ -9,7 +9,8 @@ from pathlib import Path
 
 import boto3
 
-from cloudlora.jobs import sagemaker, service
+from cloudlora.jobs.sagemaker_backend import sagemaker
+from cloudlora.jobs import service
 from cloudlora.jobs.spec import JobSpec
 from cloudlora.ui import train_jobs
 from tests.webui.test_jobs_local_machinery import _wait_for

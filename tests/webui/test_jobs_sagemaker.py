@@ -12,7 +12,8 @@ from botocore.stub import ANY, Stubber
 from botocore.validate import ParamValidator
 
 from cloudlora.errors import UserError
-from cloudlora.jobs import records, sagemaker, service, status
+from cloudlora.jobs import records, service, status
+from cloudlora.jobs.sagemaker_backend import sagemaker
 from cloudlora.jobs.spec import JobSpec
 from cloudlora.store import LocalStore
 

@@ -2,7 +2,7 @@
 failed install is explained in words with the fix (the bare pip command line told an A1111 user nothing)."""
 from __future__ import annotations
 
-from cloudlora.jobs import pip_progress
+from cloudlora.jobs.local_backend import pip_progress
 
 
 def test_the_download_is_followed_by_package_size_and_progress():
@@ -41,7 +41,7 @@ def test_the_job_panel_shows_the_setup_download_while_it_runs(tmp_path):
     import json
     import os
 
-    from cloudlora.jobs import local_status
+    from cloudlora.jobs.local_backend import local_status
 
     run = tmp_path / "runner"
     run.mkdir()
@@ -56,7 +56,7 @@ def test_the_job_panel_shows_the_setup_download_while_it_runs(tmp_path):
 
 
 def test_setup_is_the_first_row_of_where_the_time_went():
-    from cloudlora.jobs import phases
+    from cloudlora.jobs.results import phases
 
     rec = {"seconds": {"load": 2.0, "steps": 10.0}, "total_s": 12.0, "steps": 20}
     out = phases.with_setup(rec, 300.0)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import socket
 
-from cloudlora.jobs import torch_choice as tc
-from cloudlora.jobs import trainer_env
+from cloudlora.jobs.local_backend import torch_choice as tc, trainer_env
 
 RANGE = tc.TorchRange("2.7.1", "2.13.0")
 PY = "/venv/bin/python"

@@ -3,7 +3,7 @@ WebUI's torch; the doctor gets a fix when nothing is set up yet."""
 from __future__ import annotations
 
 from cloudlora import settings
-from cloudlora.jobs import trainer_env
+from cloudlora.jobs.local_backend import trainer_env
 
 
 def test_a_configured_trainer_python_is_reported_ready_with_its_torch(monkeypatch, trainer_python):

@@ -13,7 +13,7 @@ import pytest
 
 from cloudlora.errors import UserError
 from cloudlora.jobs import records, service
-from cloudlora.jobs.local_status import alive
+from cloudlora.jobs.local_backend.local_status import alive
 from tests.webui.test_jobs_local_machinery import _spec, _wait_for
 
 

@@ -7,7 +7,9 @@ import subprocess
 
 import pytest
 
-from cloudlora.jobs import estimate, events, failures, instances, service
+from cloudlora.jobs.results import estimate, events, failures
+from cloudlora.jobs.sagemaker_backend import instances
+from cloudlora.jobs import service
 from cloudlora.library import pull
 
 
@@ -52,7 +54,8 @@ def test_the_estimate_counts_steps_like_sd_scripts_and_prices_the_instance():
 
 
 def test_a_local_estimate_on_a_machine_without_a_gpu_says_it_trains_on_the_cpu_and_how_slowly(monkeypatch):
-    from cloudlora.jobs import local_gpu, service
+    from cloudlora.jobs.local_backend import local_gpu
+    from cloudlora.jobs import service
 
     monkeypatch.setattr(local_gpu, "describe", lambda: "")  # this machine: no nvidia-smi, no Apple silicon
     monkeypatch.setattr(local_gpu, "cpu_cores", lambda: 8)
@@ -117,7 +120,7 @@ def test_open_tensorboard_serves_the_events_on_loopback_and_stops_with_the_webui
     import urllib.request
 
     from cloudlora import background
-    from cloudlora.jobs import tensorboard_server
+    from cloudlora.jobs.local_backend import tensorboard_server
 
     (tmp_path / "events.out.tfevents.1").write_bytes(
         events.frame_record(events.encode_scalar_event("loss/current", 0.5, 1, 1.0)))

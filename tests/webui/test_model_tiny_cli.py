@@ -36,7 +36,7 @@ def test_a_trainer_python_that_does_not_exist_is_named(tmp_path):
 
 
 def test_with_nothing_configured_it_uses_the_local_backends_managed_trainer_venv(tmp_path, trainer_python):
-    from cloudlora.jobs import trainer_env
+    from cloudlora.jobs.local_backend import trainer_env
 
     venv = trainer_env.venv_dir()  # under the test's own data dir (isolated_settings)
     python = trainer_env.venv_python(venv)

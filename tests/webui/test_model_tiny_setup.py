@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from cloudlora.cli import main as cli
-from cloudlora.jobs import trainer_env
+from cloudlora.jobs.local_backend import trainer_env
 
 
 def test_with_setup_it_creates_the_trainer_environment_then_builds(tmp_path, trainer_python, monkeypatch, capsys):

@@ -104,7 +104,7 @@ def test_the_bucket_cannot_be_made_public(user):
 
 
 def test_training_jobs_run_only_on_the_instance_types_the_train_tab_shows(user):
-    from cloudlora.jobs import instances
+    from cloudlora.jobs.sagemaker_backend import instances
 
     job = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:training-job/cl-demo-0123456789"
     (statement,) = [s for s in user["Statement"] if s.get("Sid") == iam.INSTANCE_SID]
@@ -135,7 +135,7 @@ def _spec(container="cloudlora"):
 
 
 def _uris(request):
-    from cloudlora.jobs.sagemaker import parse_s3_uri
+    from cloudlora.jobs.sagemaker_backend.sagemaker import parse_s3_uri
 
     reads = [parse_s3_uri(c["DataSource"]["S3DataSource"]["S3Uri"])[1] for c in request["InputDataConfig"]]
     writes = [parse_s3_uri(request["OutputDataConfig"]["S3OutputPath"])[1],
@@ -146,7 +146,7 @@ def _uris(request):
 
 @pytest.mark.parametrize("container", ["cloudlora", "kohya-sample"])
 def test_the_sagemaker_role_reads_the_jobs_inputs_and_writes_only_its_outputs(template, boundary, container):
-    from cloudlora.jobs import sagemaker
+    from cloudlora.jobs.sagemaker_backend import sagemaker
 
     parts = {p: f"models/flux/{p}.safetensors" for p in ("clip_l", "t5xxl", "ae")} if container == "cloudlora" else None
     network = "jobs/cl-demo/network/first.safetensors" if container == "cloudlora" else ""  # continue training
@@ -179,7 +179,7 @@ def test_the_roles_trust_only_their_service_in_this_account(template):
 
 
 def test_training_jobs_run_without_network_except_the_kohya_sample_container():
-    from cloudlora.jobs import sagemaker
+    from cloudlora.jobs.sagemaker_backend import sagemaker
 
     ours = sagemaker.build_request(_spec(), bucket=BUCKET, role_arn="r", model_key="models/t/t.safetensors",
                                    dataset_name="demo")

@@ -218,7 +218,7 @@ def test_one_epoch_file_held_open_does_not_keep_the_others_in_the_lora_folder(tm
     from types import SimpleNamespace
 
     from cloudlora import host
-    from cloudlora.jobs import epoch_grid
+    from cloudlora.jobs.results import epoch_grid
     from cloudlora.library import pull
 
     refreshed = []

@@ -19,7 +19,8 @@ import pytest
 
 from cloudlora import locks, processes, system
 from cloudlora.errors import UserError
-from cloudlora.jobs import local, local_status, runner, service
+from cloudlora.jobs.local_backend import local, local_status, runner
+from cloudlora.jobs import service
 from cloudlora.jobs.spec import JobSpec
 
 WINDOWS_SITE = '''

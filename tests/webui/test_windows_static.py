@@ -18,10 +18,10 @@ WINDOWS_MODE = ROOT / "tests" / "windows_mode"
 # WINDOWS.md rows 1-14 (processes, locks, the trainer's imports), fixed under issue 18 by its own change; a finding
 # in these files is most likely one of those not landed yet.
 KNOWN_OFFENDERS = {
-    "extension/jobs/runner.py": "rows 2-4, 9 (fcntl, SIGHUP, pass_fds/preexec_fn, sys.platform)",
+    "extension/jobs/local_backend/runner.py": "rows 2-4, 9 (fcntl, SIGHUP, pass_fds/preexec_fn, sys.platform)",
     "extension/locks.py": "row 8 (fcntl)",
-    "extension/jobs/local_status.py": "row 1 (os.kill(pid, 0)), os.sysconf",
-    "extension/jobs/trainer_env.py": "os.name for the venv layout (system.VENV_PYTHON)",
+    "extension/jobs/local_backend/local_status.py": "row 1 (os.kill(pid, 0)), os.sysconf",
+    "extension/jobs/local_backend/trainer_env.py": "os.name for the venv layout (system.VENV_PYTHON)",
     "cloud_backend/trainer/loop/phases.py": "row 5, M1 (resource, sys.platform)",
 }
 
@@ -42,7 +42,7 @@ def test_no_unix_only_call_outside_a_platform_guard():
 
 def test_the_check_scans_the_shipped_code():
     scanned = {p.relative_to(ROOT).as_posix() for p in static_check.scanned_files(ROOT)}
-    assert {"install.py", "extension/locks.py", "extension/jobs/runner.py", "cloud_backend/trainer/__main__.py"} \
+    assert {"install.py", "extension/locks.py", "extension/jobs/local_backend/runner.py", "cloud_backend/trainer/__main__.py"} \
         <= scanned
     assert any(p.startswith("scripts/") for p in scanned)
     assert not any(p.startswith("tests/") for p in scanned)

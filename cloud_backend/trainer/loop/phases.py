@@ -2,7 +2,7 @@
 memory and the peak host memory (RSS) in each, and the time to the first step; printed at the end of the log.
 
 The summary is two lines: one for people, and one machine-readable `phases={...}` JSON line that the Train tab
-reads from the job's log (extension/jobs/phases.py parses it). Phases may repeat (samples every N steps): their
+reads from the job's log (extension/jobs/results/phases.py parses it). Phases may repeat (samples every N steps): their
 times add up and their peaks are the highest seen.
 """
 from __future__ import annotations

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from cloudlora.jobs.events import encode_scalar_event, frame_record  # the WebUI venv runs this file
+from cloudlora.jobs.results.events import encode_scalar_event, frame_record  # the WebUI venv runs this file
 
 root = Path(sys.argv[sys.argv.index("--root") + 1])
 hp = json.loads((root / "input/config/hyperparameters.json").read_text())

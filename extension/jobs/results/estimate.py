@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from . import instances
+from ..sagemaker_backend import instances
 from .config_values import BASE_PIXELS, batch_of, flatten, parse_resolution, resolution_of
 
 UTILISATION = 0.35
@@ -123,7 +123,7 @@ def _train_tflop(config: dict, family: str, total: int) -> float:
     scale = (w * h) / BASE_PIXELS.get(family, 512 * 512)
     per_image = TFLOP_PER_IMAGE.get(family, 1.75) * scale
     if family == "flux":  # attention grows with the square of the tokens: computed per resolution (flux.py)
-        from . import flux
+        from .. import flux
 
         per_image = flux.step_tflop(w, h, int(config.get("t5xxl_max_token_length") or 512))
     if config.get("gradient_checkpointing"):
@@ -186,7 +186,7 @@ def refuse_what_the_check_refuses(config_text_or_dict, family: str) -> None:
     estimate: the config check's errors are raised, as job creation would raise them."""
     from cloudlora_backend.trainer.config import train_config as kohya_config
 
-    from ..errors import UserError
+    from ...errors import UserError
 
     if isinstance(config_text_or_dict, str):
         text = config_text_or_dict

@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .. import bootstrap, system
+from ... import bootstrap, system
 from . import pip_progress, torch_choice
 
-ROOT = Path(__file__).resolve().parents[2]  # the extension folder (pyproject.toml, tools/)
+ROOT = Path(__file__).resolve().parents[3]  # the extension folder (pyproject.toml, tools/)
 LOCK = ROOT / "cloud_backend" / "requirements-lock.txt"
 CUDA_LOCK = ROOT / "cloud_backend" / "requirements-cuda.txt"
 STAMP = ".cloudlora-ready"
@@ -46,7 +46,7 @@ class SetupError(RuntimeError):
 
 
 def venv_dir() -> Path:
-    from ..settings import data_dir
+    from ...settings import data_dir
 
     return data_dir() / "trainer-venv"
 
@@ -313,7 +313,7 @@ def status(settings, *, probe_interpreter: bool = True, predict_setup: bool = Tr
     return out
 
 
-if __name__ == "__main__":  # `python -m cloudlora.jobs.trainer_env` sets the venv up by hand
+if __name__ == "__main__":  # `python -m cloudlora.jobs.local_backend.trainer_env` sets the venv up by hand
     t0 = time.monotonic()
     print(ensure())
     print(f"done in {time.monotonic() - t0:.0f} s")

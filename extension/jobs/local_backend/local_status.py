@@ -17,7 +17,7 @@ import re
 import signal
 from pathlib import Path
 
-from .. import processes
+from ... import processes
 
 STEP_RE = re.compile(r"step=(\d+)/(\d+)(?:\s+loss=([0-9.eE+-]+|nan|inf))?")
 SIGTERM_STOP_RE = re.compile(r"stopped by SIGTERM at step (\d+)|stopped at step (\d+)")

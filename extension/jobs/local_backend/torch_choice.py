@@ -27,9 +27,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import system
+from ... import system
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LOCK = ROOT / "cloud_backend" / "requirements-lock.txt"
 PYTORCH_INDEX = "https://download.pytorch.org/whl"
 # Rough size of a venv with the lock and torch, for the doctor's disk check (measured: BENCHMARKS.md, setup).

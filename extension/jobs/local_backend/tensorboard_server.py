@@ -14,8 +14,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .. import private_files, processes
-from ..errors import UserError
+from ... import private_files, processes
+from ...errors import UserError
 
 _servers: dict[str, tuple[subprocess.Popen, str]] = {}
 _lock = threading.Lock()
@@ -38,7 +38,7 @@ def _register_stopper() -> None:
     if _registered:
         return
     try:
-        from .. import background
+        from ... import background
 
         background.register_stopper(stop_all)
     except ImportError:
@@ -101,8 +101,9 @@ def stop_all() -> None:
 
 def open_for_job(job_id: str, settings=None) -> str:
     """Starts (or reuses) the TensorBoard of a job; returns its URL."""
-    from .. import settings as settings_mod
-    from . import service, trainer_env
+    from ... import settings as settings_mod
+    from .. import service
+    from . import trainer_env
 
     settings = settings or settings_mod.resolve()
     python, ready = trainer_env.resolve(settings)

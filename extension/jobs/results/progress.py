@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from . import instances
+from ..sagemaker_backend import instances
 from .estimate import format_duration
 
 _RATE_RE = re.compile(r"step=(\d+)/(\d+)\b.*?\bit/s=([0-9.]+)")

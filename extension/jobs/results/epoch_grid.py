@@ -19,8 +19,8 @@ import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import background, host
-from ..errors import UserError
+from ... import background, host
+from ...errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,8 @@ def status(job_id: str, settings=None) -> dict:
         return state.as_dict()
     out = GridState(job_id)
     try:
-        from ..library.pull import lora_dir
-        from .job_store import get_record, open_job_store, resolve_settings
+        from ...library.pull import lora_dir
+        from ..job_store import get_record, open_job_store, resolve_settings
 
         settings = resolve_settings(settings)
         rec = get_record(open_job_store(settings), job_id)
@@ -144,7 +144,7 @@ def prompts_for(config_text: str, family: str, triggers: list[str], search_dirs:
 def start(job_id: str, weights=DEFAULT_WEIGHTS, settings=None) -> dict:
     """Checks what can be checked at once, then renders in the background; returns status(job_id)."""
     from . import outputs
-    from .job_store import get_record, open_job_store, resolve_settings
+    from ..job_store import get_record, open_job_store, resolve_settings
 
     if not available():
         raise UserError("Comparing epochs uses the WebUI's own txt2img, so it runs only inside A1111 or Forge.",
@@ -156,7 +156,7 @@ def start(job_id: str, weights=DEFAULT_WEIGHTS, settings=None) -> dict:
     if rec.status != "Completed":
         raise UserError(f"The job '{job_id}' is {rec.status}: its epochs can be compared once it is Completed.",
                         "Wait for it to complete.")
-    from ..library.pull import lora_files
+    from ...library.pull import lora_files
 
     files = epoch_files(lora_files(outputs.model_dir(rec, settings)), rec.spec.lora_name)
     if not files:
@@ -186,7 +186,7 @@ def start(job_id: str, weights=DEFAULT_WEIGHTS, settings=None) -> dict:
 
 
 def _run(state: GridState, rec, files, weights, prompts, settings) -> None:
-    from ..library import pull as lib
+    from ...library import pull as lib
 
     lora_dir = lib.lora_dir(settings)
     temp = lora_dir / TEMP_FOLDER

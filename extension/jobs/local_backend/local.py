@@ -24,9 +24,9 @@ import threading
 import time
 from pathlib import Path
 
-from .. import atomic, bootstrap, private_files, processes, system
-from ..errors import UserError
-from ..settings import Settings, data_dir
+from ... import atomic, bootstrap, private_files, processes, system
+from ...errors import UserError
+from ...settings import Settings, data_dir
 from . import trainer_env
 # Status lives in local_status.py; these names are used through this module too.
 from .local_status import (STEP_RE, failure_text, has_checkpoint, last_step,  # noqa: F401
@@ -154,7 +154,8 @@ def start(jobdir: Path, settings: Settings) -> int:
     """Starts the detached runner; returns its pid. It survives the WebUI (its own session)."""
     python = trainer_env.configured_python(settings)
     # Through the bootstrap: in a bare clone (Install from URL) the WebUI's Python has no `cloudlora` package.
-    cmd = bootstrap.command(sys.executable, "-m", "cloudlora.jobs.runner", str(jobdir), "--lock", str(lock_file()))
+    cmd = bootstrap.command(sys.executable, "-m", "cloudlora.jobs.local_backend.runner", str(jobdir),
+                            "--lock", str(lock_file()))
     cmd += ["--python", python] if python else ["--managed"]
     run = private_files.ensure_dir(jobdir / "runner")
     with private_files.open_file(run / "runner.out", "ab") as out:

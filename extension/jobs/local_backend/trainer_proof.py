@@ -14,9 +14,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from .. import bootstrap, processes
+from ... import bootstrap, processes
 
-TRAINER_SRC = Path(__file__).resolve().parents[2] / "cloud_backend" / "trainer"
+TRAINER_SRC = Path(__file__).resolve().parents[3] / "cloud_backend" / "trainer"
 TIMEOUT_S = 900  # the first step on a busy CPU; an idle machine takes seconds
 
 
@@ -45,7 +45,7 @@ def environment_key(python: str) -> str:
 
 
 def _cache_file() -> Path:
-    from ..settings import data_dir
+    from ...settings import data_dir
 
     return data_dir() / "trainer-proof.json"
 

@@ -1,6 +1,6 @@
 """This machine's measured training speed, kept after each finished local job so the next estimate is calibrated.
 
-The trainer's closing `phases={...}` line (jobs/phases.py) says how long the steps, samples and everything else
+The trainer's closing `phases={...}` line (jobs/results/phases.py) says how long the steps, samples and everything else
 (load, cache, setup, save) took. One record per device ("cpu" or "gpu"), family, resolution and batch lives in
 <data dir>/calibration.json; the newest job on the same settings replaces the older one.
 """
@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..settings import data_dir
+from ...settings import data_dir
 
 log = logging.getLogger(__name__)
 FILE_NAME = "calibration.json"
@@ -102,7 +102,7 @@ def record_job(job_id: str, config_text: str, family: str, log_text: str) -> Spe
 
 def record_local_job(rec) -> Speed | None:
     """record_job for a local JobRecord that has just completed (its log is in its job folder)."""
-    from . import local
+    from ..local_backend import local
 
     try:
         text = local.log_path(Path(rec.local_dir)).read_text(encoding="utf-8", errors="replace")

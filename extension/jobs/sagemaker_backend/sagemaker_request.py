@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import re
 
-from ..aws.stack import SCRATCH_PREFIX
-from ..errors import UserError
-from .spec import JobSpec
+from ...aws.stack import SCRATCH_PREFIX
+from ...errors import UserError
+from ..spec import JobSpec
 
 TAG_KEY = "cloudlora"
 KOHYA_SAMPLE_OUTPUT = "custom_lora_model"

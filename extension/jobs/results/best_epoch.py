@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..settings import data_dir
-from . import events, local
-from .records import JobRecord
+from ...settings import data_dir
+from . import events
+from ..local_backend import local
+from ..records import JobRecord
 
 
 def of_job(rec: JobRecord, lora_files: list[Path]) -> dict | None:

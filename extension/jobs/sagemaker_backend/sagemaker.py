@@ -9,12 +9,12 @@ import re
 import time
 from typing import Iterator
 
-from ..errors import UserError
-from ..settings import Settings
+from ...errors import UserError
+from ...settings import Settings
 from . import instances
 from .sagemaker_request import (KOHYA_SAMPLE_OUTPUT, METRICS, TAG_KEY, build_request,  # noqa: F401 - re-exported
                                 checkpoint_prefix, config_key, kohya_sample_config, prefix_uri, validate_request)
-from .spec import JobSpec
+from ..spec import JobSpec
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 NAME_PREFIX = "cl-"
@@ -40,13 +40,13 @@ SECONDARY_WORDS = {
 
 
 def _client(settings: Settings, service: str = "sagemaker"):
-    from ..aws.session import client
+    from ...aws.session import client
 
     return client(settings, service)
 
 
 def _aws_errors(settings: Settings, what: str):
-    from ..aws.session import aws_errors
+    from ...aws.session import aws_errors
 
     return aws_errors(settings, service="sagemaker", what=what)
 
@@ -71,7 +71,7 @@ def create(settings: Settings, spec: JobSpec, *, model_key: str, dataset_name: s
     sm = _client(settings)
     import botocore.exceptions as bx
 
-    from . import failures
+    from ..results import failures
 
     try:
         with _aws_errors(settings, "creating the training job"):

@@ -6,10 +6,10 @@ import json
 import logging
 from pathlib import Path
 
-from ..errors import UserError
-from ..settings import Settings, data_dir
-from . import local
-from .records import JobRecord
+from ...errors import UserError
+from ...settings import Settings, data_dir
+from ..local_backend import local
+from ..records import JobRecord
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ def model_dir(rec: JobRecord, settings: Settings) -> Path:
         return local.model_dir(Path(rec.local_dir))
     dest = artifacts_dir(rec)
     if not dest.exists() or not any(dest.rglob("*.safetensors")):
-        from ..library.pull import extract_artifacts
-        from . import sagemaker
+        from ...library.pull import extract_artifacts
+        from ..sagemaker_backend import sagemaker
 
         if not rec.output_uri:
             raise UserError(f"The job '{rec.id}' has no output yet (status {rec.status}).",
@@ -54,7 +54,7 @@ def model_dir(rec: JobRecord, settings: Settings) -> Path:
 
 def lora_outputs(rec: JobRecord) -> list[Path]:
     """The final and intermediate LoRA files already on this machine."""
-    from ..library.pull import lora_files
+    from ...library.pull import lora_files
 
     if rec.spec.backend == "local":
         return lora_files(local.model_dir(Path(rec.local_dir)))
@@ -63,7 +63,7 @@ def lora_outputs(rec: JobRecord) -> list[Path]:
 
 def _own_untouched_copy(rec: JobRecord, final: Path | None) -> Path | None:
     """The job's earlier pulled final LoRA, if it is still there with the job's tensors (nobody replaced it)."""
-    from ..library.pull import data_digest
+    from ...library.pull import data_digest
 
     if final is None:
         return None
@@ -83,7 +83,7 @@ def pull_files(rec: JobRecord, settings: Settings, *, lora_dir=None, file: str |
 
     as_lora: the output named `file` (a chosen epoch) becomes the job's LoRA, under the LoRA's name; the job's own
     earlier copy of the final LoRA is replaced if nobody changed it, else a free name is taken."""
-    from ..library import pull as lib
+    from ...library import pull as lib
 
     mdir = model_dir(rec, settings)
     final = lib.pick_final(mdir, rec.spec.lora_name) if rec.status == "Completed" else None

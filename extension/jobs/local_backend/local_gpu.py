@@ -11,7 +11,7 @@ import os
 import platform
 import subprocess
 
-from .. import processes, system
+from ... import processes, system
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,4 +1,4 @@
-"""The detached local runner: `python -m cloudlora.jobs.runner JOBDIR --lock FILE [--python PY | --managed]`.
+"""The detached local runner: `python -m cloudlora.jobs.local_backend.runner JOBDIR --lock FILE [--python PY | --managed]`.
 
 Started in its own session by local.py, so it outlives the WebUI. It waits for the one-GPU-job-at-a-time lock
 (status Queued, with runner/waiting naming the job ahead), runs the trainer entrypoint on the job folder, writes its
@@ -93,7 +93,7 @@ def _wait(child: subprocess.Popen, stop_asked, grace: float | None = None) -> tu
 
 def main(argv: list[str] | None = None) -> int:
     global _child
-    ap = argparse.ArgumentParser(prog="cloudlora.jobs.runner")
+    ap = argparse.ArgumentParser(prog="cloudlora.jobs.local_backend.runner")
     ap.add_argument("jobdir")
     ap.add_argument("--lock", required=True)
     ap.add_argument("--python", default="")
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 def _set_up_trainer(run: Path, log, say) -> str:
     """The managed trainer venv (jobs/trainer_env), with its progress in runner/preparing (JSON, for the status)
     and its duration in runner/setup.json (for "Where the time went"). The job's clock starts here."""
-    from cloudlora.jobs import trainer_env
+    from cloudlora.jobs.local_backend import trainer_env
 
     started = time.time()
     atomic.write_text(run / "started", str(started))

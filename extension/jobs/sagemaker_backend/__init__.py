@@ -1,0 +1,4 @@
+"""The SageMaker backend: sagemaker.py is what the lifecycle calls (create, describe, status_from, stop, logs, cost);
+sagemaker_request.py builds the CreateTrainingJob request; instances.py is the instance catalogue (GPU, memory,
+price) that the form and the estimate also read. It imports nothing of the local backend.
+"""
