@@ -43,7 +43,7 @@ def test_post_jobs_trains_in_the_managed_venv_and_the_lora_lands_in_models_lora(
 
 def _break_runner(host) -> tuple:
     """A broken install: the runner module of the clone fails to import (as the runner did before the bootstrap)."""
-    runner = host.extension / "extension" / "jobs" / "runner.py"
+    runner = host.extension / "extension" / "jobs" / "local_backend" / "runner.py"
     original = runner.read_text()
     future = "from __future__ import annotations\n"
     runner.write_text(original.replace(future, future + "import cloudlora_missing_module  # a broken install\n", 1))
