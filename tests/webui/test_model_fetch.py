@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 
 from cloudlora import api, host, settings
-from cloudlora.assets import hub_token, model_fetch, models
+from cloudlora.assets import hub_token, model_fetch, models, resumable_download
 from cloudlora.cli import main as cli
 from cloudlora.errors import UserError
 from cloudlora.store import open_store
@@ -174,7 +174,7 @@ def test_failures_are_explained_with_the_fix(hub_server, tmp_path, capsys):
 
 def test_a_full_disk_is_said_before_downloading(hub_server, tmp_path, monkeypatch):
     hub_server.add("org/base", {"a.safetensors": checkpoint_bytes(tmp_path)})
-    monkeypatch.setattr(model_fetch, "_free_space", lambda folder: 1000)
+    monkeypatch.setattr(resumable_download, "free_space", lambda folder: 1000)
     with pytest.raises(UserError, match="not enough disk space") as full:
         model_fetch.fetch_model(None, "org/base", dest_dir=tmp_path / "d", upload=False)
     assert "Free some space" in full.value.fix
