@@ -20,7 +20,7 @@ from . import guard
 log = logging.getLogger(__name__)
 
 PREFIX = "/cloudlora/v1"
-ROUTER_MODULES = ["system", "model_fetch", "models", "datasets", "config", "jobs"]
+ROUTER_MODULES = ["system", "model_fetch", "models", "datasets", "captions", "config", "jobs"]
 
 
 def parse_api_auth(api_auth: str | None) -> list[tuple[str, str]]:
