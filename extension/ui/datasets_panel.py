@@ -1,5 +1,5 @@
-"""The Datasets panel: source (folder, .zip, dropped images + trigger), Validate → report and gallery, captions,
-optional prepared copy, auto-caption (inside A1111 only), upload with progress, list, delete with confirmation.
+"""The Datasets panel: source (folder, .zip, dropped images + trigger), Validate → report and gallery, captions
+(edit, review and Caption: ui/captions_panel.py), optional prepared copy, auto-caption (inside A1111 only), upload with progress, list, delete with confirmation.
 
 Only components and wiring: the work is cloudlora.assets (dataset_check, dataset_import, dataset_prepare, datasets),
 the same functions as the CLI and REST; long work runs as a background task that the handlers poll.
@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..errors import UserError
-from . import store_list
+from . import captions_panel, store_list
 from .checkpoints_panel import cancel_task, error_html, esc, follow, open_store
 
 SOURCES = ["Folder on this machine", "Zip file", "Images + trigger word"]
@@ -274,6 +274,7 @@ def render() -> None:
             caption = gr.Textbox(label="Caption", lines=2, elem_id="cloudlora_ds_caption")
             save_button = gr.Button("Save caption", elem_id="cloudlora_ds_save_caption")
         caption_status = gr.Markdown(elem_id="cloudlora_ds_caption_status")
+        review, review_outputs, caption_events = captions_panel.render(root)
         with gr.Row():
             family = gr.Radio(["sd15", "sdxl"], value=default_family, label="Prepare for",
                               elem_id="cloudlora_ds_family")
@@ -299,13 +300,19 @@ def render() -> None:
 
     source.change(show_source, source, [folder, zip_file, images_row])
     validate_button.click(validate, [source, folder, zip_file, images, trigger, repeats],
-                          [report, pictures, root, paths, name]).then(wrap_offer, root, [wrap_row, wrap_trigger])
+                          [report, pictures, root, paths, name]).then(wrap_offer, root, [wrap_row, wrap_trigger]) \
+        .then(review, root, review_outputs)
     wrap_button.click(wrap, [root, wrap_trigger, wrap_repeats], [work_status, root, wrap_row]) \
-        .then(revalidate, root, [report, pictures, paths])
+        .then(revalidate, root, [report, pictures, paths]).then(review, root, review_outputs)
     pictures.select(select_image, [paths, root], [image, caption, caption_status])
-    save_button.click(save_caption, [root, paths, image, caption], [caption_status, report, pictures])
+    save_button.click(save_caption, [root, paths, image, caption], [caption_status, report, pictures]) \
+        .then(review, root, review_outputs)
+    for event in caption_events:  # the gallery shows the captions: refreshed after every change
+        event.then(revalidate, root, [report, pictures, paths])
     prepare_button.click(prepare, [root, family], [work_status, root]).then(revalidate, root,
-                                                                            [report, pictures, paths])
-    caption_button.click(autocaption, root, work_status).then(revalidate, root, [report, pictures, paths])
+                                                                            [report, pictures, paths]) \
+        .then(review, root, review_outputs)
+    caption_button.click(autocaption, root, work_status).then(revalidate, root, [report, pictures, paths]) \
+        .then(review, root, review_outputs)
     upload_button.click(upload, [root, name], [progress, task_id]).then(relist, None, listed)
     cancel_button.click(cancel_task, task_id, progress)

@@ -109,3 +109,21 @@ def test_the_rest_routes_review_edit_and_remove_behind_auth(api_client, tmp_path
     assert bad.status_code == 400 and bad.json()["detail"]["fix"]
     names = [c["name"] for c in client.get("/cloudlora/v1/captioners").json()]
     assert names == ["wd14", "florence2"]
+
+
+def test_the_panel_reviews_removes_and_saves_edits_from_the_table(tmp_path):
+    from cloudlora.ui import captions_panel
+
+    root = tagged_dataset(tmp_path / "ds")
+    tags, picker, trigger, table, listed = captions_panel.review(str(root))
+    assert tags["value"]["data"][0] == ["1girl", 2] and "watermark" in picker["choices"]
+    assert "1 caption(s) without their trigger word" in trigger and "10_demo/b.png" in trigger
+    assert listed[1] == ["10_demo/b.png", "1girl,  watermark ,outdoors"]
+    assert "Removed 'watermark' from 2 caption(s)" in captions_panel.remove_tag(str(root), "watermark")
+    edited = [list(r) for r in captions_panel.review(str(root))[4]]
+    edited[1][1] = "demo, 1girl, outdoors"
+    out = captions_panel.save_table(str(root), captions_panel.review(str(root))[4], edited)
+    assert out == "✓ Saved 1 caption(s)." and "without their trigger" not in captions_panel.review(str(root))[2]
+    assert captions_panel.save_table(str(root), edited, edited) == "No caption changed."
+    forged = [["../../secret.png", "x"]]  # a row the server never listed is not written
+    assert captions_panel.save_table(str(root), forged, [["../../secret.png", "y"]]).startswith("✗")
