@@ -1,4 +1,5 @@
-"""`cloudlora dataset check|upload|list|show|rm`: Kohya datasets (the same functions as the Datasets panel)."""
+"""`cloudlora dataset check|upload|list|show|rm` (and `caption|tags`: cli/captions.py): Kohya datasets (the same
+functions as the Datasets panel)."""
 from __future__ import annotations
 
 import argparse
@@ -12,12 +13,13 @@ from ..assets.manifests import broken_text
 from ..assets.models import check_name
 from ..assets.transfer import Cancelled, format_bytes
 from ..errors import UserError
+from . import captions
 from .progress_bar import ProgressBar, open_store
 from .output import add_json_flag, confirm, print_json, print_record, print_table
 
 
 def register(sub) -> None:
-    p = sub.add_parser("dataset", help="Kohya datasets: check, upload, list, show, rm")
+    p = sub.add_parser("dataset", help="Kohya datasets: check, upload, list, show, rm, caption, tags")
     dsub = p.add_subparsers(dest="dataset_command", metavar="ACTION")
     check = dsub.add_parser("check", help="validate a dataset folder (or .zip); exit 1 when it has errors")
     check.add_argument("path", help="a folder holding N_trigger folders, one such folder, or a .zip")
@@ -47,6 +49,7 @@ def register(sub) -> None:
     rm.add_argument("--yes", "-y", action="store_true", help="do not ask")
     add_json_flag(rm)
     rm.set_defaults(func=run_rm)
+    captions.add_actions(dsub)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
