@@ -1,0 +1,81 @@
+"""Story: a folder of photos with no captions becomes a captioned dataset from the CLI.
+
+`cloudlora dataset wrap` lays the photos out, `cloudlora dataset caption NAME --with wd14` downloads the tagger once
+from a hub-like server on 127.0.0.1 (HF_ENDPOINT: a tiny ONNX graph with the tagger's real signature, built by the
+trainer side's captions/tiny.py) and runs the real trainer-side captioner in the trainer's interpreter, printing
+progress per image and the tag frequencies; `cloudlora dataset tags --remove` then reviews them. Nothing downloads
+from the internet.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cloudlora import bootstrap
+from tests.webui.test_assets_datasets import png
+
+
+@pytest.fixture(scope="module")
+def tiny_tagger(trainer_python, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("tiny-wd14")
+    code = ("import sys; from cloudlora_backend.trainer.captions.tiny import make_tiny_wd14; "
+            "make_tiny_wd14(sys.argv[1])")
+    subprocess.run(bootstrap.command(trainer_python, "-c", code, str(out)), check=True)
+    return {name: (out / name).read_bytes() for name in ("model.onnx", "selected_tags.csv")}
+
+
+def cli(*args, env, check=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "cloudlora", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def test_a_folder_of_photos_becomes_a_captioned_dataset_from_the_cli(tmp_path, hub_server, tiny_tagger,
+                                                                     trainer_python):
+    hub_server.add("SmilingWolf/wd-vit-tagger-v3", {**tiny_tagger, "README.md": b"# tagger"})
+    photos = tmp_path / "mychar"
+    png(photos / "red.png", color=(230, 10, 10))
+    png(photos / "blue.png", color=(10, 10, 230))
+    env = {**os.environ, "CLOUDLORA_TRAINER_PYTHON": trainer_python}
+
+    wrapped = cli("dataset", "wrap", str(photos), "--trigger", "mychar", env=env, check=False)
+    root = Path(wrapped.stdout.strip().splitlines()[-1].split("The dataset is ", 1)[1].split(" (a copy)")[0])
+    assert (root / "10_mychar" / "red.png").is_file() and not list(root.rglob("*.txt"))
+
+    first = cli("dataset", "caption", root.name, "--with", "wd14", "--exclude", "long hair", env=env)
+    assert "about" in first.stderr and "to download once" in first.stderr  # the size, before the first download
+    assert "[1/2" in first.stderr and "left]" in first.stderr and "[2/2" in first.stderr, first.stderr
+    assert "Captioned 2 image(s)" in first.stdout and "2 written" in first.stdout
+    red = (root / "10_mychar" / "red.txt").read_text(encoding="utf-8")
+    blue = (root / "10_mychar" / "blue.txt").read_text(encoding="utf-8")
+    assert red.startswith("mychar, ") and "red theme" in red and "blue theme" not in red
+    assert "blue theme" in blue and "long hair" not in blue and "general" not in blue  # excluded; no rating tags
+    assert "1girl (2)" in first.stdout and "mychar (2)" in first.stdout  # the frequencies, most frequent first
+    downloads = len(hub_server.file_requests())
+    assert downloads == 2  # model.onnx and selected_tags.csv; never the README
+
+    again = cli("dataset", "caption", str(root), "--with", "wd14", "--json", env=env)
+    summary = json.loads(again.stdout)
+    assert summary["written"] == 0 and summary["kept"] == 2  # mode keep: existing captions stay
+    assert len(hub_server.file_requests()) == downloads  # cached once: nothing downloaded again
+    assert "to download once" not in again.stderr
+
+    tags = cli("dataset", "tags", root.name, "--remove", "1girl", env=env)
+    assert "Removed '1girl' from 2 caption(s)." in tags.stdout
+    assert "1girl" not in (root / "10_mychar" / "red.txt").read_text(encoding="utf-8")
+    assert (root / "10_mychar" / "red.txt").read_text(encoding="utf-8").startswith("mychar, ")
+
+
+def test_a_bad_threshold_and_an_unknown_folder_are_explained(tmp_path):
+    env = dict(os.environ)
+    bad = cli("dataset", "caption", str(tmp_path), "--with", "wd14", "--threshold", "1.5", env=env, check=False)
+    assert bad.returncode == 1 and "between 0 and 1" in bad.stderr and "fix:" in bad.stderr
+    missing = cli("dataset", "tags", "no-such-dataset", env=env, check=False)
+    assert missing.returncode == 1 and "no dataset folder" in missing.stderr and "fix:" in missing.stderr
