@@ -89,6 +89,10 @@ def find_model(channel: Path, what: str = "model") -> Path:
         raise InputError(f"The {what} channel {channel} is missing: the job has no base model.")
     if (channel / "model_index.json").is_file() or (channel / "unet").is_dir():
         return channel
+    # A diffusers folder one level down, also as a link (the local store links it; rglob does not follow links).
+    folders = sorted(p for p in channel.iterdir() if (p / "model_index.json").is_file())
+    if folders:
+        return folders[0]
     files = sorted(p for p in channel.rglob("*") if p.is_file() and p.suffix.lower() in MODEL_SUFFIXES)
     dirs = sorted(p.parent for p in channel.rglob("model_index.json"))
     if dirs:

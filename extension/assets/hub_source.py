@@ -200,6 +200,12 @@ def repo_files(source: Source, token: str = "") -> list[RemoteFile]:
     return out
 
 
+def root_checkpoints(files: list[RemoteFile]) -> list[RemoteFile]:
+    """The .safetensors files in the repo's root that may be a base model (not a VAE, LoRA, text encoder...)."""
+    return [f for f in files if "/" not in f.name and f.name.lower().endswith(".safetensors")
+            and not NOT_A_BASE.search(Path(f.name).stem)]
+
+
 def pick_file(source: Source, files: list[RemoteFile]) -> RemoteFile:
     """The file to fetch: the one named, else the repo's only single-file checkpoint in its root."""
     names = {f.name: f for f in files}
@@ -210,8 +216,7 @@ def pick_file(source: Source, files: list[RemoteFile]) -> RemoteFile:
         raise UserError(f"{source.repo} has no file '{source.file}' (revision {source.revision}).",
                         ("Its checkpoint files: " + ", ".join(choices[:12]) + ".") if choices else
                         f"See the files at {endpoint()}/{source.repo}/tree/{source.revision}.")
-    roots = [f for f in files if "/" not in f.name and f.name.lower().endswith(".safetensors")
-             and not NOT_A_BASE.search(Path(f.name).stem)]
+    roots = root_checkpoints(files)
     known = known_bases.for_file(source.repo, "")
     if known is not None and known.file in names:
         return names[known.file]

@@ -20,9 +20,11 @@ def register(msub) -> None:
         description="Downloads a checkpoint into the checkpoint folder (the WebUI's models/Stable-diffusion, or the "
         "data folder standalone), resumable and checked against the hub's sha256, then checks its family and "
         f"uploads it to the store. SOURCE: org/repo (with --file), an https URL, or one of: {keys} "
-        "(see `cloudlora model bases`).")
+        "(see `cloudlora model bases`). A diffusers folder repo (model_index.json, no single-file checkpoint) comes "
+        "whole, its pipeline's files only, into models/diffusers/<repo name>.")
     f.add_argument("source", help=f"org/repo, org/repo/FILE, an https URL, or {keys}")
-    f.add_argument("--file", help="the file in the repo (default: the repo's single-file checkpoint)")
+    f.add_argument("--file", help="the file in the repo (default: the repo's single-file checkpoint, else its "
+                   "diffusers folder)")
     f.add_argument("--revision", help="branch, tag or commit (default: main)")
     f.add_argument("--name", help="name in the store (default: the base's key, or the file name)")
     f.add_argument("--family", choices=models.FAMILIES, help="only when it cannot be read from the file")

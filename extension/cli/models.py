@@ -100,8 +100,15 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
+    from ..assets import model_folder
+
     bar = ProgressBar()
-    path = models.download_model(open_store(), args.name, args.dest, progress=bar)
+    store = open_store()
+    manifest = models.get_model(store, args.name)
+    if manifest.get("format") == "diffusers":  # a folder: every file under its prefix
+        path = model_folder.download_folder(store, manifest, args.dest, progress=bar)
+    else:
+        path = models.download_model(store, args.name, args.dest, progress=bar)
     bar.close()
     if args.json:
         print_json({"name": args.name, "path": str(path)})

@@ -1,0 +1,124 @@
+"""`model fetch org/repo` of a full diffusers folder repo (model_index.json at the top, no single-file checkpoint):
+the files a pipeline needs (no .bin/ONNX/Flax/fp16 duplicates, no root .ckpt), each resumable and checked against
+the hub's sha256, one progress over the total, into models/diffusers/<repo name>; then the family from its configs
+and the upload as one model. Against the hub-like server on 127.0.0.1 (never the internet)."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cloudlora import host
+from cloudlora.assets import model_fetch, models
+from tests.webui.conftest import TINY_CACHE
+from tests.webui.test_model_fetch import store
+
+import pytest
+
+REPO = "org/tiny-diffusers"
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15_folder(trainer_python, tiny_sd15) -> Path:
+    """The tiny SD 1.5 model saved as a diffusers folder (StableDiffusionPipeline.save_pretrained), built once."""
+    out = TINY_CACHE / "tiny-sd15-diffusers"
+    if not (out / "model_index.json").is_file():
+        code = ("import sys; from cloudlora_backend.trainer.model.load import build_pipeline, load_components; "
+                "build_pipeline(load_components(sys.argv[1])).save_pretrained(sys.argv[2])")
+        subprocess.run([trainer_python, "-c", code, str(tiny_sd15), str(out)], check=True, capture_output=True)
+    return out
+
+
+def hub_files(folder: Path) -> tuple[dict[str, bytes], set[str]]:
+    """The repo as the hub would hold it (the folder plus the duplicates real repos carry) and the names a fetch
+    must bring (the text encoder only as fp16: it comes, under the plain name)."""
+    files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    wanted = set(files)
+    te = files.pop("text_encoder/model.safetensors")
+    files["text_encoder/model.fp16.safetensors"] = te
+    files.update({
+        "unet/diffusion_pytorch_model.fp16.safetensors": b"half" * 1000,
+        "unet/diffusion_pytorch_model.bin": b"pickle" * 1000,
+        "vae/diffusion_pytorch_model.fp16.safetensors": b"half" * 500,
+        "text_encoder/flax_model.msgpack": b"flax" * 500,
+        "onnx/unet/model.onnx": b"onnx" * 500,
+        "v1-5-pruned.ckpt": b"ckpt" * 500,
+        "README.md": b"# tiny",
+    })
+    return files, wanted
+
+
+def test_a_diffusers_folder_repo_comes_whole_checked_and_is_uploaded_as_one_model(
+        hub_server, tiny_sd15_folder, tmp_path, monkeypatch):
+    files, wanted = hub_files(tiny_sd15_folder)
+    hub_server.add(REPO, files)
+    models_root = tmp_path / "webui" / "models"
+    monkeypatch.setattr(host, "_current", host.Host(name="a1111", checkpoint_dir=lambda: models_root /
+                                                    "Stable-diffusion"))
+    events = []
+    result = model_fetch.fetch_model(store(tmp_path), REPO, progress=events.append)
+    folder = models_root / "diffusers" / "tiny-diffusers"
+    assert Path(result["path"]) == folder and result["format"] == "diffusers"
+    assert result["family"] == "sd15" and result["sha256_checked"] and result["name"] == "tiny-diffusers"
+    got = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert got == wanted  # no duplicate, no leftover .part
+    assert (folder / "text_encoder/model.safetensors").read_bytes() == files["text_encoder/model.fp16.safetensors"]
+    asked = {e["path"].split("/resolve/main/", 1)[1] for e in hub_server.log if "/resolve/" in e["path"]}
+    assert asked == (wanted - {"text_encoder/model.safetensors"}) | {"text_encoder/model.fp16.safetensors"}
+    assert not (models_root / "Stable-diffusion").exists()  # never listed as checkpoints by the WebUI
+    # one progress over the whole folder
+    total = sum(len(files[n]) for n in asked if n != "model_index.json")
+    over = [e for e in events if e.files_total]  # the download's (the upload reports after it)
+    assert over[-1].total == total and over[-1].done == total and over[-1].files_done == len(asked) - 1
+    assert {e.total for e in over} == {total} and over[-1].phase == "downloaded"
+    dones = [e.done for e in over]
+    assert dones == sorted(dones)
+    # in the store: one model, the folder's files under its prefix, listed with its family
+    manifest = models.get_model(store(tmp_path), "tiny-diffusers")
+    assert manifest["format"] == "diffusers" and manifest["family"] == "sd15"
+    assert manifest["file"] == "models/tiny-diffusers/tiny-diffusers" and manifest["file_count"] == len(wanted)
+    keys = {o.key for o in store(tmp_path).list("models/tiny-diffusers/tiny-diffusers/")}
+    assert keys == {f"models/tiny-diffusers/tiny-diffusers/{n}" for n in wanted}
+    # again: nothing downloaded, the store already has it
+    hub_server.log.clear()
+    again = model_fetch.fetch_model(store(tmp_path), REPO)
+    assert again["already_downloaded"] and again["downloaded_bytes"] == 0 and again["deduplicated"]
+    assert not hub_server.file_requests()
+
+
+def test_a_killed_folder_download_resumes_with_only_the_missing_bytes(hub_server, tiny_sd15_folder, tmp_path):
+    files, wanted = hub_files(tiny_sd15_folder)
+    hub_server.add(REPO, files)
+    hub_server.delay = 0.02  # ~3 MiB/s: the kill comes part-way through the folder
+    dest = tmp_path / "dl"
+    cmd = [sys.executable, "-m", "cloudlora", "model", "fetch", REPO, "--dest", str(dest), "--no-upload", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done_files = [p for p in dest.rglob("*.safetensors")] if dest.exists() else []
+        parts = list(dest.rglob(".cloudlora-fetch-*.part")) if dest.exists() else []
+        if done_files and parts and parts[0].stat().st_size > 1 << 20:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    folder = dest / "tiny-diffusers"
+    have = sum(p.stat().st_size for p in folder.rglob("*")  # finished files and the cut .part, not its .json
+               if p.is_file() and not (p.name.startswith(".cloudlora-fetch-") and p.suffix == ".json"))
+    total = sum(len(files[n]) for n in wanted if n in files) + len(files["text_encoder/model.fp16.safetensors"])
+    assert 0 < have < total
+    hub_server.log.clear()
+    hub_server.delay = 0
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["format"] == "diffusers" and out["sha256_checked"] and out["family"] == "sd15"
+    sent = sum(e["sent"] for e in hub_server.file_requests())
+    assert sent == total - have and out["downloaded_bytes"] == total - have and out["resumed_from"] == have
+    assert any(e["status"] == 206 for e in hub_server.file_requests())  # the cut file resumed with Range
+    for name in wanted:
+        remote = files.get(name, files.get("text_encoder/model.fp16.safetensors"))
+        assert (folder / name).read_bytes() == remote, name
