@@ -79,3 +79,44 @@ def test_a_bad_threshold_and_an_unknown_folder_are_explained(tmp_path):
     assert bad.returncode == 1 and "between 0 and 1" in bad.stderr and "fix:" in bad.stderr
     missing = cli("dataset", "tags", "no-such-dataset", env=env, check=False)
     assert missing.returncode == 1 and "no dataset folder" in missing.stderr and "fix:" in missing.stderr
+
+
+def test_the_tab_and_rest_caption_in_the_background_and_explain_a_failure(tmp_path, hub_server, tiny_tagger,
+                                                                          trainer_python, monkeypatch, api_client):
+    from fastapi import FastAPI
+
+    from cloudlora import api
+    from cloudlora.assets import captioning
+    from cloudlora.assets.progress import Progress
+    from cloudlora.ui import captions_panel
+    from tests.webui.test_assets_api import wait_task
+
+    root = tmp_path / "ds"
+    png(root / "10_mychar" / "red.png", color=(230, 10, 10))
+    png(root / "10_mychar" / "blue.png", color=(10, 10, 230))
+    monkeypatch.setenv("CLOUDLORA_TRAINER_PYTHON", trainer_python)
+
+    missing = list(captions_panel.caption(str(root), "Tags (WD14)", "keep", 0.35, "", "short"))[-1][0]
+    assert "cloudlora-error" in missing and "Fix:" in missing and "SmilingWolf/wd-vit-tagger-v3" in missing
+    assert "to download once" in captions_panel.size_note("Tags (WD14)")
+
+    hub_server.add("SmilingWolf/wd-vit-tagger-v3", tiny_tagger)
+    html, task_id = list(captions_panel.caption(str(root), "Tags (WD14)", "keep", 0.35, "", "short"))[-1]
+    assert "Captioned 2 image(s): 2 caption(s) written" in html and "1girl (2)" in html and task_id
+    assert "downloaded already" in captions_panel.size_note("Tags (WD14)")
+    assert captions_panel.review(str(root))[4][0][1].startswith("mychar, ")  # the review sees the new captions
+    assert captioning.progress_text(Progress("captioning", 3, 10, eta=12.0, item="10_x/a.png")) == \
+        "captioning 3/10 images · 0:12 left · 10_x/a.png"
+
+    app = FastAPI()
+    api.mount(app, None)
+    client = api_client(app)
+    r = client.post("/cloudlora/v1/datasets/caption", json={"path": str(root), "with": "wd14", "mode": "replace",
+                                                            "threshold": 0.8})
+    assert r.status_code == 200, r.text
+    done = wait_task(client, f"/cloudlora/v1/datasets/tasks/{r.json()['task_id']}", timeout=120)
+    assert done["status"] == "done" and done["result"]["written"] == 2, done
+    assert done["progress"]["phase"] == "captioning" and done["progress"]["done"] == 2
+    assert "long hair" not in (root / "10_mychar" / "red.txt").read_text(encoding="utf-8")  # 0.70 < 0.8
+    bad = client.post("/cloudlora/v1/datasets/caption", json={"path": str(root), "with": "blip"})
+    assert bad.status_code == 400 and "wd14" in bad.json()["detail"]["fix"]
