@@ -36,7 +36,9 @@ class ObjectStore(Protocol):
 
     def get_bytes(self, key: str) -> bytes: ...
 
-    def download(self, key: str, dest: Path, *, progress: ProgressFn | None = None) -> None: ...
+    def download(self, key: str, dest: Path, *, progress: ProgressFn | None = None) -> None:
+        """The object at `key` into the file `dest`. S3: a key naming a folder of objects (a diffusers model,
+        models/<name>/<folder>) brings each into dest/<relative path>; the local store links folders instead."""
 
     def head(self, key: str) -> ObjectInfo | None: ...
 

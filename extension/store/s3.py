@@ -174,7 +174,17 @@ class S3Store:
 
         info = self.head(key)
         if info is None:
-            raise FileNotFoundError(f"not in the store: {key}")
+            # A folder of objects (a diffusers model: models/<name>/<folder>): each into dest/<its relative path>.
+            prefix = key.rstrip("/") + "/"
+            inside = [o for o in self.list(prefix) if not o.key.endswith("/")]
+            if not inside:
+                raise FileNotFoundError(f"not in the store: {key}")
+            total, before = sum(o.size for o in inside), 0
+            for o in inside:
+                self.download(o.key, Path(dest) / o.key[len(prefix):],
+                              progress=(lambda d, t, b=before: progress(b + d, total)) if progress else None)
+                before += o.size
+            return
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         done = [0]

@@ -122,3 +122,34 @@ def test_a_killed_folder_download_resumes_with_only_the_missing_bytes(hub_server
     for name in wanted:
         remote = files.get(name, files.get("text_encoder/model.fp16.safetensors"))
         assert (folder / name).read_bytes() == remote, name
+
+
+def small_folder(root: Path) -> Path:
+    """A diffusers-shaped SD 1.5 folder of small files (the family comes from the configs alone)."""
+    files = {"model_index.json": json.dumps({"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "U"]}),
+             "unet/config.json": json.dumps({"cross_attention_dim": 768}),
+             "unet/diffusion_pytorch_model.safetensors": "w" * 3000, "vae/config.json": "{}"}
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def test_a_folder_model_in_an_s3_store_comes_back_whole_for_a_local_job_and_model_download(s3_store, tmp_path):
+    from cloudlora.assets import model_folder
+    from cloudlora.cli import main as cli
+
+    folder = small_folder(tmp_path / "my-model")
+    up = model_folder.upload_folder(s3_store, folder)
+    assert up["format"] == "diffusers" and up["family"] == "sd15" and up["file"] == "models/my-model/my-model"
+    # what the local backend does with the model key of an S3 store: download it into the job's model channel
+    seen = []
+    s3_store.download(up["file"], tmp_path / "job" / "my-model", progress=lambda d, t: seen.append((d, t)))
+    for p in folder.rglob("*"):
+        if p.is_file():
+            assert (tmp_path / "job" / "my-model" / p.relative_to(folder)).read_bytes() == p.read_bytes()
+    assert seen[-1][0] == seen[-1][1] == up["size"]
+    assert model_folder.upload_folder(s3_store, folder)["deduplicated"]
+    # `cloudlora model download NAME DIR` brings the folder
+    assert cli(["model", "download", "my-model", str(tmp_path / "back")]) == 0
+    assert (tmp_path / "back" / "my-model" / "unet" / "config.json").is_file()
