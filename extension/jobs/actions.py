@@ -9,9 +9,8 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..settings import data_dir, Settings
-from .local_backend import local
 from .results import outputs
-from . import records, status as status_mod
+from . import backends, records
 from .job_store import (final_pulled, get_record, hyperparameters, model_or_empty, open_job_store, part_keys,
                         resolve_settings)
 from .records import TERMINAL, JobRecord
@@ -24,12 +23,7 @@ def stop_job(job_id: str, settings: Settings | None = None) -> dict:
     rec = refresh(get_record(store, job_id), settings, store)
     if rec.status in TERMINAL:
         return {**summary(rec), "message": f"The job is already {rec.status}."}
-    if rec.spec.backend == "local":
-        message = local.stop(Path(rec.local_dir))
-    else:
-        from .sagemaker_backend import sagemaker
-
-        message = sagemaker.stop(settings, rec.sagemaker_name or rec.id)
+    message = backends.of(rec.spec.backend).stop(rec, settings)
     rec = refresh(rec, settings, store)
     return {**summary(rec), "message": message}
 
@@ -52,43 +46,13 @@ def resume_job(job_id: str, settings: Settings | None = None) -> dict:
                             + (": the SageMaker Kohya sample container does not read checkpoints."
                                if rec.spec.container == "kohya-sample" else f": its folder {rec.local_dir} is gone."),
                             "Create the job again.")
-        if rec.spec.backend == "local":
-            jobdir = Path(rec.local_dir)
-
-            def inputs() -> None:
-                from .continue_from import staged_local
-
-                model = model_or_empty(store, rec.spec.model)
-                local.prepare(jobdir, store, model_key=rec.model_file, dataset_name=rec.spec.dataset,
-                              config_text=rec.spec.config,
-                              hyperparameters=hyperparameters(rec.spec, rec.id, model, staged_local(jobdir)),
-                              part_keys=part_keys(model))
-
-            if rec.started:  # the runs so far, so that elapsed goes on after the resume (status.summary)
-                rec.earlier_training_s += round(max(0.0, (rec.ended or time.time()) - rec.started))
-            message = local.resume(jobdir, settings, prepare_inputs=inputs)
-        else:
-            from .sagemaker_backend import sagemaker
-
-            from .continue_from import staged_s3
-
-            attempt = rec.resumes + 1
+        def inputs(network_weights: str) -> backends.Inputs:  # asked only when the backend lays the inputs out
             model = model_or_empty(store, rec.spec.model)
-            network = staged_s3(store, rec.id)  # the LoRA it continues from, if any: the same channel again
-            name = sagemaker.resume(settings, rec.spec, attempt=attempt, model_key=rec.model_file, store=store,
-                                    part_keys=part_keys(model), network_key=network,
-                                    hyperparameters=hyperparameters(rec.spec, rec.id, model,
-                                                                     network.rsplit("/", 1)[-1] if network else ""))
-            rec.earlier_billable_s += rec.billable_s
-            rec.earlier_training_s += rec.training_s
-            rec.billable_s = rec.training_s = 0
-            rec.sagemaker_name = name
-            prefix = sagemaker.checkpoint_prefix(rec.id)
-            has_checkpoint = any(True for _ in store.list(prefix))
-            message = (f"resumed as SageMaker job {name}: it continues from the checkpoint in "
-                       f"{store.uri(prefix)}" if has_checkpoint
-                       else f"resumed as SageMaker job {name}: no checkpoint was saved, so it starts from step 0")
-            status_mod.log_cache.pop(rec.id, None)
+            return backends.Inputs(model_key=rec.model_file, dataset=rec.spec.dataset, config=rec.spec.config,
+                                   hyperparameters=hyperparameters(rec.spec, rec.id, model, network_weights),
+                                   part_keys=part_keys(model))
+
+        message = backends.of(rec.spec.backend).resume(rec, settings, store, inputs)
         rec.resumes += 1
         rec.status, rec.secondary_status, rec.failure, rec.ended = "Starting", "Resuming", "", 0.0
         records.save(store, rec)
@@ -105,12 +69,10 @@ def delete_record(job_id: str, settings: Settings | None = None) -> dict:
         raise UserError(f"The job '{job_id}' is still {rec.status}.", "Stop it first, then delete its record.")
     n = records.delete(store, job_id)
     _forget_token(store, rec)
-    if rec.spec.backend == "local":
-        local.delete(Path(rec.local_dir))
+    backends.of(rec.spec.backend).delete(rec)
     import shutil
 
     shutil.rmtree(data_dir() / "jobs" / job_id, ignore_errors=True)
-    status_mod.log_cache.pop(job_id, None)
     return {"id": job_id, "deleted": True, "objects": n}
 
 

@@ -19,8 +19,8 @@ from ..errors import UserError
 from ..settings import Settings
 from ..store.base import AlreadyExists
 from .results import estimate as estimate_mod, best_epoch, events, failures, outputs, phases, progress
-from . import status as status_mod, job_store, records
-from .local_backend import local, local_status
+from . import backends, status as status_mod, job_store, records
+from .local_backend import local_status
 from .actions import delete_record, job_outputs, pull_job, resume_job, stop_job  # noqa: F401  (the lifecycle's face)
 from .follow import follow_logs  # noqa: F401  (the lifecycle's face)
 from .job_store import final_pulled, get_record, model_or_empty, open_job_store, resolve_settings  # noqa: F401
@@ -124,37 +124,20 @@ def _submit(spec: JobSpec, settings: Settings, store, job_id: str, say: Callable
     rec = JobRecord(spec=spec, status="Created", total_steps=est.steps, model_file=model_key,
                     triggers=list(dataset.get("triggers") or []),
                     images_per_epoch=_images_per_epoch(dataset))
-    hyperparameters = job_store.hyperparameters(spec, job_id, model, weights.name if weights is not None else "")
-    if spec.backend == "local":
-        jobdir = local.job_dir(store, job_id)
-        rec.local_dir = str(jobdir)
-        records.save(store, rec)
-        say("Preparing the job folder")
-        try:
-            local.prepare(jobdir, store, model_key=model_key, dataset_name=spec.dataset, config_text=spec.config,
-                          hyperparameters=hyperparameters, part_keys=part_keys)
-            if weights is not None:
-                continue_from.stage_local(jobdir, weights)
-            local.start(jobdir, settings)
-        except BaseException:
-            records.delete(store, job_id)
-            local.delete(jobdir)
-            raise
-        rec.status = "Starting"
-    else:
-        from .sagemaker_backend import sagemaker
-
-        rec.sagemaker_name = job_id
-        records.save(store, rec)  # first: a job SageMaker runs always has its record
-        say("Submitting to SageMaker")
-        try:
-            network = continue_from.stage_s3(store, job_id, weights) if weights is not None else ""
-            sagemaker.create(settings, spec, model_key=model_key, dataset_name=spec.dataset, store=store,
-                             part_keys=part_keys, hyperparameters=hyperparameters, network_key=network)
-        except BaseException:
-            records.delete(store, job_id)  # refused: nothing was started, so nothing is kept
-            raise
-        rec.status = "Starting"
+    inputs = backends.Inputs(model_key=model_key, dataset=spec.dataset, config=spec.config,
+                             hyperparameters=job_store.hyperparameters(spec, job_id, model,
+                                                                       weights.name if weights is not None else ""),
+                             part_keys=part_keys, weights=weights)
+    backend = backends.of(spec.backend)
+    backend.place(rec, store)
+    records.save(store, rec)  # first: a job the backend runs always has its record
+    say("Preparing the job folder" if spec.backend == "local" else "Submitting to SageMaker")
+    try:
+        backend.submit(rec, inputs, settings, store)
+    except BaseException:
+        records.delete(store, job_id)  # refused or failed to start: nothing runs, so nothing is kept
+        raise
+    rec.status = "Starting"
     records.save(store, rec)
     say(f"Created {job_id}")
     return {**summary(rec), "created": True, "warnings": checked["warnings"], "estimate": est.as_dict()}
@@ -228,16 +211,10 @@ def get_job(job_id: str, settings: Settings | None = None, *, log_lines: int = 2
         _auto_pull(rec, settings, store)
         rec = records.load(store, job_id) or rec
     out = summary(rec)
-    if rec.spec.backend == "local":
-        jobdir = Path(rec.local_dir)
-        tail_text = local.read_tail(local.log_path(jobdir))
-        loss = events.loss_points(local.tensorboard_dir(jobdir))
-        samples = [str(p) for p in local.samples(jobdir)]
-    else:
-        tail_text = "\n".join(status_mod.log_cache.get(rec.id, ({}, []))[1])
-        loss = events.loss_points(outputs.sync_tensorboard(rec, settings, store))
-        art = outputs.artifacts_dir(rec)
-        samples = [str(p) for p in sorted(art.rglob("*.png"))] if art.exists() else []
+    live = backends.of(rec.spec.backend).live(rec, settings, store)
+    tail_text = live.log_text
+    loss = events.loss_points(live.tensorboard_dir)
+    samples = [str(p) for p in live.samples]
     # Each sample's epoch, step, prompt and seed (the trainer's samples/index.json), ordered by step.
     samples_info = outputs.sample_info([Path(p) for p in samples])
     samples = [i["path"] for i in samples_info]
@@ -270,9 +247,19 @@ def tensorboard_dir(job_id: str, settings: Settings | None = None) -> Path:
     settings = resolve_settings(settings)
     store = open_job_store(settings)
     rec = get_record(store, job_id)
-    if rec.spec.backend == "local":
-        return local.tensorboard_dir(Path(rec.local_dir))
-    return outputs.sync_tensorboard(rec, settings, store)
+    return backends.of(rec.spec.backend).live(rec, settings, store).tensorboard_dir
+
+
+def open_tensorboard(job_id: str, settings: Settings | None = None) -> str:
+    """Starts (or reuses) a TensorBoard on the job's events, served by the trainer venv's TensorBoard; its URL."""
+    from .local_backend import tensorboard_server, trainer_env
+
+    settings = resolve_settings(settings)
+    python, ready = trainer_env.resolve(settings)
+    if not ready:
+        raise UserError("The trainer environment (which has TensorBoard) is not set up yet.",
+                        "It is created with the first local job; or set CLOUDLORA_TRAINER_PYTHON.")
+    return tensorboard_server.start(job_id, tensorboard_dir(job_id, settings), python)
 
 
 def wait(job_id: str, settings: Settings | None = None, *, on_update: Callable[[dict], None] | None = None,

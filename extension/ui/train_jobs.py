@@ -250,10 +250,10 @@ def pull_job(job_id, picked=None):
 
 
 def open_tensorboard(job_id):
-    from ..jobs.local_backend import tensorboard_server
+    from ..jobs import service
 
     def go():
-        url = tensorboard_server.open_for_job(job_id, _settings())
+        url = service.open_tensorboard(job_id, _settings())
         return f"TensorBoard: [{url}]({url}) (on this machine only)"
     return _action(go, job_id)
 

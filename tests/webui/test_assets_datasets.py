@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cloudlora.assets import dataset_import, datasets
+from cloudlora.assets import dataset_import, datasets, zip_entries
 from cloudlora.assets.dataset_check import check_dataset
 from cloudlora.errors import UserError
 from cloudlora.store import LocalStore, open_store
@@ -216,10 +216,10 @@ def test_a_dangerous_zip_is_refused_and_nothing_is_extracted(tmp_path, entries, 
 def test_too_many_or_too_large_zip_entries_are_refused(tmp_path):
     z = zip_of(tmp_path / "many.zip", {f"10_x/{i}.txt": "x" for i in range(30)})
     with pytest.raises(UserError, match="30 entries"):
-        dataset_import.import_zip(z, dataset_import.ZipLimits(max_files=20))
+        dataset_import.import_zip(z, zip_entries.ZipLimits(max_files=20))
     z2 = zip_of(tmp_path / "big.zip", {"10_x/a.png": png_bytes(), "10_x/b.png": png_bytes((1, 2, 3))})
     with pytest.raises(UserError, match="more than 0 MiB"):
-        dataset_import.import_zip(z2, dataset_import.ZipLimits(max_total_bytes=1000))
+        dataset_import.import_zip(z2, zip_entries.ZipLimits(max_total_bytes=1000))
 
 
 def test_dropped_images_with_a_trigger_and_repeats_become_a_kohya_folder(tmp_path):

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from cloudlora.assets import dataset_import
+from cloudlora.assets import dataset_import, zip_entries
 from cloudlora.assets.dataset_check import check_dataset
 from cloudlora.errors import UserError
 from tests.webui.test_assets_datasets import png, png_bytes, zip_of
 
-SMALL = dataset_import.ZipLimits(ratio_floor_bytes=1 << 20)
+SMALL = zip_entries.ZipLimits(ratio_floor_bytes=1 << 20)
 
 
 def _nothing_left():
@@ -57,14 +57,14 @@ def test_entries_that_are_never_extracted_are_named_in_the_report(tmp_path):
 
 def test_the_entry_count_is_read_from_the_end_record_before_the_directory_is_parsed(tmp_path, monkeypatch):
     z = _zeros_zip(tmp_path / "many.zip", 0, {f"10_x/{i}.png": b"" for i in range(30)})
-    assert dataset_import.entry_count(z) == 30
+    assert zip_entries.entry_count(z) == 30
 
     def parse_nothing(*_a, **_k):
         raise AssertionError("the central directory was parsed")
 
     monkeypatch.setattr(zipfile, "ZipFile", parse_nothing)
     with pytest.raises(UserError) as err:
-        dataset_import.import_zip(z, dataset_import.ZipLimits(max_files=10))
+        dataset_import.import_zip(z, zip_entries.ZipLimits(max_files=10))
     assert "30 entries" in err.value.message
 
 
@@ -76,8 +76,8 @@ def test_the_zip64_entry_count_is_read_too(tmp_path, monkeypatch):
     assert raw[-22:-18] == b"PK\x05\x06" and raw[-42:-38] == b"PK\x06\x07"  # the ZIP64 locator precedes it
     raw[-22 + 8:-22 + 12] = b"\xff\xff\xff\xff"  # as a real ZIP64 archive says: "see the ZIP64 record"
     z.write_bytes(bytes(raw))
-    assert dataset_import.entry_count(z) == 12
-    assert dataset_import.entry_count(zip_of(z.with_name("plain.zip"), {"10_x/1.png": b""})) == 1
+    assert zip_entries.entry_count(z) == 12
+    assert zip_entries.entry_count(zip_of(z.with_name("plain.zip"), {"10_x/1.png": b""})) == 1
 
 
 def _lying(path: Path) -> Path:

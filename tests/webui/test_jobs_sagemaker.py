@@ -12,7 +12,8 @@ from botocore.stub import ANY, Stubber
 from botocore.validate import ParamValidator
 
 from cloudlora.errors import UserError
-from cloudlora.jobs import records, service, status
+from cloudlora.jobs import records, service
+from cloudlora.jobs.sagemaker_backend import backend as sagemaker_backend
 from cloudlora.jobs.sagemaker_backend import sagemaker
 from cloudlora.jobs.spec import JobSpec
 from cloudlora.store import LocalStore
@@ -149,7 +150,7 @@ def stubbed(tmp_path, monkeypatch, aws_env):
     from cloudlora import settings
 
     monkeypatch.setenv("CLOUDLORA_STORE", str(tmp_path / "store"))
-    monkeypatch.setattr(status, "log_cache", {})
+    monkeypatch.setattr(sagemaker_backend, "log_cache", {})
     s = settings.resolve()
     store = LocalStore(tmp_path / "store")
     spec = _spec(job_id="cl-demo-lora-0000000001", created="2026-01-01T00:00:00Z")

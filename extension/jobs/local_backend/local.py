@@ -29,7 +29,7 @@ from ...errors import UserError
 from ...settings import Settings, data_dir
 from . import trainer_env
 # Status lives in local_status.py; these names are used through this module too.
-from .local_status import (STEP_RE, failure_text, has_checkpoint, last_step,  # noqa: F401
+from .local_status import (has_checkpoint,  # noqa: F401
                            pid_alive, read_tail, status)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ... import processes
 
-STEP_RE = re.compile(r"step=(\d+)/(\d+)(?:\s+loss=([0-9.eE+-]+|nan|inf))?")
+from ..results.steps import last_step
 SIGTERM_STOP_RE = re.compile(r"stopped by SIGTERM at step (\d+)|stopped at step (\d+)")
 EXIT_STOPPED = 143  # the trainer's exit code after it checkpointed on SIGTERM
 
@@ -62,15 +62,6 @@ def read_tail(path: Path, max_bytes: int = 64 << 10) -> str:
             return f.read().decode("utf-8", "replace")
     except OSError:
         return ""
-
-
-def last_step(log_text: str) -> tuple[int, int, float | None]:
-    matches = list(STEP_RE.finditer(log_text))
-    if not matches:
-        return 0, 0, None
-    m = matches[-1]
-    loss = float(m.group(3)) if m.group(3) else None
-    return int(m.group(1)), int(m.group(2)), loss
 
 
 def pid_alive(run: Path, name: str) -> int | None:

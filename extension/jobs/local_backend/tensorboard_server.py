@@ -97,17 +97,3 @@ def stop_all() -> None:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             pass
-
-
-def open_for_job(job_id: str, settings=None) -> str:
-    """Starts (or reuses) the TensorBoard of a job; returns its URL."""
-    from ... import settings as settings_mod
-    from .. import service
-    from . import trainer_env
-
-    settings = settings or settings_mod.resolve()
-    python, ready = trainer_env.resolve(settings)
-    if not ready:
-        raise UserError("The trainer environment (which has TensorBoard) is not set up yet.",
-                        "It is created with the first local job; or set CLOUDLORA_TRAINER_PYTHON.")
-    return start(job_id, service.tensorboard_dir(job_id, settings), python)

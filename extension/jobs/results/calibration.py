@@ -98,14 +98,3 @@ def record_job(job_id: str, config_text: str, family: str, log_text: str) -> Spe
     except Exception as err:  # noqa: BLE001 - see the docstring
         log.info("cloudlora: calibration from job %s failed: %s", job_id, err)
         return None
-
-
-def record_local_job(rec) -> Speed | None:
-    """record_job for a local JobRecord that has just completed (its log is in its job folder)."""
-    from ..local_backend import local
-
-    try:
-        text = local.log_path(Path(rec.local_dir)).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    return record_job(rec.id, rec.spec.config, rec.spec.family, text)
