@@ -13,6 +13,13 @@ Inputs under ROOT (default /opt/ml; the local backend points it at a job folder)
     input/data/clip_l/ t5xxl/ ae/   FLUX.1's CLIP-L, T5-XXL and autoencoder files, when the model file holds only
                                     the transformer (flux1-dev.safetensors); an all-in-one file needs none
     input/data/network/   a Kohya LoRA to continue from (optional; network_weights names it when there are several)
+    input/data/captioner/ the captioner when the config says caption = "wd14" (model.onnx + selected_tags.csv) or
+                          "florence2" (a transformers Florence-2 folder); missing while caption is set: exit 1
+Auto-captioning (caption = "wd14" | "florence2", captions/stage.py): the first phase ("caption" in the phases
+summary) captions a working copy of the dataset, ROOT/work/dataset (the dataset channel is never written), by
+caption_mode (keep, the default | append | replace), the trigger word first; the run trains on that copy, and the
+caption files come back in model/captions/<path relative to the dataset root> with model/captions/captions.json
+({"captioner", "mode", "files", "written"}). A resumed run reuses the copy (ROOT/work/captioned.json).
 Outputs:
     model/<output_name>.safetensors (+ .json A1111 sidecar, .preview.png, samples/*.png, -NNNNNN epoch files)
     output/tensorboard/   TensorBoard events        output/failure    a plain-words reason when it fails
@@ -204,8 +211,10 @@ def input_errors() -> tuple:
     from .loop.optim import OptimizerError
     from .loop.sampling import PromptError
     from .network.lora import LoraFileError
+    from .captions.run import DatasetFolderError
+    from .captions.wd14 import CaptionerError
     return (InputError, ConfigError, DatasetError, ModelLoadError, OptimizerError, PromptError, FloatingPointError,
-            LoraFileError)
+            LoraFileError, CaptionerError, DatasetFolderError)
 
 
 def is_oom(err: BaseException) -> bool:
@@ -279,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.family == "flux":
             from .flux.train import FluxTrainer as Trainer
         trainer = Trainer(cfg, paths, stop_flag=stop, started=started)
+        if cfg.caption:  # the first phase: captions into a working copy, which the run then trains on
+            from .captions.stage import caption_stage
+            with trainer.clock.phase("caption"):
+                paths.dataset = caption_stage(root, cfg, paths.dataset)
         trainer.setup()
         result = trainer.run()
         print(f"done: {result.lora} ({result.steps} steps, final loss {result.final_loss:.4f})", flush=True)

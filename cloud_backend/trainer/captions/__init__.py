@@ -7,6 +7,7 @@ __main__.py is `python -m cloudlora_backend.trainer.captions` (the extension's l
 job's first phase (caption = "wd14" | "florence2" in the TOML, the captioner channel input/data/captioner/); tiny.py
 builds tiny test captioners.
 
-Below loop/: may import data/ (the dataset's layout) and nothing above it; loop/ and __main__ of the trainer call it.
+A stage between data/ and model/: may import config/ and data/, nothing after them (model/, network/, loop/);
+the trainer's __main__ calls stage.py.
 Importing this package imports neither torch nor onnxruntime (each captioner loads its own runtime when used).
 """

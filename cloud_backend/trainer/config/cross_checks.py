@@ -4,7 +4,7 @@ caching that cannot hold), plus the network_args rules (features.py) and FLUX.1'
 """
 from __future__ import annotations
 
-from . import features, flux_options
+from . import caption_options, features, flux_options
 
 
 def cross_checks(vals: dict, given: set, family: str | None, errors: list, warnings: list) -> None:
@@ -54,3 +54,4 @@ def cross_checks(vals: dict, given: set, family: str | None, errors: list, warni
     if family == "sdxl" and "clip_skip" in given and vals["clip_skip"] != 1:
         warnings.append("clip_skip is ignored for SDXL (it always uses the penultimate text-encoder layer)")
     flux_options.cross_checks(vals, given, family, errors, warnings)
+    caption_options.cross_checks(vals, given, family, errors, warnings)

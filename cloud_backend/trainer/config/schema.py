@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import caption_options as _caption_options
 from . import flux_options as _flux_options
 from .option import Option
 
@@ -256,6 +257,8 @@ OPTIONS: list[Option] = [
 
 # FLUX.1's own keys (flux_options.py); added here so every family reads one table.
 OPTIONS += _flux_options.OPTIONS
+# Auto-captioning's keys (caption_options.py), this trainer's own.
+OPTIONS += _caption_options.OPTIONS
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
 # Keys only Kohya's GUI (kohya_ss) writes into its own JSON/TOML; sd-scripts never reads them. A warning, not an error.

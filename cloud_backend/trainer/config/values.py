@@ -139,7 +139,8 @@ def normalise_value(o: Option, v) -> tuple[Any, str | None, str | None]:
         for c in o.choices:
             if v.lower() == str(c).lower():
                 return c, None, None
-        return v, f"{o.name} = {show(v)} is not supported; allowed: {', '.join(o.choices)}", None
+        allowed = ", ".join(f'"{c}"' if c == "" else c for c in o.choices)  # "" (off) shows as itself
+        return v, f"{o.name} = {show(v)} is not supported; allowed: {allowed}", None
     return v, None, None
 
 

@@ -1,4 +1,4 @@
-"""Where a run's time and memory go: wall time per phase (load, cache, setup, steps, samples, save), the peak GPU
+"""Where a run's time and memory go: wall time per phase (caption, load, cache, setup, steps, samples, save), the peak GPU
 memory and the peak host memory (RSS) in each, and the time to the first step; printed at the end of the log.
 
 The summary is two lines: one for people, and one machine-readable `phases={...}` JSON line that the Train tab
@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 # The order the summary lists them in; every phase a run enters is listed, known or not.
-ORDER = ("load", "class images", "cache", "setup", "steps", "validation", "samples", "save")
+ORDER = ("caption", "load", "class images", "cache", "setup", "steps", "validation", "samples", "save")
 PREFIX = "phases="
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
