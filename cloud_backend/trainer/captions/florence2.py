@@ -38,13 +38,13 @@ class Florence2Captioner:
     name = "florence2"
 
     def __init__(self, model_dir: Path, device: str = "auto", detail: str = "short"):
+        model_dir = Path(model_dir)
+        check_folder(model_dir)  # before the imports: a wrong folder is told in a moment
+        if detail not in TASKS:
+            raise CaptionerError(f"detail {detail!r} is not one of {', '.join(TASKS)}")
         import torch
         from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
-        model_dir = Path(model_dir)
-        check_folder(model_dir)
-        if detail not in TASKS:
-            raise CaptionerError(f"detail {detail!r} is not one of {', '.join(TASKS)}")
         if device == "cuda" and not torch.cuda.is_available():
             raise CaptionerError("--device cuda: torch sees no CUDA GPU here; use --device auto or cpu.")
         self.device = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
