@@ -90,10 +90,7 @@ _trainer_venv() {  # _trainer_venv DIR STAMP-INPUT REQUIREMENTS-FILE: torch 2.13
   # torch first and pinned: an unpinned torch would pull several GB of CUDA packages. Then the requirements with
   # torch held where it is (the lock never moves an installed torch).
   _pip "$v/bin/python" -m pip install -q "torch==2.13.0"
-  # onnx is test-only: tests/trainer/test_captions_*.py build a tiny WD14 tagger graph with it (onnxruntime, in the
-  # lock, only runs graphs).
-  _pip "$v/bin/python" -m pip install -q -r "$reqs" "torch==2.13.0" "pytest>=7.4,<9" "pytest-timeout>=2.3,<3" \
-    "onnx==1.23.2"
+  _pip "$v/bin/python" -m pip install -q -r "$reqs" "torch==2.13.0" "pytest>=7.4,<9" "pytest-timeout>=2.3,<3"
   # The project itself for the tests and `cloudlora` (boto3, platformdirs), with every locked package kept.
   _pip "$v/bin/python" -m pip install -q -c "$reqs" -c <(echo "torch==2.13.0") -e "$ROOT"
   _pip "$v/bin/python" -m pip check >/dev/null || { "$v/bin/python" -m pip check; return 1; }

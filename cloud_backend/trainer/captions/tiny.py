@@ -1,5 +1,5 @@
 """Tiny captioners for tests and smoke runs: a WD14-signature ONNX tagger and a random-weight Florence-2 folder,
-built offline in well under a second each (the ONNX graph needs the `onnx` package, a test-only dependency).
+built offline (the ONNX graph is written as protobuf bytes here: no `onnx` package needed, onnxruntime runs it).
 
 The tiny tagger's output is readable: each tag's probability is a fixed bias plus weights on the image's mean
 blue, green and red (0-1), so a test picks which tags an image gets by its colour.
@@ -25,37 +25,80 @@ TINY_TAGS = [
 SIZE = 448  # the v3 taggers' input side
 
 
+# --- a few ONNX protobuf messages, written by hand (wire format: field key varint, then varint or length + bytes),
+# so the tiny tagger needs no `onnx` package: onnxruntime alone runs it. Field numbers are onnx.proto3's.
+
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1  # int64 as protobuf writes it
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _int(field: int, n: int) -> bytes:
+    return _varint(field << 3) + _varint(n)
+
+
+def _bytes(field: int, data: bytes | str) -> bytes:
+    data = data.encode() if isinstance(data, str) else data
+    return _varint(field << 3 | 2) + _varint(len(data)) + data
+
+
+FLOAT, INT64 = 1, 7  # TensorProto.DataType
+
+
+def _tensor(name: str, array) -> bytes:
+    """TensorProto: dims 1, data_type 2, name 8, raw_data 9 (little-endian)."""
+    import numpy as np
+
+    array = np.ascontiguousarray(array)
+    kind = {np.dtype(np.float32): FLOAT, np.dtype(np.int64): INT64}[array.dtype]
+    return (b"".join(_int(1, d) for d in array.shape) + _int(2, kind) + _bytes(8, name)
+            + _bytes(9, array.astype(array.dtype.newbyteorder("<")).tobytes()))
+
+
+def _value_info(name: str, dims: list) -> bytes:
+    """ValueInfoProto name 1, type 2 = TypeProto.tensor_type 1 {elem_type 1, shape 2 {dim 1 {value 1 | param 2}}}."""
+    shape = b"".join(_bytes(1, _int(1, d) if isinstance(d, int) else _bytes(2, d)) for d in dims)
+    return _bytes(1, name) + _bytes(2, _bytes(1, _int(1, FLOAT) + _bytes(2, shape)))
+
+
+def _node(op: str, inputs: list[str], outputs: list[str], **ints: int) -> bytes:
+    """NodeProto input 1, output 2, op_type 4, attribute 5 {name 1, i 3, type 20 = INT (2)}."""
+    attrs = b"".join(_bytes(5, _bytes(1, k) + _int(3, v) + _int(20, 2)) for k, v in ints.items())
+    return (b"".join(_bytes(1, i) for i in inputs) + b"".join(_bytes(2, o) for o in outputs) + _bytes(4, op)
+            + attrs)
+
+
 def make_tiny_wd14(out: Path, tags=TINY_TAGS, size: int = SIZE) -> Path:
     """out/model.onnx (input "input" [batch, size, size, 3] float32 BGR; output "output" [batch, n] probabilities)
     and out/selected_tags.csv."""
     import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     weights = np.array([t[3] for t in tags], dtype=np.float32).T  # [3, n]
     bias = np.array([t[2] for t in tags], dtype=np.float32)
     nodes = [
-        helper.make_node("ReduceMean", ["input", "axes"], ["mean"], keepdims=0),  # [batch, 3]
-        helper.make_node("Div", ["mean", "scale"], ["unit"]),
-        helper.make_node("MatMul", ["unit", "weights"], ["logit"]),
-        helper.make_node("Add", ["logit", "bias"], ["raw"]),
-        helper.make_node("Clip", ["raw", "zero", "one"], ["output"]),
+        _node("ReduceMean", ["input", "axes"], ["mean"], keepdims=0),  # [batch, 3]: mean B, G, R
+        _node("Div", ["mean", "scale"], ["unit"]),
+        _node("MatMul", ["unit", "weights"], ["logit"]),
+        _node("Add", ["logit", "bias"], ["raw"]),
+        _node("Clip", ["raw", "zero", "one"], ["output"]),
     ]
-    inits = [numpy_helper.from_array(np.array([1, 2], dtype=np.int64), "axes"),
-             numpy_helper.from_array(np.array(255.0, dtype=np.float32), "scale"),
-             numpy_helper.from_array(weights, "weights"), numpy_helper.from_array(bias, "bias"),
-             numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
-             numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one")]
-    graph = helper.make_graph(
-        nodes, "tiny_wd14",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", size, size, 3])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", len(tags)])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 8  # readable by every onnxruntime the lock allows
-    onnx.checker.check_model(model)
-    onnx.save(model, out / "model.onnx")
+    inits = [_tensor("axes", np.array([1, 2], dtype=np.int64)), _tensor("scale", np.array(255.0, dtype=np.float32)),
+             _tensor("weights", weights), _tensor("bias", bias), _tensor("zero", np.array(0.0, dtype=np.float32)),
+             _tensor("one", np.array(1.0, dtype=np.float32))]
+    # GraphProto: node 1, name 2, initializer 5, input 11, output 12.
+    graph = (b"".join(_bytes(1, n) for n in nodes) + _bytes(2, "tiny_wd14") + b"".join(_bytes(5, i) for i in inits)
+             + _bytes(11, _value_info("input", ["batch", size, size, 3]))
+             + _bytes(12, _value_info("output", ["batch", len(tags)])))
+    # ModelProto: ir_version 1 (8: every onnxruntime the lock allows reads it), graph 7, opset_import 8 {version 2}.
+    model = _int(1, 8) + _bytes(7, graph) + _bytes(8, _bytes(1, "") + _int(2, 18))
+    (out / "model.onnx").write_bytes(model)
     with open(out / "selected_tags.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["tag_id", "name", "category", "count"])
