@@ -23,7 +23,7 @@ from ..settings import data_dir
 from .progress import ProgressCallback, format_bytes
 
 COMPLETE = ".cloudlora-complete"
-WANTED_SUFFIXES = (".json", ".safetensors", ".txt", ".model", ".onnx", ".csv")  # not README.md, .gitattributes, .bin
+WANTED_SUFFIXES = (".json", ".safetensors", ".txt", ".model", ".onnx", ".csv", ".jinja")  # not README.md, .gitattributes, .bin
 
 
 @dataclass(frozen=True)

@@ -120,3 +120,22 @@ def test_the_tab_and_rest_caption_in_the_background_and_explain_a_failure(tmp_pa
     assert "long hair" not in (root / "10_mychar" / "red.txt").read_text(encoding="utf-8")  # 0.70 < 0.8
     bad = client.post("/cloudlora/v1/datasets/caption", json={"path": str(root), "with": "blip"})
     assert bad.status_code == 400 and "wd14" in bad.json()["detail"]["fix"]
+
+
+def test_sentences_from_a_random_weight_florence2_fetched_from_the_hub(tmp_path, hub_server, trainer_python):
+    folder = tmp_path / "tiny-florence2"
+    code = ("import sys; from cloudlora_backend.trainer.captions.tiny import make_tiny_florence2; "
+            "make_tiny_florence2(sys.argv[1])")
+    subprocess.run(bootstrap.command(trainer_python, "-c", code, str(folder)), check=True, capture_output=True)
+    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    hub_server.add("florence-community/Florence-2-base", {**files, "README.md": b"# card", ".gitattributes": b"*"})
+    root = tmp_path / "ds"
+    png(root / "5_pet" / "a.png")
+    (root / "5_pet" / "a.txt").write_text("pet, old caption", encoding="utf-8")
+    env = {**os.environ, "CLOUDLORA_TRAINER_PYTHON": trainer_python}
+    out = cli("dataset", "caption", str(root), "--with", "florence2", "--mode", "replace", "--json", env=env)
+    assert json.loads(out.stdout)["written"] == 1
+    caption = (root / "5_pet" / "a.txt").read_text(encoding="utf-8")
+    assert caption.startswith("pet") and "old caption" not in caption
+    cached = {p.name for p in (Path(os.environ["CLOUDLORA_DATA_DIR"]) / "captioners" / "florence2").iterdir()}
+    assert set(files) <= cached and "README.md" not in cached and ".gitattributes" not in cached
