@@ -84,7 +84,7 @@ def caption(body: CaptionRequest) -> dict:
         root = captions.dataset_folder(body.path)
         opts = captioning.CaptionOptions(body.captioner, body.mode, body.threshold, body.character_threshold,
                                          body.exclude, body.detail).check()
-        task = tasks.start(f"caption {root.name}", captioning.caption_dataset, root, opts)
+        task = tasks.start(f"caption {root.name}", captioning.caption_dataset, root, opts, setup=True)
     except UserError as err:
         raise http_error(err) from err
     return {"task_id": task.id}

@@ -106,11 +106,18 @@ def _failure(code: int, error: str, tail: list[str], python: str) -> UserError:
 
 def caption_dataset(root: Path | str, opts: CaptionOptions, *, python: str | None = None, setup: bool = False,
                     progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
-                    on_event: Callable[[dict], None] | None = None, log: Callable[[str], None] = lambda s: None,
+                    on_event: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None,
                     token: str = "") -> dict:
     """Captions the dataset folder `root` with `opts` and returns the captioner's summary
-    ({images, written, kept, seconds, tags: {tag: count}}, plus root and captioner). Raises UserError in words."""
+    ({images, written, kept, seconds, tags: {tag: count}}, plus root and captioner). Raises UserError in words.
+
+    `setup`: create the trainer venv first when it is not there (the tab and REST; the CLI asks for --setup).
+    `log`: the setup's and the download's lines; by default they go to `progress` (phase "preparing")."""
     opts.check()
+    if log is None:
+        def log(line: str) -> None:
+            if progress and line.strip():
+                progress(Progress("preparing", 0, 0, item=line.strip()[-90:]))
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UserError(f"{root} does not exist or is not a folder.", "Give the dataset folder.")
@@ -168,7 +175,9 @@ def progress_text(p: Progress | None) -> str:
 
     if p is None:
         return "starting…"
+    if p.phase == "preparing":
+        return f"preparing: {p.item}"
     if p.phase != "captioning":
-        return p.text()
+        return p.text() + (f" · {p.item}" if p.item else "")
     left = f" · {format_duration(p.eta)} left" if p.eta is not None else ""
     return f"captioning {p.done}/{p.total} images{left}" + (f" · {p.item}" if p.item else "")

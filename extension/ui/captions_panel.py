@@ -107,6 +107,12 @@ def save_table(root, listed, table):
     return f"✓ Saved {len(changed)} caption(s)."
 
 
+def captioner_fields(label):
+    """Threshold and exclude are the tagger's, sentence length Florence-2's: only the chosen captioner's show."""
+    tags = LABEL_TO_NAME.get(label, label) == "wd14"
+    return gr.update(visible=tags), gr.update(visible=tags), gr.update(visible=not tags)
+
+
 def size_note(label) -> str:
     from ..assets import captioners
 
@@ -123,23 +129,11 @@ def caption(root, label, mode, threshold, exclude, detail):
     try:
         opts = captioning.CaptionOptions(LABEL_TO_NAME.get(label, label), mode, float(threshold), 0.85,
                                          exclude or "", detail).check()
-        task = tasks.start("caption", run_caption, root, opts)
+        task = tasks.start("caption", captioning.caption_dataset, root, opts, setup=True)
     except UserError as err:
         yield error_html(err), ""
         return
     yield from follow_caption(task)
-
-
-def run_caption(root, opts, *, progress=None, cancel=None) -> dict:
-    """caption_dataset, with the trainer venv created on first use (its setup lines shown as progress)."""
-    from ..assets import captioning
-    from ..assets.progress import Progress
-
-    def log(line: str) -> None:
-        if progress and line.strip():
-            progress(Progress("preparing", 0, 0, item=line.strip()[-90:]))
-
-    return captioning.caption_dataset(root, opts, setup=True, progress=progress, cancel=cancel, log=log)
 
 
 def follow_caption(task):
@@ -208,7 +202,7 @@ def render(root):
                               elem_id="cloudlora_cap_threshold")
         exclude = gr.Textbox(label="Exclude tags (WD14, comma-separated)", elem_id="cloudlora_cap_exclude")
         detail = gr.Radio(list(captioning.DETAILS), value="short", label="Sentence length (Florence-2)",
-                          elem_id="cloudlora_cap_detail")
+                          visible=False, elem_id="cloudlora_cap_detail")
     with gr.Row():
         caption_button = gr.Button("Caption", variant="primary", elem_id="cloudlora_cap_run")
         note = gr.Markdown(value=lambda: size_note(CAPTIONER_CHOICES[0][0]), elem_id="cloudlora_cap_size")
@@ -222,6 +216,7 @@ def render(root):
     outputs = [tags, tag, trigger, table, listed]
     tags.select(pick_tag, tags, tag)
     captioner.change(size_note, captioner, note)
+    captioner.change(captioner_fields, captioner, [threshold, exclude, detail])
     removed = remove_button.click(remove_tag, [root, tag], review_status)
     saved = save_button.click(save_table, [root, listed, table], review_status)
     captioned = caption_button.click(caption, [root, captioner, mode, threshold, exclude, detail], [work, task_id])

@@ -127,3 +127,11 @@ def test_the_panel_reviews_removes_and_saves_edits_from_the_table(tmp_path):
     assert captions_panel.save_table(str(root), edited, edited) == "No caption changed."
     forged = [["../../secret.png", "x"]]  # a row the server never listed is not written
     assert captions_panel.save_table(str(root), forged, [["../../secret.png", "y"]]).startswith("✗")
+
+
+def test_only_the_chosen_captioners_settings_show():
+    from cloudlora.ui import captions_panel
+
+    threshold, exclude, detail = captions_panel.captioner_fields("Sentences (Florence-2)")
+    assert (threshold["visible"], exclude["visible"], detail["visible"]) == (False, False, True)
+    assert [u["visible"] for u in captions_panel.captioner_fields("Tags (WD14)")] == [True, True, False]
