@@ -1,6 +1,7 @@
 """Train Management's epoch comparison: an X/Y grid of the selected job's epoch files x LoRA weights, rendered by the
-WebUI's own txt2img, and "Use this epoch as the LoRA". Shown only inside A1111/Forge (there is no txt2img
-standalone). Thin handlers over cloudlora.jobs.results.epoch_grid and service.pull_job (also REST and `cloudlora pull`).
+WebUI's own txt2img inside A1111/Forge and by the trainer's own pipeline in the standalone app, and "Use this epoch
+as the LoRA". Thin handlers over cloudlora.jobs.results.epoch_grid and service.pull_job (also REST and
+`cloudlora pull`).
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def compare(job_id, weights):
 
 def _status_text(state: dict) -> str:
     if state["status"] == "running":
-        return f"⏳ Rendering with the WebUI's txt2img: {state['done']}/{state['total']} images…"
+        by = "the trainer's pipeline" if state.get("renderer") == "trainer" else "the WebUI's txt2img"
+        return f"⏳ Rendering with {by}: {state['done']}/{state['total']} images…"
     if state["status"] == "failed":
         return f"❌ {html.escape(state['message'])}"
     if state["status"] == "done":
@@ -95,9 +97,17 @@ def use_epoch(job_id, file):
 def render(selected, ticker) -> None:
     """The panel, under the job view; `selected` is the Job ID box, `ticker` the tab's refresh timer."""
     visible = epoch_grid.available()
-    with gr.Accordion("Compare epochs with the WebUI's txt2img", open=True, visible=visible):
-        gr.Markdown("Renders the job's sample prompts with the checkpoint loaded in the WebUI, one row per epoch "
-                    "file and one column per LoRA weight. What you see is what txt2img gives.")
+    if epoch_grid.renderer() == "webui":
+        title = "Compare epochs with the WebUI's txt2img"
+        about = ("Renders the job's sample prompts with the checkpoint loaded in the WebUI, one row per epoch file "
+                 "and one column per LoRA weight. What you see is what txt2img gives.")
+    else:
+        title = "Compare epochs"
+        about = ("Renders the job's sample prompts with the trainer's own pipeline and the job's base model (in the "
+                 "trainer environment, with each prompt's fixed seed), one row per epoch file and one column per "
+                 "LoRA weight.")
+    with gr.Accordion(title, open=True, visible=visible):
+        gr.Markdown(about)
         with gr.Row():
             weights = gr.Textbox(value="0.6, 0.8, 1.0", label="LoRA weights", elem_id="cloudlora_epoch_weights")
             compare_btn = gr.Button("Compare epochs", elem_id="cloudlora_compare_epochs")

@@ -16,6 +16,7 @@ from cloudlora.jobs import service
 from cloudlora.jobs.spec import JobSpec
 
 FAKE = Path(__file__).parent / "fake_webui"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -51,8 +52,8 @@ def _completed_job(job_env, fake_trainer, name="epochs_demo", config=None) -> di
     return info
 
 
-def _wait_grid(job_id) -> dict:
-    deadline = time.monotonic() + 60
+def _wait_grid(job_id, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
     while (state := epoch_grid.status(job_id))["status"] == "running":
         assert time.monotonic() < deadline, state
         time.sleep(0.1)
@@ -109,7 +110,7 @@ def test_compare_epochs_renders_each_epoch_at_each_weight_with_the_webuis_txt2im
     assert sorted(p.name for p in job_env.lora_dir.glob("*.safetensors")) == ["epochs_demo.safetensors"]
 
 
-def test_the_grid_is_refused_outside_the_webui_and_when_the_loaded_checkpoint_is_another_family(
+def test_the_grid_is_refused_in_a_webui_without_txt2img_and_when_the_loaded_checkpoint_is_another_family(
         job_env, fake_trainer, in_webui, monkeypatch):
     job = _completed_job(job_env, fake_trainer)
     monkeypatch.setattr(in_webui.shared.sd_model, "is_sdxl", True)
@@ -118,10 +119,10 @@ def test_the_grid_is_refused_outside_the_webui_and_when_the_loaded_checkpoint_is
     assert "SDXL checkpoint loaded" in err.value.message and "SD 1.5" in err.value.fix
     with pytest.raises(UserError, match="weights"):
         epoch_grid.parse_weights("0.5, lots")
-    host.install(host.Host())  # standalone
+    host.install(host.Host(name="a1111"))  # a WebUI that offers no txt2img to extensions
     with pytest.raises(UserError) as err:
         epoch_grid.start(job["id"])
-    assert "only inside A1111 or Forge" in err.value.message
+    assert "needs its txt2img" in err.value.message and "cloudlora ui" in err.value.fix
 
 
 def _panel_button_visible() -> bool:
@@ -140,9 +141,11 @@ def _parents(tab, block):
     return out
 
 
-def test_the_compare_button_shows_only_inside_the_webui(in_webui):
+def test_the_compare_button_shows_where_something_can_render_the_grid(in_webui):
     assert _panel_button_visible()
-    host.install(host.Host())
+    host.install(host.Host())  # the standalone app: the trainer renders
+    assert _panel_button_visible()
+    host.install(host.Host(name="a1111"))  # a WebUI without txt2img: nothing renders, no button
     assert not _panel_button_visible()
 
 
@@ -164,8 +167,8 @@ def test_the_chosen_epoch_becomes_the_lora_replacing_only_the_jobs_own_untouched
         service.pull_job(job["id"], as_lora=True)
 
 
-def test_rest_starts_the_grid_only_inside_the_webui_and_pulls_an_epoch_as_the_lora(job_env, fake_trainer,
-                                                                                      api_client):
+def test_rest_refuses_the_grid_where_nothing_renders_and_pulls_an_epoch_as_the_lora(job_env, fake_trainer,
+                                                                                      api_client, monkeypatch):
     from fastapi import FastAPI
 
     from cloudlora import api
@@ -174,8 +177,51 @@ def test_rest_starts_the_grid_only_inside_the_webui_and_pulls_an_epoch_as_the_lo
     app = FastAPI()
     api.mount(app, None)
     client = api_client(app)
+    monkeypatch.setattr(host, "_current", host.Host(name="a1111"))  # a WebUI that offers no txt2img
     r = client.post(f"/cloudlora/v1/jobs/{job['id']}/epoch-grid", json={"weights": [0.5, 1.0]})
-    assert r.status_code == 400 and "inside A1111 or Forge" in r.json()["detail"]["message"]
+    assert r.status_code == 400 and "needs its txt2img" in r.json()["detail"]["message"]
     assert client.get(f"/cloudlora/v1/jobs/{job['id']}/epoch-grid").json()["status"] == "idle"
     r = client.post(f"/cloudlora/v1/jobs/{job['id']}/pull", json={"file": "rest_epochs-000001", "as_lora": True})
     assert r.status_code == 200 and r.json()["name"] == "rest_epochs"
+
+
+def test_in_the_standalone_app_the_trainer_renders_the_epochs_at_each_weight_into_a_grid(
+        job_env, fake_trainer, trainer_python, tiny_sd15, monkeypatch):
+    """A finished local job on the tiny model (its epoch files: real LoRAs for it), Compare epochs in the standalone
+    app's panel: the trainer renders 2 epochs x 2 weights, the grid lands beside the LoRA."""
+    import subprocess
+
+    from PIL import Image
+
+    from cloudlora.jobs.job_store import get_record, open_job_store
+    from cloudlora.jobs.results import outputs
+    from cloudlora.ui import epochs_panel
+    from cloudlora_backend.trainer.config.train_config import set_keys
+
+    assert not host.current().in_webui
+    config = set_keys(service.default_config("sd15"), {"sample_prompts": "a cldemo portrait --w 64 --h 64 --s 2 --d 5"})
+    job = _completed_job(job_env, fake_trainer, "grid_demo", config=config)
+    rec = get_record(open_job_store(job_env.settings()), job["id"])
+    model_dir = outputs.model_dir(rec, job_env.settings())
+    code = ("import sys; from tests.trainer.epoch_grid_helpers import write_epoch_loras; "
+            "write_epoch_loras(sys.argv[1], sys.argv[2], 'grid_demo')")
+    subprocess.run([trainer_python, "-c", code, str(tiny_sd15), str(model_dir)], check=True, cwd=ROOT,
+                   capture_output=True)
+    monkeypatch.setenv("CLOUDLORA_TRAINER_PYTHON", trainer_python)  # the real trainer renders, not the fake one
+    started = epochs_panel.compare(job["id"], "0, 1.5")
+    assert "Rendering with the trainer's pipeline" in started, started
+    state = _wait_grid(job["id"], timeout=300)
+    assert state["status"] == "done" and state["renderer"] == "trainer", state
+    assert (state["done"], state["total"]) == (4, 4)
+    assert [e["label"] for e in state["epochs"]] == ["epoch 1", "final"]
+    grid = Path(state["grid"])
+    assert grid == job_env.lora_dir / "grid_demo.epochs.png"
+    with Image.open(grid) as im:
+        cells = im.convert("L")
+        left, top, title = 110, 24, 22  # compose's layout: 64 px cells, two columns (weights), two rows (epochs)
+        cell = lambda r, c: list(cells.crop((left + c * 64, title + top + r * 64, left + (c + 1) * 64,
+                                             title + top + (r + 1) * 64)).getdata())
+        assert cell(0, 0) == cell(1, 0)  # weight 0: the base model, whichever epoch
+        assert cell(0, 1) != cell(0, 0) and cell(1, 1) != cell(0, 1)  # the LoRA at 1.5 changes it, per epoch
+    panel = epochs_panel.refresh(job["id"], "")
+    assert panel[0].startswith("✅") and panel[1]["visible"]

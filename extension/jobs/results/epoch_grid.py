@@ -1,12 +1,13 @@
-"""Compare a finished job's epochs with the WebUI's own sampler: an X/Y grid of epoch files x LoRA weights on the
-job's sample prompts, rendered by the host's txt2img with the checkpoint the user has loaded.
+"""Compare a finished job's epochs: an X/Y grid of epoch files x LoRA weights on the job's sample prompts. Inside
+A1111/Forge it is rendered by the host's txt2img with the checkpoint the user has loaded; in the standalone app by
+the trainer's own pipeline with the job's base model, in the trainer environment (epoch_grid_trainer.py).
 
 What a user sees in the grid is what they will get in txt2img: the same sampler, VAE, precision and Lora extension
 (peer trainers render samples with their own pipeline, which often differs from the WebUI). Each epoch file is put
 into the Lora folder for the render under a unique name (`cloudlora_<job>_e<N>`, in `_cloudlora_epochs/`, with
 ss_output_name set to it so no alias can shadow another LoRA), used as `<lora:NAME:WEIGHT>`, and removed again.
 The grid goes beside the LoRA, `<lora name>.epochs.png` (not a preview name A1111 picks up), and shows in the
-Train tab. Only inside A1111/Forge (host.txt2img); elsewhere it is refused and the trainer's own samples stay.
+Train tab. A WebUI without host.txt2img refuses it (the trainer's own samples stay).
 
 One grid per job at a time, in a background thread (never the UI thread); `status(job_id)` is what the tab, REST
 and tests poll.
@@ -57,6 +58,7 @@ class GridState:
     grid: str = ""  # the grid PNG beside the LoRA
     epochs: list = field(default_factory=list)  # [{"label", "file"}] in grid order (rows)
     weights: list = field(default_factory=list)  # grid columns
+    renderer: str = ""  # "webui" (host txt2img) | "trainer" (the standalone app)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -67,8 +69,13 @@ _lock = threading.Lock()
 
 
 def available() -> bool:
+    """Inside a WebUI: with its txt2img. Standalone: always (the trainer renders)."""
     h = host.current()
-    return h.in_webui and h.txt2img is not None
+    return h.txt2img is not None or not h.in_webui
+
+
+def renderer() -> str:
+    return "webui" if host.current().in_webui else "trainer"
 
 
 def status(job_id: str, settings=None) -> dict:
@@ -147,8 +154,10 @@ def start(job_id: str, weights=DEFAULT_WEIGHTS, settings=None) -> dict:
     from ..job_store import get_record, open_job_store, resolve_settings
 
     if not available():
-        raise UserError("Comparing epochs uses the WebUI's own txt2img, so it runs only inside A1111 or Forge.",
-                        "Open the Train tab in the WebUI; outside it, the trainer's own samples are shown.")
+        raise UserError(f"Comparing epochs inside {host.current().name} needs its txt2img, which this WebUI does "
+                        "not offer to extensions.",
+                        "Use the standalone app (`cloudlora ui`), where the trainer renders the comparison; the "
+                        "trainer's own samples are in the job panel.")
     weights = parse_weights(weights)
     settings = resolve_settings(settings)
     store = open_job_store(settings)
@@ -179,13 +188,33 @@ def start(job_id: str, weights=DEFAULT_WEIGHTS, settings=None) -> dict:
         if state and state.status == "running":
             return state.as_dict()
         state = GridState(job_id, "running", 0, cells, "starting", "",
-                          [{"label": label, "file": p.name} for label, p in files], list(weights))
+                          [{"label": label, "file": p.name} for label, p in files], list(weights), renderer())
         _states[job_id] = state
     background.start(f"epoch-grid-{job_id}", _run, state, rec, files, weights, prompts, settings)
     return state.as_dict()
 
 
 def _run(state: GridState, rec, files, weights, prompts, settings) -> None:
+    from ...library import pull as lib
+
+    try:
+        if state.renderer == "trainer":
+            from . import epoch_grid_trainer
+
+            images = epoch_grid_trainer.render(state, rec, files, weights, prompts, settings)
+        else:
+            images = _render_txt2img(state, rec, files, weights, prompts, settings)
+        out = lib.lora_dir(settings) / f"{_pulled_stem(rec)}.epochs.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        compose([label for label, _ in files], weights, [p.prompt for p in prompts], images).save(out)
+        state.grid, state.status, state.message = str(out), "done", f"saved {out.name} beside the LoRA"
+    except Exception as err:  # the tab shows it; the background thread has no caller
+        log.exception("cloudlora: epoch grid of %s failed", rec.id)
+        state.status, state.message = "failed", (err.message if isinstance(err, UserError) else str(err))
+
+
+def _render_txt2img(state: GridState, rec, files, weights, prompts, settings) -> list:
+    """images[prompt][epoch][weight] from the WebUI's txt2img, each epoch file borrowed by the Lora folder."""
     from ...library import pull as lib
 
     lora_dir = lib.lora_dir(settings)
@@ -210,12 +239,7 @@ def _run(state: GridState, rec, files, weights, prompts, settings) -> None:
                     state.done += 1
                 rows.append(row)
             images.append(rows)
-        out = lora_dir / f"{_pulled_stem(rec)}.epochs.png"
-        compose([label for label, _ in files], weights, [p.prompt for p in prompts], images).save(out)
-        state.grid, state.status, state.message = str(out), "done", f"saved {out.name} beside the LoRA"
-    except Exception as err:  # the tab shows it; the background thread has no caller
-        log.exception("cloudlora: epoch grid of %s failed", rec.id)
-        state.status, state.message = "failed", (err.message if isinstance(err, UserError) else str(err))
+        return images
     finally:
         for name in names:  # the epoch files were only borrowed by the Lora folder
             try:
