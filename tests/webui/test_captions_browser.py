@@ -6,6 +6,7 @@ from __future__ import annotations
 from playwright.sync_api import expect
 
 from tests.webui.test_assets_datasets import png
+from tests.webui.test_captions_cli import tiny_tagger  # noqa: F401  (the tiny ONNX tagger, built once)
 
 
 def test_review_captions_remove_a_tag_everywhere_edit_one_and_see_the_trigger_warning(
@@ -54,3 +55,31 @@ def test_review_captions_remove_a_tag_everywhere_edit_one_and_see_the_trigger_wa
     expect(page.locator("#cloudlora_cap_size").first).to_contain_text("to download once")
     expect(table.get_by_text("New row")).to_be_hidden()  # no row that is no image
     screenshot(page, "captions-reviewed")
+
+
+def test_photos_without_captions_are_captioned_in_the_tab_and_reviewed(
+        ui_server, browser_page, screenshot, tmp_path, hub_server, tiny_tagger, trainer_python):
+    hub_server.add("SmilingWolf/wd-vit-tagger-v3", tiny_tagger)
+    root = tmp_path / "photos"
+    png(root / "10_mychar" / "red.png", color=(230, 10, 10))
+    png(root / "10_mychar" / "blue.png", color=(10, 10, 230))
+    base = ui_server(env={"CLOUDLORA_STORE": str(tmp_path / "store"), "CLOUDLORA_TRAINER_PYTHON": trainer_python})
+    page = browser_page
+    page.goto(base)
+    page.locator(".tab-nav button", has_text="Cloud Asset Management").first.click()
+    page.locator("#cloudlora_ds_folder textarea, #cloudlora_ds_folder input").first.fill(str(root))
+    page.locator("#cloudlora_ds_validate").first.click()
+    expect(page.locator("#cloudlora_cap_trigger").first).to_contain_text("2 image(s) without a caption",
+                                                                          timeout=60_000)
+    expect(page.locator("#cloudlora_cap_size").first).to_contain_text("to download once")  # the size, first
+
+    page.locator("#cloudlora_cap_run").first.click()
+    work = page.locator("#cloudlora_cap_work").first
+    expect(work).to_contain_text("Captioned 2 image(s): 2 caption(s) written", timeout=120_000)
+    expect(work).to_contain_text("1girl (2)")
+    expect(page.locator("#cloudlora_cap_tags").first).to_contain_text("red theme", timeout=30_000)
+    expect(page.locator("#cloudlora_ds_gallery").first).to_contain_text("mychar, hatsune miku, 1girl, red theme", timeout=30_000)
+    expect(page.locator("#cloudlora_cap_trigger").first).not_to_contain_text("without a caption")
+    expect(page.locator("#cloudlora_cap_size").first).to_contain_text("downloaded already")
+    assert (root / "10_mychar" / "red.txt").read_text(encoding="utf-8").startswith("mychar, ")
+    screenshot(page, "captions-captioned")
