@@ -39,12 +39,14 @@ def merge(components, kfile, weight: float) -> dict:
     unknown = sorted(n for n in kfile.modules if n not in names)
     if unknown:
         raise GridError(f"{kfile.path.name} has modules this {components.family} model does not have (e.g. "
-                        f"{unknown[0]}): it was trained on another base model.")
+                        f"{unknown[0]}): it was trained on another base model. Compare it on the base model it was "
+                        "trained on.")
     saved = {}
     with torch.no_grad():
         for name, parts in kfile.modules.items():
             if "dora_scale" in parts:
-                raise GridError(f"{kfile.path.name} is a DoRA LoRA, which this comparison cannot merge yet.",)
+                raise GridError(f"{kfile.path.name} is a DoRA LoRA, which this comparison cannot merge yet. Compare "
+                                "it inside A1111/Forge (their txt2img renders DoRA), or judge the job's own samples.")
             model_key, path = names[name]
             module = models[model_key].get_submodule(path)
             rank, alpha = kfile.rank_alpha(name)

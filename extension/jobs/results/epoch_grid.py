@@ -165,6 +165,9 @@ def start(job_id: str, weights=DEFAULT_WEIGHTS, settings=None) -> dict:
     if rec.status != "Completed":
         raise UserError(f"The job '{job_id}' is {rec.status}: its epochs can be compared once it is Completed.",
                         "Wait for it to complete.")
+    if renderer() == "trainer" and rec.spec.family not in ("sd15", "sdxl"):
+        raise UserError(f"The standalone app compares SD 1.5 and SDXL epochs; this job is {rec.spec.family}.",
+                        "Compare it inside Forge (its txt2img renders it), or judge the job's own samples.")
     from ...library.pull import lora_files
 
     files = epoch_files(lora_files(outputs.model_dir(rec, settings)), rec.spec.lora_name)
