@@ -105,7 +105,42 @@ def upload_dataset(store, path: Path | str, name: str | None = None,
     finally:
         claim.release()
     dataset_import.mark_uploaded(root)  # an import that reached the store is kept (clean_imports skips it)
+    remember_folder(name, root)
     return {**result, **_renamed(renamed_from, name)}
+
+
+def _folders_file() -> Path:
+    from ..settings import data_dir
+
+    return data_dir() / "dataset-folders.json"
+
+
+def remember_folder(name: str, root: Path) -> None:
+    """Notes on this machine (never in the store) which folder dataset `name` was uploaded from: a captioning job
+    brings its captions back there (jobs/job_captions.py)."""
+    from .. import private_files
+
+    path = _folders_file()
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+        known = known if isinstance(known, dict) else {}
+    except (OSError, ValueError):
+        known = {}
+    known[name] = os.path.realpath(root)
+    private_files.write_text(path, json.dumps(known, indent=1, sort_keys=True))
+
+
+def local_folder(store, name: str) -> Path | None:
+    """The folder on this machine that dataset `name`'s current version was uploaded from, or None."""
+    try:
+        known = json.loads(_folders_file().read_text(encoding="utf-8"))
+        folder = Path(known[name]) if isinstance(known, dict) and isinstance(known.get(name), str) else None
+    except (OSError, ValueError, KeyError):
+        return None
+    manifest = _manifest_or_none(store, name) or {}
+    if folder is None or not folder.is_dir() or manifest.get("source") != source_id(folder):
+        return None
+    return folder
 
 
 def source_id(root: Path) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..settings import data_dir, Settings
 from .results import outputs
-from . import backends, records
+from . import backends, job_captions, records
 from .job_store import (final_pulled, get_record, hyperparameters, model_or_empty, open_job_store, part_keys,
                         resolve_settings)
 from .records import TERMINAL, JobRecord
@@ -50,7 +50,7 @@ def resume_job(job_id: str, settings: Settings | None = None) -> dict:
             model = model_or_empty(store, rec.spec.model)
             return backends.Inputs(model_key=rec.model_file, dataset=rec.spec.dataset, config=rec.spec.config,
                                    hyperparameters=hyperparameters(rec.spec, rec.id, model, network_weights),
-                                   part_keys=part_keys(model))
+                                   part_keys=part_keys(model), captioner=job_captions.wanted(rec.spec.config))
 
         message = backends.of(rec.spec.backend).resume(rec, settings, store, inputs)
         rec.resumes += 1
@@ -106,7 +106,8 @@ def pull_job(job_id: str, settings: Settings | None = None, *, lora_dir: str | P
     with records.lock(f"pull-{job_id}"):
         rec = refresh(get_record(store, job_id), settings, store)
         if unless_pulled and final_pulled(rec):
-            return {"file": rec.pulled[-1].get("file", ""), "message": "already pulled", "renamed": False}
+            return _bring_captions(rec, settings, store, {"file": rec.pulled[-1].get("file", ""),
+                                                          "message": "already pulled", "renamed": False})
         if rec.status != "Completed" and not file:
             raise UserError(f"The job '{job_id}' is {rec.status}, not Completed: there is no final LoRA to pull.",
                             "Wait for it to complete; intermediate epoch files can be pulled by name (--file).")
@@ -125,4 +126,21 @@ def pull_job(job_id: str, settings: Settings | None = None, *, lora_dir: str | P
                 pass
         rec.pulled = [p for p in rec.pulled if p.get("file") != result.file] + [entry]
         records.save(store, rec)
-        return result.as_dict()
+        return _bring_captions(rec, settings, store, result.as_dict()) if final else result.as_dict()
+
+
+def _bring_captions(rec: JobRecord, settings: Settings, store, out: dict) -> dict:
+    """A captioning job's captions become the dataset's new version, once; a failure is said and tried again at the
+    next pull (the LoRA is pulled either way)."""
+    if rec.captions_applied or rec.status != "Completed" or not job_captions.wanted(rec.spec.config):
+        return out
+    try:
+        applied = job_captions.apply(rec, outputs.model_dir(rec, settings), settings, store)
+    except UserError as err:
+        return {**out, "message": f"{out['message']} The job's captions were not brought into the dataset yet: "
+                                  f"{err.message} {err.fix or ''}".strip()}
+    if applied is None:
+        return out
+    rec.captions_applied = applied["version"] or "yes"
+    records.save(store, rec)
+    return {**out, "captions": applied, "message": f"{out['message']} {job_captions.summary_text(applied)}"}

@@ -34,6 +34,7 @@ class Inputs:
     hyperparameters: dict[str, str]
     part_keys: dict[str, str] = field(default_factory=dict)  # FLUX.1's separate files {"clip_l"|"t5xxl"|"ae": key}
     weights: Path | None = None  # a new job's LoRA to continue from (staged by the backend)
+    captioner: str = ""  # caption = "wd14" | "florence2" in the TOML: its files go to the captioner channel
 
 
 # A resume's inputs depend on the LoRA it continues from, which each backend keeps in its own place: the backend

@@ -48,6 +48,7 @@ class JobRecord:
     resumes: int = 0  # how often it was resumed; SageMaker: sagemaker_name is then <id>-r<resumes>
     earlier_billable_s: int = 0  # SageMaker: the billable/training time of the runs before the last resume
     earlier_training_s: int = 0
+    captions_applied: str = ""  # a captioning job: the dataset version its captions made (jobs/job_captions.py)
 
     @property
     def id(self) -> str:

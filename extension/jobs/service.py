@@ -19,7 +19,7 @@ from ..errors import UserError
 from ..settings import Settings
 from ..store.base import AlreadyExists
 from .results import estimate as estimate_mod, best_epoch, events, failures, outputs, phases, progress
-from . import backends, status as status_mod, job_store, records
+from . import backends, job_captions, status as status_mod, job_store, records
 from .local_backend import local_status
 from .actions import delete_record, job_outputs, pull_job, resume_job, stop_job  # noqa: F401  (the lifecycle's face)
 from .follow import follow_logs  # noqa: F401  (the lifecycle's face)
@@ -124,10 +124,17 @@ def _submit(spec: JobSpec, settings: Settings, store, job_id: str, say: Callable
     rec = JobRecord(spec=spec, status="Created", total_steps=est.steps, model_file=model_key,
                     triggers=list(dataset.get("triggers") or []),
                     images_per_epoch=_images_per_epoch(dataset))
+    captioner = job_captions.wanted(spec.config)
+    if captioner and spec.container == "kohya-sample":
+        raise UserError(f'caption = "{captioner}" needs this project\'s trainer; the SageMaker Kohya sample container '
+                        "does not caption.", "Pick the cloudlora container, or caption the dataset first "
+                        "(`cloudlora dataset caption`).")
+    if captioner:
+        job_captions.prepare(captioner, say)  # downloaded once, its size said: before the job holds a GPU
     inputs = backends.Inputs(model_key=model_key, dataset=spec.dataset, config=spec.config,
                              hyperparameters=job_store.hyperparameters(spec, job_id, model,
                                                                        weights.name if weights is not None else ""),
-                             part_keys=part_keys, weights=weights)
+                             part_keys=part_keys, weights=weights, captioner=captioner)
     backend = backends.of(spec.backend)
     backend.place(rec, store)
     records.save(store, rec)  # first: a job the backend runs always has its record

@@ -32,8 +32,11 @@ def submit(rec: JobRecord, inputs: Inputs, settings: Settings, store) -> None:
 
 
 def _prepare(jobdir: Path, store, inputs: Inputs) -> None:
+    from .. import job_captions
+
     local.prepare(jobdir, store, model_key=inputs.model_key, dataset_name=inputs.dataset, config_text=inputs.config,
-                  hyperparameters=inputs.hyperparameters, part_keys=inputs.part_keys)
+                  hyperparameters=inputs.hyperparameters, part_keys=inputs.part_keys,
+                  captioner_dir=job_captions.prepare(inputs.captioner) if inputs.captioner else None)
 
 
 def refresh(rec: JobRecord, settings: Settings, *, with_logs: bool = False) -> None:

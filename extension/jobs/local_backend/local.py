@@ -116,10 +116,12 @@ def check_path_lengths(jobdir: Path, dataset: Path) -> None:
 
 
 def prepare(jobdir: Path, store, *, model_key: str, dataset_name: str, config_text: str,
-            hyperparameters: dict, progress=None, part_keys: dict[str, str] | None = None) -> None:
+            hyperparameters: dict, progress=None, part_keys: dict[str, str] | None = None,
+            captioner_dir: Path | None = None) -> None:
     """Lays out the job folder; links from a local store, downloads from an S3 store.
 
-    part_keys: FLUX.1's separate files {"clip_l" | "t5xxl" | "ae": store key}, each into input/data/<part>/."""
+    part_keys: FLUX.1's separate files {"clip_l" | "t5xxl" | "ae": store key}, each into input/data/<part>/.
+    captioner_dir: the captioner's folder on this machine (caption = ... in the TOML), as input/data/captioner/."""
     for sub in ("input/config", "input/data/model", "input/data/config", "model", "output", "checkpoints", "runner"):
         private_files.ensure_dir(jobdir / sub)
     hp = {k: str(v) for k, v in hyperparameters.items()}
@@ -130,6 +132,8 @@ def prepare(jobdir: Path, store, *, model_key: str, dataset_name: str, config_te
     files = {model_key: jobdir / "input/data/model" / model_key.rsplit("/", 1)[-1]}
     files.update({key: jobdir / "input/data" / part / key.rsplit("/", 1)[-1] for part, key in (part_keys or {}).items()})
     dataset_dest = jobdir / "input/data/dataset"
+    if captioner_dir is not None and not (jobdir / "input/data/captioner").exists():
+        _link_or_copy(Path(captioner_dir), jobdir / "input/data/captioner")
     if getattr(store, "kind", "") == "local":
         check_path_lengths(jobdir, Path(store.uri(f"datasets/{dataset_name}")))
         for key, dest in files.items():

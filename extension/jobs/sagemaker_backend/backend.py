@@ -23,7 +23,15 @@ def submit(rec: JobRecord, inputs: Inputs, settings: Settings, store) -> None:
 
     network = continue_from.stage_s3(store, rec.id, inputs.weights) if inputs.weights is not None else ""
     sagemaker.create(settings, rec.spec, model_key=inputs.model_key, dataset_name=inputs.dataset, store=store,
-                     part_keys=inputs.part_keys, hyperparameters=inputs.hyperparameters, network_key=network)
+                     part_keys=inputs.part_keys, hyperparameters=inputs.hyperparameters, network_key=network,
+                     captioner_key=_captioner(store, inputs))
+
+
+def _captioner(store, inputs: Inputs) -> str:
+    """The captioner channel's store prefix ("" for none), its files sent once."""
+    from .. import job_captions
+
+    return job_captions.upload(store, inputs.captioner) if inputs.captioner else ""
 
 
 def refresh(rec: JobRecord, settings: Settings, *, with_logs: bool = False) -> None:
@@ -64,7 +72,8 @@ def resume(rec: JobRecord, settings: Settings, store, inputs: InputsFor) -> str:
     network = staged_s3(store, rec.id)  # the LoRA it continues from, if any: the same channel again
     given = inputs(network.rsplit("/", 1)[-1] if network else "")
     name = sagemaker.resume(settings, rec.spec, attempt=rec.resumes + 1, model_key=given.model_key, store=store,
-                            part_keys=given.part_keys, network_key=network, hyperparameters=given.hyperparameters)
+                            part_keys=given.part_keys, network_key=network, hyperparameters=given.hyperparameters,
+                            captioner_key=_captioner(store, given))
     rec.earlier_billable_s += rec.billable_s
     rec.earlier_training_s += rec.training_s
     rec.billable_s = rec.training_s = 0

@@ -55,7 +55,7 @@ def _aws_errors(settings: Settings, what: str):
 
 def create(settings: Settings, spec: JobSpec, *, model_key: str, dataset_name: str, store,
            part_keys: dict[str, str] | None = None, hyperparameters: dict | None = None,
-           network_key: str = "") -> dict:
+           network_key: str = "", captioner_key: str = "") -> dict:
     """Uploads the config, validates and sends create_training_job; returns the request sent."""
     bucket = settings.bucket
     cfg_key = config_key(spec.job_id, spec)
@@ -65,7 +65,7 @@ def create(settings: Settings, spec: JobSpec, *, model_key: str, dataset_name: s
         _copy_dataset(settings, bucket, f"datasets/{dataset_name}/", f"jobs/{spec.job_id}/train/")
     request = build_request(spec, bucket=bucket, role_arn=settings.role_arn, model_key=model_key,
                             dataset_name=dataset_name, part_keys=part_keys, hyperparameters=hyperparameters,
-                            network_key=network_key)
+                            network_key=network_key, captioner_key=captioner_key)
     validate_request(request)
     store.put_bytes(cfg_key, text.encode("utf-8"))
     sm = _client(settings)
@@ -94,7 +94,7 @@ def resume_name(job_id: str, attempt: int) -> str:
 
 def resume(settings: Settings, spec: JobSpec, *, attempt: int, model_key: str, store,
            part_keys: dict[str, str] | None = None, hyperparameters: dict | None = None,
-           network_key: str = "") -> str:
+           network_key: str = "", captioner_key: str = "") -> str:
     """Starts a new SageMaker job that continues a stopped or failed one: the same inputs and config, and the old
     job's checkpoint prefix as its CheckpointConfig, which SageMaker copies to /opt/ml/checkpoints before the
     trainer starts (the trainer then continues from checkpoints/state.pt). Returns the new job's name."""
@@ -104,7 +104,7 @@ def resume(settings: Settings, spec: JobSpec, *, attempt: int, model_key: str, s
     name = resume_name(spec.job_id, attempt)
     request = build_request(spec, bucket=settings.bucket, role_arn=settings.role_arn, model_key=model_key,
                             dataset_name=spec.dataset, part_keys=part_keys, training_job_name=name,
-                            hyperparameters=hyperparameters, network_key=network_key)
+                            hyperparameters=hyperparameters, network_key=network_key, captioner_key=captioner_key)
     validate_request(request)
     store.put_bytes(config_key(spec.job_id, spec), spec.config.encode("utf-8"))  # the channel reads it again
     with _aws_errors(settings, f"resuming training job {spec.job_id} as {name}"):

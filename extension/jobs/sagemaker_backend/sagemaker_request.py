@@ -57,12 +57,13 @@ def kohya_sample_config(config_text: str, model_file: str) -> str:
 
 def build_request(spec: JobSpec, *, bucket: str, role_arn: str, model_key: str, dataset_name: str,
                   part_keys: dict[str, str] | None = None, training_job_name: str = "",
-                  hyperparameters: dict | None = None, network_key: str = "") -> dict:
+                  hyperparameters: dict | None = None, network_key: str = "", captioner_key: str = "") -> dict:
     """The create_training_job request (pure: no AWS calls). part_keys: FLUX.1's clip_l / t5xxl / ae files, each
     streamed as its own channel. `training_job_name` names a resumed run of the job: a new SageMaker job with the
     same config, outputs and checkpoint location (so it starts from the checkpoint). hyperparameters: extra string
     values for our trainer (model_sha256, network_weights); network_key: the LoRA to continue from, as the
-    `network` channel."""
+    `network` channel; captioner_key: the captioner's files (caption = ... in the TOML), as the `captioner`
+    channel."""
     extra_hp = {k: str(v) for k, v in (hyperparameters or {}).items()}
     job = spec.job_id
     base = f"jobs/{job}"
@@ -104,6 +105,12 @@ def build_request(spec: JobSpec, *, bucket: str, role_arn: str, model_key: str, 
             channels.append({"ChannelName": "network",
                              "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
                                                              "S3Uri": prefix_uri(bucket, network_key),
+                                                             "S3DataDistributionType": "FullyReplicated"}},
+                             "InputMode": "File"})
+        if captioner_key:
+            channels.append({"ChannelName": "captioner",
+                             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
+                                                             "S3Uri": prefix_uri(bucket, captioner_key),
                                                              "S3DataDistributionType": "FullyReplicated"}},
                              "InputMode": "File"})
     request = {
