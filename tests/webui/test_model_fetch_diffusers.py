@@ -153,3 +153,26 @@ def test_a_folder_model_in_an_s3_store_comes_back_whole_for_a_local_job_and_mode
     # `cloudlora model download NAME DIR` brings the folder
     assert cli(["model", "download", "my-model", str(tmp_path / "back")]) == 0
     assert (tmp_path / "back" / "my-model" / "unet" / "config.json").is_file()
+
+
+def test_a_diffusers_folder_model_trains_in_a_local_job(tmp_path, monkeypatch, tiny_sd15_folder, sample_dataset,
+                                                        trainer_python):
+    """What a fetched folder is for: the store links it into the job's model channel and the trainer loads it."""
+    import os
+
+    from cloudlora import settings
+    from cloudlora.assets import model_folder
+    from cloudlora.store import open_store
+    from tests.webui.test_jobs_end_to_end import FAST
+
+    monkeypatch.setenv("CLOUDLORA_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("CLOUDLORA_LORA_DIR", str(tmp_path / "Lora"))
+    monkeypatch.setenv("CLOUDLORA_TRAINER_PYTHON", trainer_python)
+    model_folder.upload_folder(open_store(settings.resolve()), tiny_sd15_folder, name="tiny-folder")
+    cmd = [sys.executable, "-m", "cloudlora", "train", "--model", "tiny-folder", "--dataset", str(sample_dataset),
+           "--backend", "local", "--name", "folder_e2e", "--wait", "--json", *FAST]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=dict(os.environ))
+    assert run.returncode == 0, run.stdout + run.stderr
+    job = json.loads(run.stdout)
+    assert job["status"] == "Completed" and job["step"] == 2
+    assert (tmp_path / "Lora" / "folder_e2e.safetensors").is_file()
