@@ -97,7 +97,8 @@ def test_the_command_reports_json_lines_skips_a_broken_image_and_counts_tags(tmp
     assert code == 0, err
     assert events[0] == {"event": "start", "total": 3, "captioner": "wd14", "device": "cpu"}
     by_kind = {e["image"]: e for e in events[1:-1]}
-    assert by_kind["10_demo/broken.png"]["event"] == "skipped" and "cannot be read" in by_kind["10_demo/broken.png"]["reason"]
+    broken = by_kind["10_demo/broken.png"]
+    assert broken["event"] == "skipped" and "cannot be read" in broken["reason"]
     a = by_kind["10_demo/a.png"]
     assert a["event"] == "image" and a["caption"] == "sks, hatsune miku, red theme" and a["written"] is True
     assert a["total"] == 3 and a["eta_s"] >= 0 and {e["done"] for e in events[1:-1]} == {1, 2, 3}

@@ -50,6 +50,7 @@ class Florence2Captioner:
         self.device = "cuda" if device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
         self.dtype = torch.float16 if self.device == "cuda" else torch.float32
         self.detail = detail
+        self.max_new_tokens = dict(MAX_NEW_TOKENS)  # per detail; a long caption stops there
         try:
             self.processor = AutoProcessor.from_pretrained(model_dir)
             self.model = Florence2ForConditionalGeneration.from_pretrained(model_dir, dtype=self.dtype)
@@ -68,7 +69,7 @@ class Florence2Captioner:
             ids = self.model.generate(
                 input_ids=inputs["input_ids"].to(self.device),
                 pixel_values=inputs["pixel_values"].to(self.device, self.dtype),
-                max_new_tokens=MAX_NEW_TOKENS[self.detail], num_beams=NUM_BEAMS, do_sample=False)
+                max_new_tokens=self.max_new_tokens[self.detail], num_beams=NUM_BEAMS, do_sample=False)
         text = self.processor.batch_decode(ids, skip_special_tokens=True)[0]
         text = " ".join(text.replace("<pad>", " ").split())
         return [text] if text else []

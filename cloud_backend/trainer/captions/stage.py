@@ -86,8 +86,8 @@ def caption_stage(root: Path, cfg, dataset: Path, log=lambda msg: print(msg, flu
             log(f"captions: {event['written']} written, {event['kept']} kept, {event['skipped']} skipped in "
                 f"{event['seconds']:.1f} s")
 
-    result = caption_dataset(work, captioner, mode=cfg.caption_mode, caption_extension=cfg.caption_extension,
-                             emit=progress)
+    result = caption_dataset(work, captioner, mode=cfg.caption_mode,
+                             caption_extension=cfg.caption_extension or None, emit=progress)
     del captioner
     _free_gpu()
     export(work, result["files"], result["changed"], root / "model" / "captions", cfg)
