@@ -64,3 +64,38 @@ def test_a_job_with_caption_set_but_no_captioner_channel_fails_in_plain_words(tm
     reason = failure(root)
     assert 'caption = "wd14" needs the captioner channel' in reason and "model.onnx" in reason
     assert not (dataset / "10_miku" / "a.txt").exists()
+
+
+def test_the_caption_keys_are_checked_like_every_other_key():
+    from cloudlora_backend.trainer.config.train_config import check, parse
+
+    report = check('caption = "blip"\ncaption_mode = "merge"\ncaption_threshold = 1.5\n')
+    assert report.errors == ['caption = "blip" is not supported; allowed: "", wd14, florence2',
+                             'caption_mode = "merge" is not supported; allowed: keep, append, replace',
+                             "caption_threshold = 1.5 is too large: it must be <= 1"]
+    assert check('caption = "florence2"\ncaption_exclude = "a,b"\n').warnings == [
+        'caption_exclude applies to caption = "wd14" only; caption = "florence2" ignores it']
+    assert check('caption_detail = "detailed"\n').warnings == [
+        'caption_detail is used only while captioning: set caption = "wd14" or "florence2" (or remove it)']
+    cfg = parse('caption = "WD14"\n')
+    assert (cfg.caption, cfg.caption_mode, cfg.caption_threshold, cfg.caption_character_threshold) == (
+        "wd14", "keep", 0.35, 0.85)
+
+
+def test_a_resumed_job_trains_on_the_captions_of_its_first_attempt(tmp_path, tiny_wd14):
+    from cloudlora_backend.trainer.captions.stage import caption_stage
+    from cloudlora_backend.trainer.config.train_config import parse
+
+    dataset = _dataset(tmp_path / "dataset")
+    root = tmp_path / "job"
+    (root / "input" / "data").mkdir(parents=True)
+    os.symlink(tiny_wd14, root / "input" / "data" / "captioner")
+    cfg = parse('caption = "wd14"\ncaption_mode = "replace"\n')
+    work = caption_stage(root, cfg, dataset, log=lambda msg: None)
+    first = (work / "10_miku" / "b.txt").read_text()
+    assert first.startswith("miku, hatsune miku") and (dataset / "10_miku" / "b.txt").read_text() == "my own caption"
+
+    (root / "input" / "data" / "captioner").unlink()  # not needed again: the copy is reused as it is
+    lines = []
+    assert caption_stage(root, cfg, dataset, log=lines.append) == work
+    assert (work / "10_miku" / "b.txt").read_text() == first and "reusing" in lines[0]

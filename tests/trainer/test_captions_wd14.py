@@ -87,6 +87,27 @@ def test_a_failure_while_writing_leaves_the_old_caption_whole(tmp_path, monkeypa
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]  # no temporary file left behind
 
 
+def test_a_caption_that_is_not_utf8_is_skipped_and_left_byte_for_byte(tmp_path, tiny_wd14):
+    img = image(tmp_path / "10_demo" / "a.png")
+    latin1 = "café, crème".encode("latin-1")
+    img.with_suffix(".txt").write_bytes(latin1)
+    events = []
+    summary = caption_dataset(tmp_path / "10_demo", Wd14Tagger(tiny_wd14, "cpu"), mode="append", emit=events.append)
+    assert img.with_suffix(".txt").read_bytes() == latin1
+    assert summary["skipped"] == 1 and "not UTF-8" in events[1]["reason"] and events[1]["event"] == "skipped"
+
+
+def test_a_new_caption_file_gets_the_usual_permissions_and_an_old_one_keeps_its_own(tmp_path):
+    old = tmp_path / "old.txt"
+    old.write_text("x", encoding="utf-8")
+    os.chmod(old, 0o640)
+    write.write_atomic(old, "y")
+    write.write_atomic(tmp_path / "new.txt", "z")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (old.stat().st_mode & 0o777, (tmp_path / "new.txt").stat().st_mode & 0o777) == (0o640, 0o666 & ~mask)
+
+
 def test_the_command_reports_json_lines_skips_a_broken_image_and_counts_tags(tmp_path, tiny_wd14):
     image(tmp_path / "ds" / "10_demo" / "a.png", RED)
     (tmp_path / "ds" / "10_demo" / "broken.png").write_bytes(b"not a png")

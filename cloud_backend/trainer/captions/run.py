@@ -111,7 +111,13 @@ def caption_dataset(dataset: Path, captioner, *, mode: str = "keep", trigger: st
     kept = skipped = 0
     for i, t in enumerate(todo, 1):
         rel = relative(t.image, dataset)
-        old = read_text(t.existing)
+        try:
+            old = read_text(t.existing)
+        except UnicodeDecodeError as err:
+            skipped += 1
+            emit({"event": "skipped", "done": i, "total": len(todo), "image": rel,
+                  "reason": f"its caption {t.existing.name} is not UTF-8 text ({err.reason}); save it as UTF-8"})
+            continue
         new = None
         if not (mode == "keep" and split_tags(old)):
             try:
@@ -156,5 +162,8 @@ def tag_counts(files) -> dict[str, int]:
     """How often each comma-separated tag occurs across the caption files, most frequent first."""
     counts: Counter = Counter()
     for f in files:
-        counts.update(split_tags(read_text(f)))
+        try:
+            counts.update(split_tags(read_text(f)))
+        except UnicodeDecodeError:
+            pass  # reported as skipped
     return dict(counts.most_common())

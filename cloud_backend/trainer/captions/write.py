@@ -3,6 +3,7 @@ written atomically, so a failure mid-write leaves the old caption whole."""
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def read_text(path: Path | None) -> str:
     """A caption file's text ('' when there is none); an editor's BOM is not part of it."""
     if path is None or not path.is_file():
         return ""
-    return path.read_bytes().decode("utf-8-sig", errors="replace").strip()
+    return path.read_bytes().decode("utf-8-sig").strip()  # UnicodeDecodeError: the caller skips the image
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -48,6 +49,7 @@ def write_atomic(path: Path, text: str) -> None:
     sees the old caption or the new one, never half of either, and a failure leaves the old file untouched."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600; a caption keeps its own mode, a new one the usual
         with os.fdopen(fd, "wb") as f:
             f.write(text.encode("utf-8") + b"\n")
             f.flush()
@@ -59,3 +61,12 @@ def write_atomic(path: Path, text: str) -> None:
         except OSError:
             pass
         raise
+
+
+def _mode_for(path: Path) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
