@@ -227,10 +227,9 @@ def pick_file(source: Source, files: list[RemoteFile]) -> RemoteFile:
         raise UserError(f"{source.repo} holds several checkpoints: {listing}.",
                         "Pick one with --file NAME (in the panel: the File field).")
     if "model_index.json" in names:
-        raise UserError(f"{source.repo} is a diffusers folder without a single-file checkpoint; the store and the "
-                        "WebUI take single-file checkpoints (.safetensors).",
-                        "Fetch the same model's single-file release (most repos have one in their root, or a "
-                        "'-single-file' sibling repo), or give --file NAME for a file in it.")
+        raise UserError(f"{source.repo} is a diffusers folder without a single-file checkpoint in its root.",
+                        f"Fetch it as a folder: `cloudlora model fetch {source.repo}` without --file (the panel: leave "
+                        "the File field empty), or give --file NAME for a single-file checkpoint in it.")
     raise UserError(f"{source.repo} has no .safetensors checkpoint in its root.",
                     f"Look at {endpoint()}/{source.repo}/tree/{source.revision} and give --file NAME.")
 
