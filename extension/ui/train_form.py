@@ -19,7 +19,9 @@ from .families import family_of_label, FM_LABELS, label_of_family
 
 CONTAINER_LABELS = {"Cloud LoRA trainer image": "cloudlora", "Kohya sample container": "kohya-sample"}
 KNOBS = ["max_train_steps", "max_train_epochs", "network_dim", "network_alpha", "learning_rate", "resolution",
-         "sample_prompts"]
+         "sample_prompts", "caption"]
+PLACEHOLDERS = {"caption": "wd14 (tags) or florence2 (sentences): the job captions the photos first"}
+CLEARABLE = {"caption"}  # emptied, the key is set to "" (off); the other fields keep the TOML's value when emptied
 BOUNDS = ("min_bucket_reso", "max_bucket_reso")
 
 
@@ -246,8 +248,9 @@ def knob_outcome(key: str, value, config_text: str, family: str) -> tuple[str | 
     then names the problem and the fix. A note says what else changed (bucket bounds following the resolution)."""
     from cloudlora_backend.trainer.config import train_config as kohya_config
 
-    if value in (None, "") or not (config_text or "").strip():
+    if (value in (None, "") and key not in CLEARABLE) or not (config_text or "").strip():
         return None, ""
+    value = "" if value is None else value
     try:
         text = kohya_config.set_keys(config_text, {key: value}, family)
         before, after = _flat(config_text), _flat(text)

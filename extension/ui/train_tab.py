@@ -79,7 +79,8 @@ def build() -> gr.Blocks:
         knob_boxes = []
         for row in (form.KNOBS[:4], form.KNOBS[4:]):
             with gr.Row():
-                knob_boxes += [gr.Textbox(value=start[k], label=k, elem_id=f"cloudlora_knob_{k}") for k in row]
+                knob_boxes += [gr.Textbox(value=start[k], label=k, elem_id=f"cloudlora_knob_{k}",
+                                          placeholder=form.PLACEHOLDERS.get(k, "")) for k in row]
         knob_msg = gr.Markdown(elem_id="cloudlora_knob_msg")
         with gr.Accordion("config_params (Kohya TOML: every setting)", open=False, elem_id="cloudlora_config_box"):
             config = gr.Textbox(value=default_text, lines=18, max_lines=60, label="config_params",

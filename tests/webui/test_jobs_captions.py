@@ -194,3 +194,16 @@ def test_a_local_job_captions_the_photos_first_and_brings_the_captions_home(tmp_
     name = job["dataset"]
     assert get_dataset(store, name)["captions"] == 6  # the store's version has them too
     assert store.get_bytes(f"datasets/{name}/10_cldemo/01.txt").decode() == (photos / "10_cldemo" / "01.txt").read_text()
+
+
+def test_the_train_forms_caption_field_turns_captioning_on_and_emptied_off_again():
+    from cloudlora.jobs import job_captions
+    from cloudlora.ui import train_form
+
+    base = service.default_config("sd15")
+    on, message = train_form.knob_outcome("caption", "wd14", base, "sd15")
+    assert message == "" and job_captions.wanted(on) == "wd14"
+    off, _ = train_form.knob_outcome("caption", "", on, "sd15")
+    assert off is not None and job_captions.wanted(off) == ""
+    bad, why = train_form.knob_outcome("caption", "blip", base, "sd15")
+    assert bad is None and "caption" in why and "wd14" in why
