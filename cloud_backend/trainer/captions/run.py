@@ -123,12 +123,13 @@ def caption_dataset(dataset: Path, captioner, *, mode: str = "keep", trigger: st
             try:
                 with Image.open(t.image) as im:
                     im.load()
-                    pieces = captioner.caption(im)
-            except (UnidentifiedImageError, OSError) as err:
+                    picture = im.copy()
+            except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
                 skipped += 1
                 emit({"event": "skipped", "done": i, "total": len(todo), "image": rel,
                       "reason": f"the image cannot be read ({err}); re-save it as PNG/JPEG or remove it"})
                 continue
+            pieces = captioner.caption(picture)
             new = merge(old, pieces, t.trigger, mode) or None  # nothing to say never empties a caption
         wrote = new is not None and (new != old or t.existing != t.caption_file)
         if wrote:
@@ -142,8 +143,7 @@ def caption_dataset(dataset: Path, captioner, *, mode: str = "keep", trigger: st
             kept += 1
         elapsed = time.perf_counter() - started
         emit({"event": "image", "done": i, "total": len(todo), "image": rel, "caption": old if new is None else new,
-              "written": wrote,
-              "eta_s": round(elapsed / i * (len(todo) - i), 1)})
+              "written": wrote, "eta_s": round(elapsed / i * (len(todo) - i), 1)})
     files = [_current(t) for t in todo]
     summary = {"event": "summary", "images": len(todo), "written": len(changed), "kept": kept, "skipped": skipped,
                "seconds": round(time.perf_counter() - started, 2), "tags": tag_counts(f for f in files if f)}
