@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from ..errors import UserError
 from .hub_source import RemoteFile, Source, resolve_url
 from .progress import Progress, ProgressCallback, format_bytes
-from .resumable_download import Downloaded, download
+from .resumable_download import Downloaded, check_space, download
 
 INDEX = "model_index.json"
 SKIPPED_COMPONENTS = {"safety_checker"}
@@ -161,6 +161,9 @@ def fetch_folder(source: Source, files: list[RemoteFile], dest: Path, token: str
                         "repo has no files for it.",
                         f"See {source.repo}'s files on the hub; give --file NAME for a single-file checkpoint in it.")
     total = sum(f.size or 0 for f in chosen)
+    there = sum(f.size or 0 for f in chosen if (dest / local_name(f.name)).is_file()
+                and (dest / local_name(f.name)).stat().st_size == f.size)
+    check_space(dest, total, there, f"Downloading {source.repo}")  # the whole folder, before its first weight
     done_before, at = [0], [0]
     report = _overall(progress, total, done_before, len(chosen), at)
     got: list[Downloaded] = [index_file]

@@ -176,3 +176,17 @@ def test_a_diffusers_folder_model_trains_in_a_local_job(tmp_path, monkeypatch, t
     job = json.loads(run.stdout)
     assert job["status"] == "Completed" and job["step"] == 2
     assert (tmp_path / "Lora" / "folder_e2e.safetensors").is_file()
+
+
+def test_a_folder_that_does_not_fit_on_the_disk_is_said_before_its_weights_download(hub_server, tiny_sd15_folder,
+                                                                                     tmp_path, monkeypatch):
+    from cloudlora.assets import resumable_download
+    from cloudlora.errors import UserError
+
+    files, _ = hub_files(tiny_sd15_folder)
+    hub_server.add(REPO, files)
+    monkeypatch.setattr(resumable_download, "free_space", lambda folder: 80 << 20)  # the margin (64 MiB) + less than the folder
+    with pytest.raises(UserError, match=f"Downloading {REPO}: not enough disk space") as full:
+        model_fetch.fetch_model(None, REPO, dest_dir=tmp_path / "d", upload=False)
+    assert "Free some space" in full.value.fix
+    assert all(e["sent"] < 10_000 for e in hub_server.file_requests())  # model_index.json only, no weights
