@@ -101,18 +101,12 @@ def build_request(spec: JobSpec, *, bucket: str, role_arn: str, model_key: str, 
                      for part, key in sorted((part_keys or {}).items())]
         hyperparameters = {**extra_hp, "output_name": spec.lora_name, "family": spec.family, "config": "config.toml",
                            "job_id": job}
-        if network_key:
-            channels.append({"ChannelName": "network",
-                             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
-                                                             "S3Uri": prefix_uri(bucket, network_key),
-                                                             "S3DataDistributionType": "FullyReplicated"}},
-                             "InputMode": "File"})
-        if captioner_key:
-            channels.append({"ChannelName": "captioner",
-                             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
-                                                             "S3Uri": prefix_uri(bucket, captioner_key),
-                                                             "S3DataDistributionType": "FullyReplicated"}},
-                             "InputMode": "File"})
+        # The LoRA to continue from, and the captioner (caption = ... in the TOML): small, copied whole.
+        channels += [{"ChannelName": name,
+                      "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": prefix_uri(bucket, key),
+                                                      "S3DataDistributionType": "FullyReplicated"}},
+                      "InputMode": "File"}
+                     for name, key in (("network", network_key), ("captioner", captioner_key)) if key]
     request = {
         "TrainingJobName": training_job_name or job,
         "AlgorithmSpecification": {
