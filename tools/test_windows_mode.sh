@@ -22,6 +22,9 @@ FILES=(
   tests/webui/test_jobs_truth.py
   tests/webui/test_jobs_resume.py
   tests/webui/test_jobs_end_to_end.py
+  tests/webui/test_captions_cli.py
+  tests/webui/test_captions_review.py
+  tests/webui/test_jobs_captions.py
 )
 # POSIX designs that Windows replaces with a Job object (processes.children_die_with_me), which a Linux process
 # cannot have: a trainer dying with its killed runner through the parent-death signal, and a trainer outliving its
