@@ -45,9 +45,29 @@ class Source:
 
     def describe(self) -> str:
         if self.kind == "url":
-            return self.url
+            return redact_url(self.url)
         return f"{self.repo}" + (f" / {self.file}" if self.file else "") + \
             (f" @ {self.revision}" if self.revision != "main" else "")
+
+
+# Query parameters that carry a secret (Civitai's ?token=, api keys, signed-URL signatures): never written to a file,
+# a task name, a log or an error; the URL with them stays in memory for the request only.
+SECRET_PARAM = re.compile(r"token|key|secret|sig|signature|auth|password|passwd|credential|session", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """The URL as it may be shown or stored: secret query values (?token=...) and a user:password@ become '***'."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<the URL>"
+    netloc = parts.netloc.rsplit("@", 1)[-1] if "@" in parts.netloc else parts.netloc
+    if "@" in parts.netloc:
+        netloc = "***@" + netloc
+    pairs = (q.partition("=") for q in parts.query.split("&") if q)
+    query = "&".join(f"{k}=***" if v and SECRET_PARAM.search(urllib.parse.unquote_plus(k)) else k + sep + v
+                     for k, sep, v in pairs)
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def loopback(host_name: str) -> bool:
@@ -132,7 +152,7 @@ def http_error(err: urllib.error.HTTPError, what: str, source: Source, had_token
         pass
     hub = source.kind == "hub" or urllib.parse.urlsplit(source.url).netloc == urllib.parse.urlsplit(endpoint()).netloc
     if code in (401, 403) and hub:
-        page = f"{endpoint()}/{source.repo}" if source.repo else source.url
+        page = f"{endpoint()}/{source.repo}" if source.repo else source.describe()
         if not had_token:
             return UserError(f"{what}: the hub answered {code}: this model is gated or private and needs a Hugging "
                              "Face token.",

@@ -1,6 +1,7 @@
 """The resumable download of one file over HTTP(S): `download(url, dest_dir, ...)`.
 
-It writes `.cloudlora-fetch-<id>.part` (plus a small .json naming the URL, size and expected sha256) in the
+It writes `.cloudlora-fetch-<id>.part` (plus a small .json naming the URL without its secrets (hub_source.redact_url:
+a Civitai ?token= is re-supplied by the user's next fetch, never stored), size and expected sha256) in the
 destination folder, so the final rename is on one disk; a re-run of the same URL asks the server for the missing
 bytes only (HTTP Range, with If-Range on the ETag) and hashes what is already there first. The free space is checked
 before a byte is asked for; the sha256, when given, after the last one. The Authorization header never follows a
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from .. import atomic, private_files
 from ..errors import UserError
-from .hub_source import Source, http_error, network_error, request
+from .hub_source import Source, http_error, network_error, redact_url, request
 from .progress import Cancelled, Meter, ProgressCallback, format_bytes
 
 CHUNK = 1 << 20
@@ -113,7 +114,7 @@ def download(url: str, dest_dir: Path, *, name: str = "", size: int | None = Non
     def on_wait() -> None:
         Meter(progress, "waiting for another download of this file", size or 0, item=name).emit()
 
-    ident = hashlib.sha256(url.encode()).hexdigest()[:32]
+    ident = hashlib.sha256(redact_url(url).encode()).hexdigest()[:32]
     with locks.hold(f"fetch-{ident}", timeout=None, cancel=cancel, on_wait=on_wait):
         return _download(url, dest_dir, name=name, size=size, sha256=sha256, token=token, source=source,
                          progress=progress, cancel=cancel)
@@ -133,7 +134,8 @@ def _download(url: str, dest_dir: Path, *, name: str, size: int | None, sha256: 
             if not sha256 or digest == sha256:
                 Meter(progress, "already downloaded", size, done=size, item=final.name).emit()
                 return Downloaded(final, size, digest, 0, checked=bool(sha256), already_there=True)
-    ident = hashlib.sha256(url.encode()).hexdigest()[:16]
+    shown = redact_url(url)  # what the .part's name and .json hold: a ?token= stays in memory, never in a file
+    ident = hashlib.sha256(shown.encode()).hexdigest()[:16]
     part = dest_dir / f".cloudlora-fetch-{ident}.part"
     meta_path = part.with_suffix(".json")
     meta = {}
@@ -142,7 +144,7 @@ def _download(url: str, dest_dir: Path, *, name: str, size: int | None, sha256: 
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             meta = {}
-        if meta.get("url") != url or (sha256 and meta.get("sha256") not in ("", sha256)) or \
+        if meta.get("url") != shown or (sha256 and meta.get("sha256") not in ("", sha256)) or \
                 (size is not None and meta.get("size") not in (None, size)):
             part.unlink()  # a partial of other bytes: never stitched onto
             meta = {}
@@ -193,7 +195,7 @@ def _download(url: str, dest_dir: Path, *, name: str, size: int | None, sha256: 
                             "link; add ?token=YOUR_KEY for models that need a login).")
         final_name = name or meta.get("name") or _filename_from(resp, url)
         check_space(dest_dir, total, have, what)
-        meta = {"url": url, "name": final_name, "size": total, "sha256": sha256,
+        meta = {"url": shown, "name": final_name, "size": total, "sha256": sha256,
                 "etag": resp.headers.get("ETag") or ""}
         private_files.write_text(meta_path, json.dumps(meta))
         meter = Meter(progress, "downloading", total or 0, done=have, item=final_name, min_interval=0.2)

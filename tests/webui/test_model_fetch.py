@@ -256,3 +256,63 @@ def test_a_flux_base_brings_its_autoencoder_and_text_encoders_and_uploads_them_a
     manifest = models.get_model(store(tmp_path), "flux-tiny")
     assert set(manifest["parts"]) == {"ae", "clip_l", "t5xxl"} and manifest["file_count"] == 4
     assert not list((models_root / "Stable-diffusion").glob("ae*"))  # never listed as a checkpoint
+
+
+def test_a_url_token_never_lands_in_a_file_a_task_or_a_message(hub_server, api_client, tmp_path, monkeypatch):
+    """Civitai's ?token=KEY: in memory for the request only. A killed fetch resumes from the same URL as typed; no
+    file under the data folder or the store, no task name or message (CLI, tab, REST) holds the token."""
+    from cloudlora.assets import tasks
+    from cloudlora.ui import checkpoints_panel
+    from tests.webui.test_assets_api import wait_task
+
+    secret = "SECRETcivitai1234"
+    monkeypatch.setenv("CLOUDLORA_STORE", str(tmp_path / "store"))
+    data = checkpoint_bytes(tmp_path, SD15, pad_mib=8)
+    url = hub_server.add_file("777", data, disposition='attachment; filename="civ_v1.safetensors"') + \
+        f"?token={secret}&type=Model"
+    dest = settings.data_dir() / "models" / "Stable-diffusion"
+    hub_server.delay = 0.02  # the kill comes half-way
+    cmd = [sys.executable, "-m", "cloudlora", "model", "fetch", url, "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline, parts = time.monotonic() + 30, []
+    while time.monotonic() < deadline:
+        parts = list(dest.glob(".cloudlora-fetch-*.part"))
+        if parts and parts[0].stat().st_size > 2 << 20:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    have = parts[0].stat().st_size
+    hub_server.delay = 0
+
+    def leaks() -> list[str]:
+        roots = [settings.data_dir(), tmp_path / "store"]
+        return [str(p) for r in roots if r.exists() for p in r.rglob("*")
+                if p.is_file() and secret.encode() in p.read_bytes()]
+
+    assert 0 < have < len(data) and leaks() == []
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["resumed_from"] == have and out["downloaded_bytes"] == len(data) - have
+    assert (dest / "civ_v1.safetensors").read_bytes() == data and secret not in done.stdout + done.stderr
+    assert leaks() == []
+    assert all(secret not in e["path"] for e in hub_server.file_requests())
+
+    app = FastAPI()
+    api.mount(app, None)
+    client = api_client(app)
+    r = client.post("/cloudlora/v1/models/fetch", json={"source": url})
+    finished = wait_task(client, f"/cloudlora/v1/models/tasks/{r.json()['task_id']}")
+    assert finished["status"] == "done" and secret not in json.dumps(finished)
+    shown = list(checkpoints_panel.fetch(url, "", "", ""))
+    assert "civ_v1" in shown[-1][0] and secret not in json.dumps(shown)
+    missing = url.replace("/777?", "/missing?")
+    failed = list(checkpoints_panel.fetch(missing, "", "", ""))
+    assert "404" in failed[-1][0] and secret not in json.dumps(failed)
+    with pytest.raises(UserError) as err:
+        model_fetch.fetch_model(None, missing, upload=False)
+    assert secret not in err.value.message + (err.value.fix or "")
+    names = [t.name for t in tasks.all_transfers()]
+    assert any("token=***" in n for n in names) and not any(secret in n for n in names)
+    assert leaks() == []
