@@ -6,7 +6,8 @@ POST   /datasets/check {"path"}           -> the validation report {ok, errors, 
 POST   /datasets/wrap {"path", "trigger"?, "repeats"?} -> {"root", "report"}  (a folder of images, copied as
                                           <repeats>_<trigger>/; the folder itself is left as it is)
 POST   /datasets/upload {"path", "name"?} -> {"task_id"}  (refused at once when the check has errors)
-GET    /datasets/tasks/{task_id}          -> {"id", "status", "progress", "result"?, "error"?}
+GET    /datasets/tasks/{task_id}          -> {"id", "status", "progress", "result"?, "error"?}  (a result renamed on
+                                          a real collision, NAME-2, carries "renamed_from" and "rename_note")
 POST   /datasets/tasks/{task_id}/cancel   -> the same
 DELETE /datasets/{name}                   -> {"deleted", "objects"}
 Paths are folders (or .zip files) on the WebUI machine.

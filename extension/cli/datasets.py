@@ -101,6 +101,8 @@ def run_upload(args: argparse.Namespace) -> int:
         print(f"Uploaded dataset '{result['name']}': {result['images']} images, {result['images_per_epoch']} "
               f"images x repeats per epoch, triggers {', '.join(result['triggers'])}; {result['files_sent']} "
               f"file(s) sent ({format_bytes(result['bytes_sent'])}), {result['files_skipped']} already there.")
+    if result.get("rename_note"):
+        print(f"note: {result['rename_note']}", file=sys.stderr)
     return 0
 
 

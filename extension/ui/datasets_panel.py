@@ -199,10 +199,11 @@ def upload(root, name, progress=gr.Progress()):
         return
 
     def done(r: dict) -> str:
+        note = f" {r['rename_note']}" if r.get("rename_note") else ""  # NAME-2: said, never silent
         if r["deduplicated"]:
-            return f"Dataset '{r['name']}' is already in the store, unchanged: 0 bytes sent."
+            return f"Dataset '{r['name']}' is already in the store, unchanged: 0 bytes sent.{note}"
         return (f"Uploaded dataset '{r['name']}': {r['files_sent']} file(s) sent, {r['files_skipped']} already "
-                "there.")
+                f"there.{note}")
 
     for out in follow(task, "Uploading the dataset", done, progress):
         yield out, task.id

@@ -84,3 +84,31 @@ def test_prepare_and_auto_caption_from_the_panel_work_on_copies_and_captions(tmp
     message = list(datasets_panel.autocaption(new_root))[-1]
     assert "Captioned 1 image(s)" in message
     assert Path(new_root, "10_demo", "big.txt").read_text(encoding="utf-8").strip() == "demo, a big square"
+
+
+def test_a_dataset_renamed_on_a_real_collision_is_said_in_the_tab_the_cli_and_rest(tmp_path, monkeypatch, capsys,
+                                                                                 api_client):
+    """NAME-2: a name nobody typed that another dataset's content holds already; each surface says so."""
+    from fastapi import FastAPI
+
+    from cloudlora import api
+    from cloudlora.cli import main as cli
+    from tests.webui.test_assets_api import wait_task
+
+    monkeypatch.setenv("CLOUDLORA_STORE", str(tmp_path / "store"))
+    first = good_dataset(tmp_path / "a" / "pets", n=2)
+    html, _ = list(datasets_panel.upload(str(first), ""))[-1]
+    assert "Uploaded dataset 'pets'" in html and "already in the store" not in html
+    html, _ = list(datasets_panel.upload(str(good_dataset(tmp_path / "b" / "pets", n=3)), ""))[-1]
+    assert "'pets-2'" in html and "A dataset named 'pets' with other content" in html
+
+    assert cli(["dataset", "upload", str(good_dataset(tmp_path / "c" / "pets", n=4))]) == 0
+    said = capsys.readouterr()
+    assert "'pets-3'" in said.out and "A dataset named 'pets' with other content" in said.err
+
+    app = FastAPI()
+    api.mount(app, None)
+    client = api_client(app)
+    r = client.post("/cloudlora/v1/datasets/upload", json={"path": str(good_dataset(tmp_path / "d" / "pets", n=5))})
+    done = wait_task(client, f"/cloudlora/v1/datasets/tasks/{r.json()['task_id']}")
+    assert done["result"]["name"] == "pets-4" and "'pets'" in done["result"]["rename_note"]
