@@ -18,7 +18,7 @@ from cloudlora_backend.trainer.model.family import detect_diffusers_folder
 
 from ..errors import UserError
 from . import claims, hashcache, transfer
-from .models import FAMILIES, FAMILY_LABELS, check_name, list_models, manifest_key, now_iso, safe_name
+from .models import FAMILIES, check_name, list_models, manifest_key, now_iso, safe_name, settle_family
 from .progress import Meter, ProgressCallback
 
 INDEX = "model_index.json"
@@ -43,17 +43,8 @@ def family_of_folder(folder: Path | str, family: str | None = None) -> str:
     if not is_diffusers_folder(folder):
         raise UserError(f"{folder} is not a diffusers folder (no {INDEX}).",
                         "Give a folder with model_index.json at its top, or a single-file checkpoint.")
-    detected = detect_diffusers_folder(folder)
-    if detected == "unknown":
-        if family is None:
-            raise UserError(f"The family of {folder.name} could not be told from its model_index.json and "
-                            "unet/config.json (not SD 1.5, SD 2, SDXL or FLUX.1).",
-                            "If it is a base model, give the family (--family sd15|sd2|sdxl|flux).")
-        return family
-    if family is not None and family != detected:
-        raise UserError(f"{folder.name} is {FAMILY_LABELS[detected]} by its configs, not {FAMILY_LABELS[family]}.",
-                        f"Leave the family out, or give --family {detected}.")
-    return detected
+    return settle_family(folder.name, detect_diffusers_folder(folder), family,
+                         "its model_index.json and unet/config.json")
 
 
 def upload_folder(store, folder: Path | str, name: str | None = None, family: str | None = None,

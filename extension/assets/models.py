@@ -81,15 +81,22 @@ def family_of(path: Path | str, family: str | None = None) -> str:
         detected = detect_family(read_safetensors_header(path))
     except NotSafetensorsError as err:
         raise UserError(str(err), "Check that the file is a complete .safetensors checkpoint.") from err
+    return settle_family(path.name, detected, family, "its tensor names",
+                         "; a LoRA, VAE, text encoder or refiner is not a base model")
+
+
+def settle_family(name: str, detected: str, family: str | None, by: str, unknown_note: str = "") -> str:
+    """The family from what was `detected` (by `by`) and what the user gave: a disagreement, or nothing known on
+    either side, is a UserError with the fix."""
     if detected == "unknown":
         if family is None:
-            raise UserError(f"The family of {path.name} could not be told from its tensor names (not SD 1.5, SD 2, "
-                            "SDXL or FLUX.1; a LoRA, VAE, text encoder or refiner is not a base model).",
-                            "If it is a base model, give the family (--family sd15|sd2|sdxl|flux).")
+            raise UserError(f"The family of {name} could not be told from {by} (not SD 1.5, SD 2, SDXL or "
+                            f"FLUX.1{unknown_note}).", "If it is a base model, give the family "
+                            "(--family sd15|sd2|sdxl|flux).")
         return family
     if family is not None and family != detected:
-        raise UserError(f"{path.name} is {FAMILY_LABELS[detected]} by its tensor names, not "
-                        f"{FAMILY_LABELS[family]}.", f"Leave the family out, or give --family {detected}.")
+        raise UserError(f"{name} is {FAMILY_LABELS[detected]} by {by}, not {FAMILY_LABELS[family]}.",
+                        f"Leave the family out, or give --family {detected}.")
     return detected
 
 

@@ -100,6 +100,15 @@ def get(transfer_id: str) -> Transfer | None:
         return _transfers.get(transfer_id)
 
 
+def cancel(transfer_id: str, kept: str) -> str:
+    """Cancels a running task; the words for the user (`kept`: what stays of the work done so far)."""
+    task = get(transfer_id or "")
+    if task is None or task.done():
+        return "Nothing to cancel."
+    task.cancel()
+    return f"Cancelling… ({kept})"
+
+
 def all_transfers() -> list[Transfer]:
     with _transfers_lock:
         return list(_transfers.values())

@@ -165,11 +165,7 @@ def follow_caption(task):
 def cancel(task_id: str) -> str:
     from ..assets import tasks
 
-    task = tasks.get(task_id or "")
-    if task is None or task.done():
-        return "Nothing to cancel."
-    task.cancel()
-    return "Cancelling… (the captions written so far are kept)"
+    return tasks.cancel(task_id, "the captions written so far are kept")
 
 
 def render(root):

@@ -73,11 +73,7 @@ def follow(task, title: str, done_text, progress=None):
 def cancel_task(task_id: str) -> str:
     from ..assets import tasks
 
-    task = tasks.get(task_id or "")
-    if task is None or task.done():
-        return "Nothing to cancel."
-    task.cancel()
-    return "Cancelling… (what was sent is kept; uploading again resumes)"
+    return tasks.cancel(task_id, "what was sent is kept; uploading again resumes")
 
 
 def _checkpoints(refresh: bool = False) -> dict[str, str]:
