@@ -21,6 +21,7 @@ from ..errors import UserError
 from . import claims, transfer
 from .dataset_check import Report, check_dataset
 from .image_check import sha256_file
+from .manifests import read_one
 from .models import check_name, now_iso, safe_name
 
 THREADS = 8
@@ -171,13 +172,7 @@ def _renamed(renamed_from: str, name: str) -> dict:
 
 
 def _manifest_or_none(store, name: str) -> dict | None:
-    try:
-        data = json.loads(store.get_bytes(manifest_key(name)))
-        return data if isinstance(data, dict) else {}
-    except FileNotFoundError:
-        return None
-    except ValueError:
-        return {}
+    return read_one(store, manifest_key(name))
 
 
 def _upload_claimed(store, report: Report, name: str, files, hashes, digest: str, total: int, progress, cancel,

@@ -65,6 +65,17 @@ def manifest_problem(data, kind: str, name: str) -> str | None:
     return None
 
 
+def read_one(store, key: str) -> dict | None:
+    """One manifest: None when there is none, {} when it cannot be read (not JSON, not an object)."""
+    try:
+        data = json.loads(store.get_bytes(key))
+        return data if isinstance(data, dict) else {}
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return {}
+
+
 def read_all(store, kind: str, broken: list | None = None) -> list[dict]:
     """Every listable manifest under `kind`/ ("models" | "datasets"), sorted by name; each broken one is logged and
     appended to `broken` as {"key", "problem"}."""

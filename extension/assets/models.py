@@ -18,7 +18,7 @@ from cloudlora_backend.trainer.model.family import NotSafetensorsError, detect_f
 
 from ..errors import UserError
 from . import claims, flux_parts, hashcache, transfer
-from .manifests import NAME_RE, read_all
+from .manifests import NAME_RE, read_all, read_one
 
 FAMILIES = ("sd15", "sd2", "sdxl", "flux")
 FAMILY_LABELS = {"sd15": "SD 1.5", "sd2": "SD 2.x", "sdxl": "SDXL", "flux": "FLUX.1", "unknown": "unknown"}
@@ -168,13 +168,7 @@ def upload_model(store, path: Path | str, name: str | None = None, family: str |
 
 
 def _manifest_or_none(store, name: str) -> dict | None:
-    try:
-        data = json.loads(store.get_bytes(manifest_key(name)))
-        return data if isinstance(data, dict) else {}
-    except FileNotFoundError:
-        return None
-    except ValueError:
-        return {}
+    return read_one(store, manifest_key(name))
 
 
 def delete_model(store, name: str, *, force: bool = False) -> int:
