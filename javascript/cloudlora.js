@@ -35,3 +35,24 @@ function cloudloraRefreshLoras() {
     });
     return clicked;
 }
+
+// The Train tab's Model and Dataset lists follow the store: each time the tab comes into view (a WebUI top-level tab
+// or the standalone app's tab, gradio 3.41 and 4.40 alike), its hidden list refresh is clicked, which keeps the
+// user's picks while they exist (extension/ui/train_tab.py). The first sight of the tab only records whether it is
+// shown: opening the page fills the lists by itself.
+var cloudloraTrainShown = null;
+function cloudloraWatchTrainTab() {
+    var shown_ = cloudloraApp().querySelector("#cloudlora_train_refresh");
+    var sync = cloudloraApp().querySelector("#cloudlora_train_lists_sync");
+    if (!shown_ || !sync) {
+        return;
+    }
+    var shown = shown_.getClientRects().length > 0;
+    if (cloudloraTrainShown === false && shown) {
+        sync.click();
+    }
+    cloudloraTrainShown = shown;
+}
+if (typeof window !== "undefined" && !window.cloudloraTrainWatch) {
+    window.cloudloraTrainWatch = setInterval(cloudloraWatchTrainTab, 400);
+}

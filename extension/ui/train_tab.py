@@ -60,6 +60,9 @@ def build() -> gr.Blocks:
             model = gr.Dropdown(choices=form.names("models"), label="Model", elem_id="cloudlora_train_model")
             dataset = gr.Dropdown(choices=form.names("datasets"), label="Dataset", elem_id="cloudlora_train_dataset")
             refresh = gr.Button("Refresh lists", elem_id="cloudlora_train_refresh")
+        # Clicked by the page (javascript/cloudlora.js) each time this tab comes into view: a model or dataset just
+        # uploaded or fetched in the Assets tab is in the lists without Refresh lists. Hidden by style.css.
+        lists_sync = gr.Button("sync lists", elem_id="cloudlora_train_lists_sync")
         with gr.Row():
             lora_name = gr.Textbox(label="LoRA name", placeholder="mydog_v1", elem_id="cloudlora_lora_name")
             trigger_md = gr.Markdown(elem_id="cloudlora_trigger")
@@ -132,6 +135,7 @@ def build() -> gr.Blocks:
         fm_type.input(form.on_family, [fm_type, config, instance], family_outputs, **QUIET)
         dataset.change(form.on_dataset, [dataset, lora_name, suggested], [trigger_md, lora_name, suggested], **QUIET)
         refresh.click(form.refresh_choices, [model, dataset, fm_type], [model, dataset])
+        lists_sync.click(form.refresh_choices, [model, dataset, fm_type], [model, dataset], **QUIET)
         tab.load(train_jobs.opening, [model, dataset, fm_type, instance, selected],
                  [selected, model, dataset, fm_type, instance, lora_name, config] + knob_boxes + [synced], **QUIET)
         format_btn.click(form.format_config, [config, fm_type], [config, config_msg]) \
