@@ -5,7 +5,8 @@ A backend is a module with these functions; `local_backend/backend.py` (this mac
 
     place(rec, store) -> None                        name where a new job lives (rec.local_dir, rec.sagemaker_name)
                                                      before its record is first saved
-    submit(rec, inputs, settings, store) -> None     start the new job; on failure, remove what it made
+    submit(rec, inputs, settings, store, say)        start the new job (say: progress in words); on failure, remove
+                                                     what it made
     refresh(rec, settings, *, with_logs) -> None     copy the backend's status into the record (not saved here)
     stop(rec, settings) -> str                       ask the job to stop; the words for the user
     resume(rec, settings, store, inputs) -> str      start a Stopped or Failed job again from its checkpoint
@@ -53,7 +54,8 @@ class Live:
 class Backend(Protocol):
     def place(self, rec: JobRecord, store) -> None: ...
 
-    def submit(self, rec: JobRecord, inputs: Inputs, settings: Settings, store) -> None: ...
+    def submit(self, rec: JobRecord, inputs: Inputs, settings: Settings, store,
+               say: Callable[[str], None] = ...) -> None: ...
 
     def refresh(self, rec: JobRecord, settings: Settings, *, with_logs: bool = False) -> None: ...
 

@@ -2,10 +2,11 @@
 captions/stage.py): the captioner's files for the job's captioner channel before, and the captions it wrote after.
 
 - Before: `prepare(kind, say)` downloads the captioner once into <data dir>/captioners/<kind>/ (assets/captioners.py,
-  resumable, its size said first). The local backend links that folder as input/data/captioner/; the SageMaker
-  backend uploads it once to the store under models/_captioners/<kind>/ (`upload`): the SageMaker role reads
-  models/* already, and no model name starts with "_". The job runs with network isolation, so the container never
-  downloads anything itself.
+  resumable, its size said first). A local job's runner does it in the background (the job says "Getting the
+  captioner" with its progress) and links the folder as input/data/captioner/ (local_backend/runner.py). A SageMaker
+  job needs it before it is created: `upload` sends it once to the store under models/_captioners/<kind>/ (the
+  SageMaker role reads models/* already, and no model name starts with "_"); the job runs with network isolation,
+  so the container never downloads anything itself.
 - After: `apply(rec, model_dir, settings, store)` writes the job's model/captions/** into the local copy of the
   dataset and uploads that folder again, which makes the captions the dataset's new version in the store (the same
   name; unchanged images are not sent again). A caption changed on this machine since the upload is kept and named,
@@ -35,13 +36,13 @@ def wanted(config_text: str) -> str:
         return ""
 
 
-def prepare(kind: str, say: Callable[[str], None] = lambda s: None) -> Path:
-    """The captioner's local folder, downloaded once (said in words with its size)."""
+def prepare(kind: str, say: Callable[[str], None] = lambda s: None, progress=None) -> Path:
+    """The captioner's local folder, downloaded once (said in words with its size; `progress` gets the bytes)."""
     from ..assets import captioners
 
     if not captioners.is_cached(kind):
         say(f"Getting the captioner ({captioners.size_note(kind)})")
-    return captioners.ensure(kind, announce=say)
+    return captioners.ensure(kind, announce=say, progress=progress)
 
 
 def store_prefix(kind: str) -> str:

@@ -129,8 +129,6 @@ def _submit(spec: JobSpec, settings: Settings, store, job_id: str, say: Callable
         raise UserError(f'caption = "{captioner}" needs this project\'s trainer; the SageMaker Kohya sample container '
                         "does not caption.", "Pick the cloudlora container, or caption the dataset first "
                         "(`cloudlora dataset caption`).")
-    if captioner:
-        job_captions.prepare(captioner, say)  # downloaded once, its size said: before the job holds a GPU
     inputs = backends.Inputs(model_key=model_key, dataset=spec.dataset, config=spec.config,
                              hyperparameters=job_store.hyperparameters(spec, job_id, model,
                                                                        weights.name if weights is not None else ""),
@@ -140,7 +138,7 @@ def _submit(spec: JobSpec, settings: Settings, store, job_id: str, say: Callable
     records.save(store, rec)  # first: a job the backend runs always has its record
     say("Preparing the job folder" if spec.backend == "local" else "Submitting to SageMaker")
     try:
-        backend.submit(rec, inputs, settings, store)
+        backend.submit(rec, inputs, settings, store, say)
     except BaseException:
         records.delete(store, job_id)  # refused or failed to start: nothing runs, so nothing is kept
         raise

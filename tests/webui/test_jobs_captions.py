@@ -162,16 +162,16 @@ FAST = ["--set", "max_train_steps=2", "--set", "resolution=64", "--set", "min_bu
 
 
 def test_a_local_job_captions_the_photos_first_and_brings_the_captions_home(tmp_path, monkeypatch, tiny_sd15,
-                                                                           sample_dataset, trainer_python):
-    data = tmp_path / "data"
-    monkeypatch.setenv("CLOUDLORA_DATA_DIR", str(data))
+                                                                           sample_dataset, trainer_python, hub_server):
+    monkeypatch.setenv("CLOUDLORA_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("CLOUDLORA_STORE", str(tmp_path / "store"))
     monkeypatch.setenv("CLOUDLORA_LORA_DIR", str(tmp_path / "Lora"))
     monkeypatch.setenv("CLOUDLORA_TRAINER_PYTHON", trainer_python)
-    tagger = data / "captioners" / "wd14"
+    built = tmp_path / "tiny-wd14"
     code = "import sys; from cloudlora_backend.trainer.captions.tiny import make_tiny_wd14; make_tiny_wd14(sys.argv[1])"
-    subprocess.run(bootstrap.command(trainer_python, "-c", code, str(tagger)), check=True)
-    (tagger / ".cloudlora-complete").write_text("{}", encoding="utf-8")
+    subprocess.run(bootstrap.command(trainer_python, "-c", code, str(built)), check=True)
+    # The tagger is not on this machine yet: the job's runner downloads it (from a hub on 127.0.0.1) in the background.
+    hub_server.add("SmilingWolf/wd-vit-tagger-v3", {n: (built / n).read_bytes() for n in ("model.onnx", "selected_tags.csv")})
     photos = tmp_path / "photos"
     shutil.copytree(sample_dataset, photos)
     for caption in photos.rglob("*.txt"):
@@ -194,6 +194,8 @@ def test_a_local_job_captions_the_photos_first_and_brings_the_captions_home(tmp_
     name = job["dataset"]
     assert get_dataset(store, name)["captions"] == 6  # the store's version has them too
     assert store.get_bytes(f"datasets/{name}/10_cldemo/01.txt").decode() == (photos / "10_cldemo" / "01.txt").read_text()
+    log = (tmp_path / "store" / "jobs" / job["id"] / "runner" / "train.log").read_text(encoding="utf-8")
+    assert "Getting the captioner" in log and "to download once" in log and "captioner wd14 ready" in log
 
 
 def test_the_train_forms_caption_field_turns_captioning_on_and_emptied_off_again():
@@ -207,3 +209,17 @@ def test_the_train_forms_caption_field_turns_captioning_on_and_emptied_off_again
     assert off is not None and job_captions.wanted(off) == ""
     bad, why = train_form.knob_outcome("caption", "blip", base, "sd15")
     assert bad is None and "caption" in why and "wd14" in why
+
+
+def test_a_local_job_whose_captioner_cannot_be_downloaded_fails_saying_why_and_the_fix(
+        tmp_path, monkeypatch, tiny_sd15, sample_dataset, trainer_python, hub_server):
+    monkeypatch.setenv("CLOUDLORA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CLOUDLORA_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("CLOUDLORA_TRAINER_PYTHON", trainer_python)
+    cmd = [sys.executable, "-m", "cloudlora", "train", "--model", str(tiny_sd15), "--dataset", str(sample_dataset),
+           "--backend", "local", "--name", "nocap", "--wait", "--json", "--set", "caption=wd14", *FAST]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    job = json.loads(run.stdout)
+    assert job["status"] == "Failed", job
+    assert "SmilingWolf/wd-vit-tagger-v3" in job["failure"] and "Fix:" in job["failure"], job["failure"]
+    assert not list((tmp_path / "data").rglob("*.onnx"))

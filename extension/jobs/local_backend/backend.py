@@ -16,7 +16,7 @@ def place(rec: JobRecord, store) -> None:
     rec.local_dir = str(local.job_dir(store, rec.id))
 
 
-def submit(rec: JobRecord, inputs: Inputs, settings: Settings, store) -> None:
+def submit(rec: JobRecord, inputs: Inputs, settings: Settings, store, say=lambda s: None) -> None:
     """Lays out the job folder and starts the runner; on any failure the folder is removed again."""
     from .. import continue_from
 
@@ -32,11 +32,9 @@ def submit(rec: JobRecord, inputs: Inputs, settings: Settings, store) -> None:
 
 
 def _prepare(jobdir: Path, store, inputs: Inputs) -> None:
-    from .. import job_captions
-
+    """The job folder's inputs (a captioner is the runner's to fetch and link: it may take minutes)."""
     local.prepare(jobdir, store, model_key=inputs.model_key, dataset_name=inputs.dataset, config_text=inputs.config,
-                  hyperparameters=inputs.hyperparameters, part_keys=inputs.part_keys,
-                  captioner_dir=job_captions.prepare(inputs.captioner) if inputs.captioner else None)
+                  hyperparameters=inputs.hyperparameters, part_keys=inputs.part_keys)
 
 
 def refresh(rec: JobRecord, settings: Settings, *, with_logs: bool = False) -> None:

@@ -47,7 +47,7 @@ def job_dir(store, job_id: str) -> Path:
 WINDOWS_MAX_PATH = 259
 
 
-def _link_or_copy(src: Path, dest: Path) -> None:
+def link_or_copy(src: Path, dest: Path) -> None:
     """The store's file or folder at `dest`, without copying where the system allows: a symlink on Linux/macOS; on
     Windows (symlinks need Developer Mode or admin) a hard link for a file and a junction for a folder, neither of
     which needs a privilege. Else a copy, made under a temporary name, so a copy cut short is never reused."""
@@ -116,12 +116,11 @@ def check_path_lengths(jobdir: Path, dataset: Path) -> None:
 
 
 def prepare(jobdir: Path, store, *, model_key: str, dataset_name: str, config_text: str,
-            hyperparameters: dict, progress=None, part_keys: dict[str, str] | None = None,
-            captioner_dir: Path | None = None) -> None:
+            hyperparameters: dict, progress=None, part_keys: dict[str, str] | None = None) -> None:
     """Lays out the job folder; links from a local store, downloads from an S3 store.
 
     part_keys: FLUX.1's separate files {"clip_l" | "t5xxl" | "ae": store key}, each into input/data/<part>/.
-    captioner_dir: the captioner's folder on this machine (caption = ... in the TOML), as input/data/captioner/."""
+    The captioner (caption = ... in the TOML) is linked in by the runner, which downloads it first if need be."""
     for sub in ("input/config", "input/data/model", "input/data/config", "model", "output", "checkpoints", "runner"):
         private_files.ensure_dir(jobdir / sub)
     hp = {k: str(v) for k, v in hyperparameters.items()}
@@ -132,8 +131,6 @@ def prepare(jobdir: Path, store, *, model_key: str, dataset_name: str, config_te
     files = {model_key: jobdir / "input/data/model" / model_key.rsplit("/", 1)[-1]}
     files.update({key: jobdir / "input/data" / part / key.rsplit("/", 1)[-1] for part, key in (part_keys or {}).items()})
     dataset_dest = jobdir / "input/data/dataset"
-    if captioner_dir is not None and not (jobdir / "input/data/captioner").exists():
-        _link_or_copy(Path(captioner_dir), jobdir / "input/data/captioner")
     if getattr(store, "kind", "") == "local":
         check_path_lengths(jobdir, Path(store.uri(f"datasets/{dataset_name}")))
         for key, dest in files.items():
@@ -141,8 +138,8 @@ def prepare(jobdir: Path, store, *, model_key: str, dataset_name: str, config_te
             if not src.exists():
                 raise UserError(f"The model file {src} is missing from the local store.",
                                 "Upload the model again (Cloud Asset Management or `cloudlora model upload`).")
-            _link_or_copy(src, dest)
-        _link_or_copy(Path(store.uri(f"datasets/{dataset_name}")), dataset_dest)
+            link_or_copy(src, dest)
+        link_or_copy(Path(store.uri(f"datasets/{dataset_name}")), dataset_dest)
         return
     # An S3 store: the trainer reads local files, so fetch them (the dataset is small, the model is big).
     for key, dest in files.items():

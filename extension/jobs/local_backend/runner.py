@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from cloudlora import atomic, bootstrap, locks, private_files, processes, system
+from cloudlora.errors import UserError
 
 # How long a trainer has to honour a stop request (finish its step, write the checkpoint) before its tree is ended.
 STOP_GRACE_S = float(os.environ.get("CLOUDLORA_STOP_GRACE_S") or 300)
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         python = args.python
         if args.managed:
             python = _set_up_trainer(run, log, say)
+        _stage_captioner(jobdir, run, say)
         private_files.ensure_dir(Path(args.lock).parent)
         gpu = locks.Lock(args.lock)
         ahead = None
@@ -182,8 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         failure = jobdir / "output" / "failure"
         if not failure.exists():
             reason = getattr(err, "reason", None)
-            text = (f"Setting up the trainer environment failed: {reason}" + (f"\nFix: {err.fix}" if err.fix else "")
-                    if reason else f"The local runner failed: {err}")
+            if reason:
+                text = f"Setting up the trainer environment failed: {reason}" + (f"\nFix: {err.fix}" if err.fix else "")
+            elif isinstance(err, UserError):  # e.g. the captioner's download: its words and fix
+                text = err.message + (f"\nFix: {err.fix}" if err.fix else "")
+            else:
+                text = f"The local runner failed: {err}"
             failure.write_text(text, encoding="utf-8")
         return finish(-1, str(err))
     finally:
@@ -208,6 +214,35 @@ def _set_up_trainer(run: Path, log, say) -> str:
     say(f"trainer environment ready after {seconds:.1f} s")
     (run / "preparing").unlink(missing_ok=True)
     return python
+
+
+def _stage_captioner(jobdir: Path, run: Path, say) -> None:
+    """A job whose TOML sets caption: the captioner, downloaded once (its bytes in runner/preparing, which the
+    status shows), linked as input/data/captioner/ before the job waits for the GPU."""
+    from cloudlora.jobs import job_captions
+    from cloudlora.jobs.local_backend import local
+
+    try:
+        kind = job_captions.wanted((jobdir / "input/data/config/config.toml").read_text(encoding="utf-8"))
+    except OSError:
+        return
+    channel = jobdir / "input" / "data" / "captioner"
+    if not kind or channel.exists():
+        return
+    step = f"Getting the captioner ({kind})"
+
+    def progress(p) -> None:
+        atomic.write_text(run / "preparing", json.dumps({"step": step, "package": p.item or kind, "done": p.done,
+                                                         "total": p.total, "rate": p.rate,
+                                                         "seconds_left": p.eta}))
+
+    atomic.write_text(run / "preparing", json.dumps({"step": step}))
+    try:
+        folder = job_captions.prepare(kind, say, progress=progress)
+    finally:
+        (run / "preparing").unlink(missing_ok=True)
+    local.link_or_copy(folder, channel)
+    say(f"captioner {kind} ready ({folder})")
 
 
 if __name__ == "__main__":

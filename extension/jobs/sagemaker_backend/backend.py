@@ -17,21 +17,21 @@ def place(rec: JobRecord, store) -> None:
     rec.sagemaker_name = rec.id  # a resume runs as <id>-r<N>
 
 
-def submit(rec: JobRecord, inputs: Inputs, settings: Settings, store) -> None:
+def submit(rec: JobRecord, inputs: Inputs, settings: Settings, store, say=lambda s: None) -> None:
     """Stages a LoRA to continue from (if any) and sends CreateTrainingJob; a refusal starts nothing."""
     from .. import continue_from
 
     network = continue_from.stage_s3(store, rec.id, inputs.weights) if inputs.weights is not None else ""
     sagemaker.create(settings, rec.spec, model_key=inputs.model_key, dataset_name=inputs.dataset, store=store,
                      part_keys=inputs.part_keys, hyperparameters=inputs.hyperparameters, network_key=network,
-                     captioner_key=_captioner(store, inputs))
+                     captioner_key=_captioner(store, inputs, say))
 
 
-def _captioner(store, inputs: Inputs) -> str:
-    """The captioner channel's store prefix ("" for none), its files sent once."""
+def _captioner(store, inputs: Inputs, say=lambda s: None) -> str:
+    """The captioner channel's store prefix ("" for none): downloaded once, its files sent to the store once."""
     from .. import job_captions
 
-    return job_captions.upload(store, inputs.captioner) if inputs.captioner else ""
+    return job_captions.upload(store, inputs.captioner, say) if inputs.captioner else ""
 
 
 def refresh(rec: JobRecord, settings: Settings, *, with_logs: bool = False) -> None:
