@@ -78,6 +78,11 @@ def test_a_new_user_gets_a_base_trains_watches_reopens_the_tab_and_finds_the_lor
                                    tmp_path / "ui.log", tmp_path)
     url = f"{base}/?token={token}"  # the address `cloudlora ui` prints
     try:
+        # The routes answer a moment before the app prints its address (it is mounted first): wait for the line.
+        deadline = time.monotonic() + 30
+        while f"Cloud LoRA Trainer: {base}" not in (tmp_path / "ui.log").read_text(errors="replace") \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert f"Cloud LoRA Trainer: {base}" in (tmp_path / "ui.log").read_text(errors="replace")
         page = browser_page
         page.goto(url)

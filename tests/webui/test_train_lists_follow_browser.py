@@ -1,7 +1,7 @@
 """Issue 19: the Train tab's Model and Dataset lists pick up what was just uploaded without Refresh lists. A dataset
 uploaded in the Assets tab is in the Train tab's Dataset list as soon as the tab is shown again, and the user's
 picks stay. Walked in headless Chromium on both gradios the tabs are written for: 3.41 (A1111's pin, this venv) and
-4.40 (Forge's, the `.venv/host-forge` stack running the standalone app from this checkout)."""
+4.40 (Forge's, and the standalone app's `pip install -e ".[ui]"` in a fresh venv)."""
 from __future__ import annotations
 
 import os
@@ -14,8 +14,6 @@ from playwright.sync_api import expect
 
 from tests.webui.fixtures.browser import _answers, _free_port, _stop
 
-ROOT = Path(__file__).resolve().parents[2]
-FORGE_PYTHON = ROOT / ".venv" / "host-forge" / "bin" / "python"
 
 
 def _tab(page, name):
@@ -41,18 +39,13 @@ def _pick(page, elem_id, value):
     expect(box).to_have_value(value)
 
 
-def _gradio4_app(tmp_path) -> str:
-    """`cloudlora ui` on gradio 4.40: Forge's stack with this checkout's packages on the path (never installed)."""
-    if not FORGE_PYTHON.exists():
-        pytest.skip(f"{FORGE_PYTHON} is missing: `source tools/env.sh; env_host_forge` builds it")
-    pkgs = tmp_path / "pkgs"
-    pkgs.mkdir()
-    (pkgs / "cloudlora").symlink_to(ROOT / "extension")
-    (pkgs / "cloudlora_backend").symlink_to(ROOT / "cloud_backend")
+def _gradio4_app(tmp_path, venv: Path) -> str:
+    """`cloudlora ui` on gradio 4.40 as a user runs it: the README's `pip install -e ".[ui]"` in a fresh venv (the
+    session's standalone_venv fixture)."""
     port, token = _free_port(), "lists-token"
     log = tmp_path / "ui4.log"
-    proc = subprocess.Popen([str(FORGE_PYTHON), "-m", "cloudlora", "ui", "--port", str(port)], cwd=tmp_path,
-                            env={**os.environ, "PYTHONPATH": str(pkgs), "GRADIO_ANALYTICS_ENABLED": "False",
+    proc = subprocess.Popen([str(venv / "bin" / "cloudlora"), "ui", "--port", str(port)], cwd=tmp_path,
+                            env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False",
                                  "AWS_EC2_METADATA_DISABLED": "true", "CLOUDLORA_UI_TOKEN": token},
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
     _gradio4_app.procs.append(proc)
@@ -71,7 +64,7 @@ _gradio4_app.procs = []
 
 @pytest.mark.parametrize("gradio", ["3.41", "4.40"])
 def test_a_dataset_uploaded_in_the_assets_tab_is_in_the_train_list_without_refresh(
-        gradio, tmp_path, monkeypatch, tiny_sd15, sample_dataset, ui_server, browser_page, screenshot):
+        gradio, tmp_path, monkeypatch, tiny_sd15, sample_dataset, ui_server, browser_page, screenshot, request):
     import shutil
 
     from cloudlora import settings
@@ -85,7 +78,7 @@ def test_a_dataset_uploaded_in_the_assets_tab_is_in_the_train_list_without_refre
     upload_dataset(store, sample_dataset, name="demo")
     photos = shutil.copytree(sample_dataset, tmp_path / "photos" / "pets")
     try:
-        url = ui_server() if gradio == "3.41" else _gradio4_app(tmp_path)
+        url = ui_server() if gradio == "3.41" else _gradio4_app(tmp_path, request.getfixturevalue("standalone_venv"))
         page = browser_page
         page.goto(url)
         _tab(page, "Train Management")
