@@ -128,10 +128,11 @@ def caption_dataset(root: Path | str, opts: CaptionOptions, *, python: str | Non
                             errors="replace", env=processes.child_env(), **processes.popen_kwargs())
     watcher = None
     if cancel is not None:
-        def watch() -> None:
-            cancel.wait()
-            if proc.poll() is None:
-                processes.kill_tree(proc.pid, timeout=3)
+        def watch() -> None:  # ends with the captioner: no thread is left waiting after a run
+            while proc.poll() is None:
+                if cancel.wait(0.5):
+                    processes.kill_tree(proc.pid, timeout=3)
+                    return
         watcher = threading.Thread(target=watch, daemon=True, name="cloudlora-caption-cancel")
         watcher.start()
     summary: dict = {}
