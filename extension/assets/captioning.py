@@ -163,6 +163,8 @@ def caption_dataset(root: Path | str, opts: CaptionOptions, *, python: str | Non
         if on_event:
             on_event(event)
     code = proc.wait()
+    if watcher is not None:
+        watcher.join(5)
     if cancel is not None and cancel.is_set():
         raise Cancelled("cancelled")
     if code != 0 or error or not summary:

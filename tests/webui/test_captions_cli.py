@@ -139,3 +139,42 @@ def test_sentences_from_a_random_weight_florence2_fetched_from_the_hub(tmp_path,
     assert caption.startswith("pet") and "old caption" not in caption
     cached = {p.name for p in (Path(os.environ["CLOUDLORA_DATA_DIR"]) / "captioners" / "florence2").iterdir()}
     assert set(files) <= cached and "README.md" not in cached and ".gitattributes" not in cached
+
+
+def test_cancelling_captioning_stops_the_captioner_and_keeps_the_captions_written_so_far(
+        tmp_path, tiny_tagger, trainer_python, isolated_settings):
+    import threading
+
+    from cloudlora.assets import captioners
+    from cloudlora.assets.captioning import CaptionOptions, caption_dataset
+    from cloudlora.assets.transfer import Cancelled
+
+    folder = captioners.model_dir("wd14")
+    folder.mkdir(parents=True)
+    for name, data in tiny_tagger.items():
+        (folder / name).write_bytes(data)
+    (folder / captioners.COMPLETE).write_text("{}", encoding="utf-8")
+    root = tmp_path / "ds"
+    for i in range(120):
+        png(root / "10_many" / f"{i:02d}.png", size=(64, 64), color=(i * 4, 10, 10))
+    before = threading.active_count()
+    whole = tmp_path / "whole"
+    png(whole / "10_few" / "a.png", size=(64, 64))
+    caption_dataset(whole, CaptionOptions(), python=trainer_python, cancel=threading.Event())  # never cancelled
+    assert threading.active_count() == before  # no watcher thread is left waiting after a run
+
+    cancel = threading.Event()
+    seen = []
+
+    def on_event(event):
+        if event.get("event") == "image":
+            seen.append(event)
+            if len(seen) == 3:
+                cancel.set()
+
+    with pytest.raises(Cancelled):
+        caption_dataset(root, CaptionOptions(), python=trainer_python, cancel=cancel, on_event=on_event)
+    written = list(root.rglob("*.txt"))
+    assert 3 <= len(written) < 120  # what was written stays; the rest was never captioned
+    assert all(p.read_text(encoding="utf-8").startswith("many, ") for p in written)
+    assert threading.active_count() == before
