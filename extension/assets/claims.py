@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ..errors import UserError
 from ..store.base import AlreadyExists
+from .manifests import read_one
 
 CLAIM = ".claim"
 
@@ -34,19 +35,9 @@ class Claim:
 
     def release(self) -> None:
         """Removes the claim if it is still one for this content (never another upload's claim)."""
-        held = _read(self.store, self.key)
+        held = read_one(self.store, self.key)
         if held is not None and held.get("sha256") == self.sha256:
             self.store.delete(self.key)
-
-
-def _read(store, key: str) -> dict | None:
-    try:
-        data = json.loads(store.get_bytes(key))
-        return data if isinstance(data, dict) else {}
-    except FileNotFoundError:
-        return None
-    except ValueError:
-        return {}
 
 
 def claim(store, kind: str, name: str, sha256: str) -> Claim:
@@ -60,7 +51,7 @@ def claim(store, kind: str, name: str, sha256: str) -> Claim:
             store.put_bytes(key, body, if_absent=True)
             return Claim(store, key, sha256, owned=True)
         except AlreadyExists:
-            held = _read(store, key)
+            held = read_one(store, key)
         if held is None:
             continue  # released between the two looks: try again
         if held.get("sha256") == sha256:

@@ -66,7 +66,7 @@ def manifest_problem(data, kind: str, name: str) -> str | None:
 
 
 def read_one(store, key: str) -> dict | None:
-    """One manifest: None when there is none, {} when it cannot be read (not JSON, not an object)."""
+    """One JSON record of the store (a manifest, a claim): None when there is none, {} when it cannot be read."""
     try:
         data = json.loads(store.get_bytes(key))
         return data if isinstance(data, dict) else {}
