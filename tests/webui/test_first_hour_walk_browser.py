@@ -22,7 +22,8 @@ from pathlib import Path
 from playwright.sync_api import expect
 
 from cloudlora.assets import known_bases
-from tests.webui.fixtures.browser import _answers, _free_port, _stop
+from tests.webui.fixtures.browser import _stop
+from tests.webui.fixtures.standalone import start_installed_app
 
 FAST = {"max_train_steps": "4", "resolution": "128,128"}  # tests/host/test_jobs_in_the_host.py's FAST, in the form
 
@@ -47,18 +48,8 @@ def _pick(page, elem_id, value):
 
 
 def _start_app(venv: Path, env: dict, log: Path, cwd: Path) -> tuple[subprocess.Popen, str, str]:
-    port, token = _free_port(), "first-hour-token"
-    proc = subprocess.Popen([str(venv / "bin" / "cloudlora"), "ui", "--port", str(port)], cwd=cwd,
-                            env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "AWS_EC2_METADATA_DISABLED": "true",
-                                 "CLOUDLORA_UI_TOKEN": token, **env},
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while not _answers(base + "/cloudlora/v1/version", token):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            _stop(proc)
-            raise AssertionError(f"`cloudlora ui` did not come up on {base}:\n{log.read_text(errors='replace')}")
-        time.sleep(0.5)
+    token = "first-hour-token"
+    proc, base = start_installed_app(venv, cwd, log, token, env, timeout=120)
     return proc, base, token
 
 

@@ -40,6 +40,20 @@ def store(tmp_path):
     return open_store(settings.resolve())
 
 
+
+def _kill_half_way(cmd: list[str], dest: Path) -> int:
+    """Runs a fetch and kills it (SIGKILL) once its .part in `dest` holds over 2 MiB; the bytes it had."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline, parts = time.monotonic() + 30, []
+    while time.monotonic() < deadline:
+        parts = list(dest.glob(".cloudlora-fetch-*.part"))
+        if parts and parts[0].stat().st_size > 2 << 20:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    return parts[0].stat().st_size
+
 def test_sources_parse_into_hub_files_repos_and_urls(hub_server):
     assert model_fetch.parse_source("org/repo", "a.safetensors") == model_fetch.Source("hub", "org/repo",
                                                                                         "a.safetensors")
@@ -87,17 +101,7 @@ def test_a_killed_download_resumes_with_only_the_missing_bytes(hub_server, tmp_p
     dest = tmp_path / "ckpts"
     cmd = [sys.executable, "-m", "cloudlora", "model", "fetch", "org/big", "--file", "big.safetensors",
            "--dest", str(dest), "--no-upload", "--json"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    parts = []
-    while time.monotonic() < deadline:
-        parts = list(dest.glob(".cloudlora-fetch-*.part"))
-        if parts and parts[0].stat().st_size > 2 << 20:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
-    have = parts[0].stat().st_size
+    have = _kill_half_way(cmd, dest)
     assert 0 < have < len(data)
     hub_server.delay = 0
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -273,16 +277,7 @@ def test_a_url_token_never_lands_in_a_file_a_task_or_a_message(hub_server, api_c
     dest = settings.data_dir() / "models" / "Stable-diffusion"
     hub_server.delay = 0.02  # the kill comes half-way
     cmd = [sys.executable, "-m", "cloudlora", "model", "fetch", url, "--json"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline, parts = time.monotonic() + 30, []
-    while time.monotonic() < deadline:
-        parts = list(dest.glob(".cloudlora-fetch-*.part"))
-        if parts and parts[0].stat().st_size > 2 << 20:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
-    have = parts[0].stat().st_size
+    have = _kill_half_way(cmd, dest)
     hub_server.delay = 0
 
     def leaks() -> list[str]:

@@ -4,15 +4,14 @@ picks stay. Walked in headless Chromium on both gradios the tabs are written for
 4.40 (Forge's, and the standalone app's `pip install -e ".[ui]"` in a fresh venv)."""
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.webui.fixtures.browser import _answers, _free_port, _stop
+from tests.webui.fixtures.browser import _stop
+from tests.webui.fixtures.standalone import start_installed_app
 
 
 
@@ -42,20 +41,9 @@ def _pick(page, elem_id, value):
 def _gradio4_app(tmp_path, venv: Path) -> str:
     """`cloudlora ui` on gradio 4.40 as a user runs it: the README's `pip install -e ".[ui]"` in a fresh venv (the
     session's standalone_venv fixture)."""
-    port, token = _free_port(), "lists-token"
-    log = tmp_path / "ui4.log"
-    proc = subprocess.Popen([str(venv / "bin" / "cloudlora"), "ui", "--port", str(port)], cwd=tmp_path,
-                            env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False",
-                                 "AWS_EC2_METADATA_DISABLED": "true", "CLOUDLORA_UI_TOKEN": token},
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    token = "lists-token"
+    proc, base = start_installed_app(venv, tmp_path, tmp_path / "ui4.log", token)
     _gradio4_app.procs.append(proc)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while not _answers(base + "/cloudlora/v1/version", token):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            _stop(proc)
-            raise AssertionError(f"`cloudlora ui` (gradio 4.40) did not come up:\n{log.read_text(errors='replace')}")
-        time.sleep(0.5)
     return f"{base}/?token={token}"
 
 
