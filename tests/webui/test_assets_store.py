@@ -188,3 +188,17 @@ def test_with_checksums_turned_off_a_resumed_multipart_upload_still_completes(s3
     back = tmp_path / "back"
     store.download("models/n/nocrc.bin", back)
     assert back.read_bytes() == src.read_bytes()
+
+
+def test_the_test_s3_server_has_room_for_every_bucket_of_a_run_however_full_the_disk(s3_server):
+    """Each test's store is a bucket of its own, and SeaweedFS gives every bucket volumes of its own. Left to itself it
+    allows free disk / 128 MB volumes, so on a fuller CI disk the later buckets of a run failed with InternalError
+    ("no free volumes left"); the fixture sets the room instead."""
+    import json
+    import urllib.request
+
+    from tests.webui.fixtures.s3 import VOLUMES
+
+    with urllib.request.urlopen(s3_server.master + "/dir/status", timeout=10) as answer:
+        topology = json.load(answer)["Topology"]
+    assert topology["Max"] == VOLUMES >= 500
