@@ -2,54 +2,106 @@
 # The README's test command: sets up the environments (idempotent), then runs every test suite.
 #   tests/trainer  under the trainer's lock (.venv/trainer: torch 2.13 CPU + cloud_backend/requirements-lock.txt)
 #                  and its text-encoder LoRA tests again under each transformers of TRANSFORMERS_VARIANTS
-#   tests/webui    under A1111 1.10.1's pins (.venv/webui), incl. S3 (SeaweedFS), moto, and the browser tests
+#   tests/webui    under A1111 1.10.1's pins (.venv/webui), incl. S3 (SeaweedFS), moto, and the browser tests;
+#                  then part of it again in Windows mode (tools/test_windows_mode.sh)
 #   tests/host     a fake A1111 1.10.1 with the extension loaded from a git clone in extensions/ as Install from URL
 #                  leaves it, on each host stack users run (NOT this project installed): .venv/host = A1111 1.10.1
 #                  (Python 3.10, torch 2.1.2, its pins) and .venv/host-forge = Forge (Python 3.10, torch 2.3.1,
 #                  gradio 4.40); real local jobs in the managed trainer venv each builds (its torch from
 #                  .cache/torch-index, this machine's stand-in for the PyTorch index)
 # Fails when any test fails or when a suite ran no test. Screenshots go to artifacts/.
+#
+# Time: the suites wait a lot (servers, browsers, subprocesses), so they run in three lanes at once, and tests/webui
+# in two pytest-xdist workers (whole files per worker); the setup runs in three groups at once too. Each lane's output
+# is kept in artifacts/ci/<lane>.log and printed whole when the lane ends. TEST_LANES=1 runs everything one after the
+# other instead (the same tests; for reading a failure without the noise of the others).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source tools/env.sh
-env_webui
-env_torch_index
-env_host
-env_host_forge
-env_trainer
-for version in $TRANSFORMERS_VARIANTS; do env_trainer_variant "$version"; done
-env_browser
-export CLOUDLORA_TEST_TRAINER_PYTHON="$ROOT/.venv/trainer/bin/python"
-mkdir -p artifacts
+LOGS="$ROOT/artifacts/ci"
+mkdir -p "$LOGS"
+SERIAL=0
+# `wait -n -p` needs bash 5.1; an older bash runs the lanes one after the other.
+if [ "${TEST_LANES:-}" = 1 ] || [ "${BASH_VERSINFO[0]}${BASH_VERSINFO[1]}" -lt 51 ]; then SERIAL=1; fi
 
-status=0
-run_suite() {  # run_suite NAME PYTHON PYTEST-ARGS...
-  local name="$1" python="$2"
-  shift 2
-  echo "== $name"
-  set +e
-  "$python" -m pytest "$@" -q -p no:cacheprovider
-  local rc=$?
-  set -e
-  # 5 = no tests collected: that is a failure too.
-  if [ "$rc" -ne 0 ]; then echo "$name failed (pytest exit $rc)"; status=1; fi
+# Runs each named function (the rest of the arguments) at once, each into artifacts/ci/<name>.log; prints each log
+# whole as its function ends, then fails if any failed. With SERIAL=1, one after the other, printed as they go.
+together() {
+  local name rc=0 start=$SECONDS
+  declare -A pid_of=()
+  if [ "$SERIAL" = 1 ]; then
+    # In the background and waited for: a function run in an `||` list would run with `set -e` off.
+    for name in "$@"; do ( "$name" ) & wait $! || rc=1; done
+    return $rc
+  fi
+  for name in "$@"; do
+    ( "$name" ) > "$LOGS/$name.log" 2>&1 &
+    pid_of[$name]=$!
+  done
+  while [ "${#pid_of[@]}" -gt 0 ]; do
+    local ended="" this=0
+    wait -n -p ended "${pid_of[@]}" || this=$?
+    [ -n "$ended" ] || { echo "lost track of: ${!pid_of[*]}"; return 1; }
+    for name in "${!pid_of[@]}"; do
+      [ "${pid_of[$name]}" = "$ended" ] || continue
+      echo "==== $name: $( [ "$this" = 0 ] && echo passed || echo "FAILED (exit $this)" ) after $((SECONDS - start)) s"
+      cat "$LOGS/$name.log"
+      echo "==== end of $name"
+      [ "$this" = 0 ] || rc=1
+      unset "pid_of[$name]"
+    done
+  done
+  return $rc
 }
 
-run_suite "tests/trainer" .venv/trainer/bin/python tests/trainer "$@"
-# The text-encoder LoRA (inject, train, save, load back) under the other transformers versions the range allows.
-for version in $TRANSFORMERS_VARIANTS; do
-  run_suite "tests/trainer with transformers $version" ".venv/trainer-tf$version/bin/python" \
-    -m transformers_matrix tests/trainer "$@"
-done
-run_suite "tests/webui" .venv/webui/bin/python tests/webui "$@"
-# The uploads, local jobs, locks and CLI again as on Windows: Unix-only modules refused to the project's own code and
-# CLOUDLORA_PLATFORM=windows (tests/windows_mode/).
-echo "== tests/webui, Windows mode (tools/test_windows_mode.sh)"
-if ! tools/test_windows_mode.sh "$@"; then echo "tests/webui, Windows mode failed"; status=1; fi
-run_suite "tests/host (A1111 1.10.1 stack)" .venv/host/bin/python tests/host "$@"
-run_suite "tests/host (Forge stack)" .venv/host-forge/bin/python tests/host "$@"
-# Uploads and a local job through REST in the A1111 stack again as on Windows (tests/windows_mode, as above).
-CLOUDLORA_PLATFORM=windows run_suite "tests/host (A1111 1.10.1 stack, Windows mode)" .venv/host/bin/python \
-  tests/host/test_jobs_in_the_host.py -k "managed_venv" "$@"
-exit $status
+setup_webui() { env_webui; env_browser; }
+setup_hosts() { env_torch_index; env_host; env_host_forge; }
+setup_trainers() {
+  env_trainer
+  for version in $TRANSFORMERS_VARIANTS; do env_trainer_variant "$version"; done
+}
+# Never call `together` in an `if`, `||` or `&&`: there bash runs the functions with `set -e` off, even in subshells.
+together setup_webui setup_hosts setup_trainers
+export CLOUDLORA_TEST_TRAINER_PYTHON="$ROOT/.venv/trainer/bin/python"
+ARGS=("$@")
+
+run_suite() {  # run_suite NAME PYTHON PYTEST-ARGS...: fails on any failure, and when the suite ran no test (exit 5)
+  local name="$1" python="$2" rc=0 start=$SECONDS
+  shift 2
+  echo "== $name"
+  "$python" -m pytest "$@" -q -p no:cacheprovider || rc=$?
+  echo "== $name: exit $rc after $((SECONDS - start)) s"
+  if [ "$rc" -ne 0 ]; then echo "$name failed (pytest exit $rc)"; return 1; fi
+}
+
+lane_webui() {  # the WebUI side in two workers; a worker takes whole files, so a file's fixtures stay together
+  run_suite "tests/webui" .venv/webui/bin/python -n 2 --dist loadfile tests/webui "${ARGS[@]}"
+}
+
+lane_trainer() {
+  run_suite "tests/trainer" .venv/trainer/bin/python tests/trainer "${ARGS[@]}"
+}
+
+lane_host() {
+  local rc=0
+  # The uploads, local jobs, locks and CLI again as on Windows: Unix-only modules refused to the project's own code
+  # and CLOUDLORA_PLATFORM=windows (tests/windows_mode/).
+  echo "== tests/webui, Windows mode (tools/test_windows_mode.sh)"
+  tools/test_windows_mode.sh "${ARGS[@]}" || { echo "tests/webui, Windows mode failed"; rc=1; }
+  run_suite "tests/host (A1111 1.10.1 stack)" .venv/host/bin/python tests/host "${ARGS[@]}" || rc=1
+  run_suite "tests/host (Forge stack)" .venv/host-forge/bin/python tests/host "${ARGS[@]}" || rc=1
+  # Uploads and a local job through REST in the A1111 stack again as on Windows (tests/windows_mode, as above).
+  CLOUDLORA_PLATFORM=windows run_suite "tests/host (A1111 1.10.1 stack, Windows mode)" .venv/host/bin/python \
+    tests/host/test_jobs_in_the_host.py -k "managed_venv" "${ARGS[@]}" || rc=1
+  # The text-encoder LoRA (inject, train, save, load back) under the other transformers versions the range allows
+  # (in this lane: it ends first otherwise).
+  local version
+  for version in $TRANSFORMERS_VARIANTS; do
+    run_suite "tests/trainer with transformers $version" ".venv/trainer-tf$version/bin/python" \
+      -m transformers_matrix tests/trainer "${ARGS[@]}" || rc=1
+  done
+  return $rc
+}
+
+together lane_webui lane_trainer lane_host

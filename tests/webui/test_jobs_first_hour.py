@@ -59,11 +59,15 @@ def test_train_takes_a_zip_names_things_as_the_tab_and_the_calibrated_estimate_h
     est = service.estimate_job(config=service.get_job(first["id"])["config"], family="sd15", dataset="zxq", instance_type="local",
                                backend="local", spot=False)
     assert est["calibrated"] and "calibrated from this machine" in est["summary"]
+    # The estimate for the same job again is what the run it learned from took. (Not compared with the next run's
+    # time within 30%: CI runs other suites beside this one, and one run may take twice another's time.)
+    learned = service.get_job(first["id"])["phases"]["total_s"]
+    assert abs(est["seconds"] - learned) <= 0.3 * learned, (est["seconds"], learned)
 
     second, err = _train(["--model", str(tiny_sd15), "--dataset", str(archive), "--name", "again"])
     assert second["dataset"] == "zxq" and "rename" not in err  # the same content: the same dataset
     measured = service.get_job(second["id"])["phases"]["total_s"]
-    assert abs(est["seconds"] - measured) <= 0.3 * measured, (est["seconds"], measured)
+    assert measured / 3 <= est["seconds"] <= measured * 3, (est["seconds"], measured)  # the right scale, under load
 
 
 def test_a_dataset_keeps_its_zip_or_trigger_name_and_a_suffix_only_on_a_real_collision_said(tmp_path, sample_dataset):
