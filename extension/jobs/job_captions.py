@@ -17,6 +17,7 @@ captions/stage.py): the captioner's files for the job's captioner channel before
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
@@ -53,14 +54,28 @@ def upload(store, kind: str, say: Callable[[str], None] = lambda s: None) -> str
     """Puts the captioner's files in the store once (identical objects are skipped); returns the channel's prefix."""
     from ..assets import captioners, transfer
 
-    folder = prepare(kind, say)
+    folder = prepare(kind, say, progress=_every(2.0, say, "Getting the captioner"))
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != captioners.COMPLETE)
     if not files:
         raise UserError(f"The captioner folder {folder} is empty.", f"Delete it; it is downloaded again: {folder}")
     say(f"Sending the captioner to the store ({len(files)} file(s), once)")
+    sending = _every(2.0, say, "Sending the captioner to the store")
     for path in files:
-        transfer.upload_file(store, store_prefix(kind) + path.relative_to(folder).as_posix(), path)
+        transfer.upload_file(store, store_prefix(kind) + path.relative_to(folder).as_posix(), path, progress=sending)
     return store_prefix(kind)
+
+
+def _every(seconds: float, say: Callable[[str], None], what: str):
+    """A byte-progress callback that says `what: <progress>` at most every `seconds` (a tab or a terminal line)."""
+    last = [0.0]
+
+    def progress(p) -> None:
+        now = time.monotonic()
+        if now - last[0] >= seconds:
+            last[0] = now
+            say(f"{what}: {p.text()}")
+
+    return progress
 
 
 def _caption_files(captions: Path) -> list[str]:

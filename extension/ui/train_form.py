@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import html
 import json
+import queue
+import threading
 
 import gradio as gr
 
@@ -313,9 +315,35 @@ def _with_fields(config_text: str, family: str, fields: tuple, synced: dict | No
     return kohya_config.set_keys(config_text, updates, family) if updates else config_text
 
 
+def create_job_live(*args):
+    """Create Training Job for the tab: yields what it is doing while the job is being created (a SageMaker job that
+    captions downloads the captioner and sends it to the store first: minutes, once), then create_job's answer. The
+    work runs in a thread of its own; only the newest of what it said meanwhile is shown."""
+    said: queue.Queue = queue.Queue()
+    answer: list = []
+
+    def work() -> None:
+        try:
+            answer.append(create_job(*args, progress=said.put))
+        finally:
+            said.put(None)
+
+    threading.Thread(target=work, name="cloudlora-create-job", daemon=True).start()
+    while True:
+        latest = said.get()
+        while latest is not None and not said.empty():
+            latest = said.get_nowait()
+        if latest is None:
+            break
+        yield f"⏳ {html.escape(latest)}…", gr.update(), gr.update(), gr.update()
+    yield answer[0] if answer else ("✗ The job could not be created (see the WebUI's console).", gr.update(),
+                                    gr.update(), gr.update())
+
+
 def create_job(instance_label, fm_label, model, dataset, lora_name, config_text, spot, max_wait_h, max_runtime_h,
-               container_label, image_uri, token, continue_choice=None, synced=None, *fields):
-    """(message, token, selected job, config). The message is empty on success: the job panel shows the job."""
+               container_label, image_uri, token, continue_choice=None, synced=None, *fields, progress=None):
+    """(message, token, selected job, config). The message is empty on success: the job panel shows the job.
+    `progress(text)` is told each step while the job is being created."""
     from ..jobs import service
     from ..jobs.records import TokenReused
     from ..jobs.spec import JobSpec, new_client_token
@@ -336,7 +364,7 @@ def create_job(instance_label, fm_label, model, dataset, lora_name, config_text,
                        container=CONTAINER_LABELS.get(container_label, "cloudlora"),
                        image_uri=(image_uri or "").strip(), client_token=token,
                        continue_from=continue_panel.value_of(continue_choice))
-        job = service.create_job(spec, settings())
+        job = service.create_job(spec, settings(), progress=progress)
     except TokenReused as err:  # this form already made a job (its answer was lost): the next click makes a new one
         return (f"✗ This form already created job `{html.escape(err.job_id)}` with other settings. Press Create "
                 "again to create another job."), new_client_token(), gr.update(value=err.job_id), config_update

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import html
+import threading
+from collections import OrderedDict
 
 import gradio as gr
 
@@ -121,6 +123,44 @@ def _plot(points):
 
     return pd.DataFrame({"step": [p["step"] for p in points], "loss": [p["loss"] for p in points],
                          "tag": [p["tag"] for p in points]})
+
+
+# The job each page shows. A tick is queued with the Job ID the page had then; under a parallel queue (gradio 4,
+# Forge) a tick queued just before Create or a click on another row can end after the new job was painted, and
+# would paint the old job again for one tick. So a change of selection records the page's job, and a tick whose job
+# is no longer its page's paints nothing.
+_SHOWN: OrderedDict = OrderedDict()  # session hash -> job id, the newest few hundred pages
+_SHOWN_LOCK = threading.Lock()
+_SHOWN_MAX = 500
+
+
+def _session(request) -> str:
+    return str(getattr(request, "session_hash", "") or "")
+
+
+def selected_details(job_id, picked=None, seen=None, request: gr.Request = None):
+    """job_details for a change of the Job ID (Create, a row clicked, Delete, typed): records it as the page's."""
+    session = _session(request)
+    if session:
+        with _SHOWN_LOCK:
+            _SHOWN[session] = job_id or ""
+            _SHOWN.move_to_end(session)
+            while len(_SHOWN) > _SHOWN_MAX:
+                _SHOWN.popitem(last=False)
+    return job_details(job_id, picked, seen)
+
+
+def tick_details(job_id, picked=None, seen=None, request: gr.Request = None):
+    """job_details for the refresh tick: nothing changes when the page has selected another job meanwhile."""
+    def stale() -> bool:
+        with _SHOWN_LOCK:
+            shown = _SHOWN.get(_session(request))
+        return shown is not None and shown != (job_id or "")
+
+    if stale():
+        return [gr.update()] * (len(OUTPUTS) - 1) + [seen]
+    answer = job_details(job_id, picked, seen)
+    return [gr.update()] * (len(OUTPUTS) - 1) + [seen] if stale() else answer
 
 
 def _hidden_actions(message=None):

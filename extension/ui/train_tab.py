@@ -157,7 +157,7 @@ def build() -> gr.Blocks:
                          image_uri, token, continue_from, synced] + knob_boxes
         create_btn.click(lambda: (gr.update(interactive=False, value="Submitting…"), ""), None,
                          [create_btn, create_msg], **QUIET) \
-            .then(form.create_job, create_inputs, [create_msg, token, selected, config], **QUIET) \
+            .then(form.create_job_live, create_inputs, [create_msg, token, selected, config], **QUIET) \
             .then(lambda: gr.update(interactive=True, value="Create Training Job"), None, [create_btn], **QUIET) \
             .then(train_jobs.list_rows, [seen_rows], [jobs_table, seen_rows], **QUIET)
 
@@ -167,8 +167,8 @@ def build() -> gr.Blocks:
                           pull_btn, tb_btn, output_pick, resume_btn, action_msg, use_btn,
                           seen_job]  # train_jobs.OUTPUTS
         ticker.change(train_jobs.list_rows, [seen_rows], [jobs_table, seen_rows], **QUIET)
-        ticker.change(train_jobs.job_details, detail_inputs, detail_outputs, **QUIET)
-        selected.change(train_jobs.job_details, detail_inputs, detail_outputs, **QUIET)
+        ticker.change(train_jobs.tick_details, detail_inputs, detail_outputs, **QUIET)
+        selected.change(train_jobs.selected_details, detail_inputs, detail_outputs, **QUIET)
         list_refresh.click(train_jobs.list_rows, None, [jobs_table, seen_rows])
         jobs_table.select(train_jobs.on_select, [jobs_table], [selected], **QUIET)
         stop_btn.click(train_jobs.stop_job, [selected], [action_msg]) \

@@ -88,6 +88,26 @@ def test_a_captioning_cloud_job_reads_the_captioner_from_the_store_through_its_o
     assert plain["created"] and "captioner" not in {c["ChannelName"] for c in sent[1]["InputDataConfig"]}
 
 
+def test_create_in_the_tab_says_it_is_sending_the_captioner_then_shows_the_cloud_job(cloud_user, monkeypatch):
+    """The first captioning SageMaker job sends the captioner (and downloads it first) before the job exists: the
+    Create message says so while it works, instead of a silent "Submitting…" for minutes."""
+    from cloudlora.settings import data_dir
+    from cloudlora.ui import train_form
+
+    _fake_captioner(data_dir())
+    sent = _capture_create(monkeypatch)
+    label = next(i for i in train_form.instance_labels() if i.startswith("ml.g5.2xlarge"))
+    answers = list(train_form.create_job_live(label, "SD 1.5", "tiny-sd15", "mine", "mine_lora",
+                                              CAPTION_CONFIG + service.default_config("sd15"), False, 48, 24,
+                                              "Cloud LoRA trainer image", "", "tab-live-1"))
+    said = [a[0] for a in answers[:-1]]
+    assert any("Sending the captioner to the store" in m for m in said), said
+    assert all(m.startswith("⏳") and a[1:] == (train_form.gr.update(),) * 3 for m, a in zip(said, answers))
+    message, token, selected, _config = answers[-1]
+    assert not message.startswith("✗"), message
+    assert len(sent) == 1 and selected["value"] == sent[0]["TrainingJobName"] and token != "tab-live-1"
+
+
 def test_the_kohya_sample_container_cannot_caption_and_says_what_to_do(cloud_user):
     from cloudlora.errors import UserError
 

@@ -79,7 +79,7 @@ def test_the_form_offers_continue_training_and_sends_the_choice(job_env, fake_tr
     assert update[0]["value"] == f"job:{first['id']}" and update[1]["value"] == job_env.model
     assert update[3]["value"] == "SD 1.5" and update[4]["value"] == "formjob-continued"
     sent = {}
-    monkeypatch.setattr(service, "create_job", lambda spec, settings: sent.setdefault("spec", spec) and
+    monkeypatch.setattr(service, "create_job", lambda spec, settings, **_: sent.setdefault("spec", spec) and
                         {"id": "x", "status": "Queued"})
     train_form.create_job("Local (this machine)", "SD 1.5", job_env.model, job_env.dataset, "formjob-continued",
                          service.default_config("sd15"), False, 48, 24, "Cloud LoRA trainer image", "", "tok",

@@ -162,3 +162,22 @@ def test_create_takes_the_fields_the_user_typed_but_not_fields_a_pasted_toml_has
     assert "max_train_steps = 11" in out
     pasted = toml.replace("max_train_steps = 1000", "max_train_steps = 2")  # the fields still show 1000
     assert train_form._with_fields(pasted, "sd15", tuple(fields), synced) == pasted
+
+
+def test_a_tick_queued_before_create_never_paints_the_previous_job_over_the_new_one():
+    """Under gradio 4's parallel queue (Forge) the refresh tick queued just before Create, with the old Job ID, can
+    end after the new job was painted. Such a tick paints nothing; the page's own job still refreshes each tick."""
+    from types import SimpleNamespace
+
+    from cloudlora.ui import train_jobs
+
+    page, other_page = SimpleNamespace(session_hash="page-1"), SimpleNamespace(session_hash="page-2")
+    train_jobs.selected_details("old-job", None, {}, page)
+    shown = train_jobs.selected_details("new-job", None, {}, page)  # Create answered: the page now shows new-job
+    assert "new-job" in str(shown[0]) and shown[-1]["job"] == "new-job"
+
+    late = train_jobs.tick_details("old-job", None, shown[-1], page)  # the tick queued before Create
+    assert late[:-1] == [train_jobs.gr.update()] * (len(train_jobs.OUTPUTS) - 1) and late[-1] == shown[-1]
+    assert "new-job" in str(train_jobs.tick_details("new-job", None, {}, page)[0])
+    # another page keeps its own job; a page never seen before (a restarted server) is painted as it asks
+    assert "old-job" in str(train_jobs.tick_details("old-job", None, {}, other_page)[0])
