@@ -7,7 +7,9 @@
 One lock for every place the trainer runs (the container, the local backend's managed venv, tools/env.sh and CI):
 the same exact versions, whichever Python the machine has. So the versions are resolved for the *oldest* supported
 Python (3.10, A1111's), and each newer Python must accept the same pins (packages that only some Pythons need, such
-as `tomli` below 3.11, get an environment marker).
+as `tomli` below 3.11, get an environment marker). pip resolves for this machine's platform only, so what the pins
+need on Windows or macOS alone (colorama, pyreadline3) is added with a `sys_platform` marker: pip -r installs the
+lock with its dependencies, and a need missing from the lock would be installed there unpinned.
 
 The packages that come with torch (its CUDA wheels, triton, sympy, ...) are not in the lock: an installed torch keeps
 its own. Everything else the trainer imports, directly or not, is pinned. Stdlib + pip only; resolution is pip's own
@@ -28,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "cloud_backend" / "requirements-lock.txt"
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]  # 3.10: A1111 1.10.1; 3.11: CI; 3.13: the AWS DLC
+OTHER_PLATFORMS = {"win32": "Windows", "darwin": "Darwin"}  # besides this machine's Linux
 TORCH = "torch==2.13.0"  # only a resolution anchor: torch itself is never in the lock
 
 HEADER = """\
@@ -77,11 +80,14 @@ def _resolve(python: str, requirements: list[str]) -> list[dict]:
         return json.loads(report.read_text(encoding="utf-8"))["install"]
 
 
-def _requires(item: dict, python: str) -> list[str]:
-    """Names this distribution needs on `python` (markers evaluated, extras ignored)."""
+def _requires(item: dict, python: str, platform: str = "") -> list[str]:
+    """Names this distribution needs on `python` (markers evaluated, extras ignored), on `platform` if given."""
     from pip._vendor.packaging.requirements import Requirement
 
     env = {"python_version": python, "python_full_version": python + ".0", "extra": ""}
+    if platform:
+        env.update(sys_platform=platform, platform_system=OTHER_PLATFORMS[platform],
+                   os_name="nt" if platform == "win32" else "posix")
     out = []
     for text in item["metadata"].get("requires_dist") or []:
         req = Requirement(text)
@@ -115,6 +121,40 @@ def _marker(pythons: list[str]) -> str:
     return "; " + " or ".join(f'python_version == "{p}"' for p in pythons)
 
 
+def _platform_only(items: list[dict], python: str, platform: str) -> set[str]:
+    """Names the resolved packages need on `platform` (not through torch) that this machine's resolution lacks."""
+    have = {_canon(i["metadata"]["name"]) for i in items}
+    return {n for i in items if _canon(i["metadata"]["name"]) != "torch"
+            for n in _requires(i, python, platform) if n not in have and n != "torch"}
+
+
+def _platform_pins(pins: list[str]) -> dict[str, tuple[str, set, set]]:
+    """{name: (version, pythons, platforms)} for what the pins need only on another platform, resolved with the
+    pins held (such packages are pure Python: a binary-only one fails here, and then needs that platform's pip)."""
+    found: dict[str, tuple[str, set, set]] = {}
+    for python in PYTHONS:
+        items = _resolve(python, pins)
+        for platform in OTHER_PLATFORMS:
+            names = sorted(_platform_only(items, python, platform))
+            if not names:
+                continue
+            for item in _resolve(python, pins + names):
+                name = item["metadata"]["name"]
+                if _canon(name) in names:
+                    version, pythons, platforms = found.setdefault(name, (item["metadata"]["version"], set(), set()))
+                    pythons.add(python)
+                    platforms.add(platform)
+    return found
+
+
+def _platform_marker(pythons: set, platforms: set) -> str:
+    where = " or ".join(f'sys_platform == "{p}"' for p in sorted(platforms))
+    by_python = _marker(sorted(pythons, key=PYTHONS.index))[2:]
+    if not by_python:
+        return f"; {where}"
+    return f"; ({where}) and ({by_python})" if len(platforms) > 1 or " or " in by_python else f"; {where} and {by_python}"
+
+
 def read_lock(path: Path = LOCK) -> list[str]:
     return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.startswith("#")]
 
@@ -132,7 +172,11 @@ def write() -> None:
                 oldest[name] = version
                 where[name] = []
             where[name].append(python)
-    lines = [f"{n}=={oldest[n]}{_marker(where[n])}" for n in sorted(oldest, key=_canon)]
+    markers = {n: _marker(where[n]) for n in oldest}
+    for name, (version, pythons, platforms) in _platform_pins([f"{n}=={v}" for n, v in oldest.items()]).items():
+        oldest[name] = version
+        markers[name] = _platform_marker(pythons, platforms)
+    lines = [f"{n}=={oldest[n]}{markers[n]}" for n in sorted(oldest, key=_canon)]
     LOCK.write_text(HEADER + "\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {LOCK.relative_to(ROOT)}: {len(lines)} packages")
 
@@ -147,7 +191,10 @@ def check() -> int:
             print(f"Python {python}: FAILS\n{err}")
             bad += 1
             continue
-        extra = set(_closure_without_torch(items, python)) - {re.split(r"[=;<> ]", p)[0] for p in pins}
+        locked = {_canon(re.split(r"[=;<> ]", p)[0]) for p in pins}
+        extra = {_canon(n) for n in _closure_without_torch(items, python)} - locked
+        extra |= {f"{n} ({platform})" for platform in OTHER_PLATFORMS
+                  for n in _platform_only(items, python, platform) - locked}
         print(f"Python {python}: ok" + (f" (not locked: {sorted(extra)})" if extra else ""))
         bad += bool(extra)
     return 1 if bad else 0

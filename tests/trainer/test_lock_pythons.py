@@ -39,3 +39,50 @@ def test_the_lock_declares_the_torch_range_it_is_tested_with():
     assert m, "the lock's '# torch: >=FLOOR,<=NEWEST' line"
     assert m.group(2) == "2.13.0", "the newest end is the torch .venv/trainer tests with (tools/env.sh)"
     assert "2.13.0" in (ROOT / "tools" / "env.sh").read_text(encoding="utf-8")
+
+
+def _marker_env(python: str, platform: str) -> dict:
+    system = {"linux": "Linux", "win32": "Windows", "darwin": "Darwin"}[platform]
+    return {"python_version": python, "python_full_version": python + ".0", "sys_platform": platform,
+            "platform_system": system, "os_name": "nt" if platform == "win32" else "posix",
+            "platform_machine": {"linux": "x86_64", "win32": "AMD64", "darwin": "arm64"}[platform],
+            "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
+
+
+def test_the_lock_pins_what_its_packages_need_on_every_python_and_platform():
+    """The lock is installed with pip -r, dependencies included: a package that one of its pins needs on some
+    Python or platform and that the lock lacks is installed there at whatever version is newest (on A1111's Python
+    3.10 that was anyio's exceptiongroup and huggingface-hub's tomli; on Windows, colorama for tqdm, click and typer,
+    and pyreadline3 for humanfriendly). Read from the metadata of the packages installed here from the lock; the
+    few pins this venv (Linux, 3.11) does not install are leaves or have their needs pinned."""
+    import importlib.metadata as metadata
+    import re
+
+    from packaging.requirements import Requirement
+
+    def canon(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    pins = [Requirement(ln.split("#")[0]) for ln in LOCK.read_text(encoding="utf-8").splitlines()
+            if ln.split("#")[0].strip()]
+    by_name = {canon(r.name): r for r in pins}
+    missing: dict[str, set] = {}
+    for python in ("3.10", "3.11", "3.12", "3.13"):
+        for platform in ("linux", "win32", "darwin"):
+            env = _marker_env(python, platform)
+            for pin in pins:
+                if pin.marker is not None and not pin.marker.evaluate(env):
+                    continue
+                try:
+                    needs = metadata.requires(pin.name) or []
+                except metadata.PackageNotFoundError:
+                    continue  # a pin for another Python or platform: see the docstring
+                for text in needs:
+                    need = Requirement(text)
+                    name = canon(need.name)
+                    if name == "torch" or (need.marker is not None and not need.marker.evaluate(env)):
+                        continue
+                    held = by_name.get(name)
+                    if held is None or (held.marker is not None and not held.marker.evaluate(env)):
+                        missing.setdefault(f"{pin.name} needs {need}", set()).add(f"{platform} {python}")
+    assert missing == {}, "\n".join(f"{k}: on {sorted(v)}" for k, v in sorted(missing.items()))
