@@ -20,6 +20,13 @@ _pip() {  # pip, quiet, without the warnings about this machine's partial local 
   "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 }
 
+# The editable installs of this project, one at a time: tools/test.sh sets venvs up at once, and setuptools writes its
+# build files into the checkout.
+_one_at_a_time() {
+  mkdir -p "$VENVS"
+  if command -v flock >/dev/null 2>&1; then flock "$VENVS/.editable.lock" "$@"; else "$@"; fi
+}
+
 _stamp_ok() { [ -f "$1/.stamp" ] && [ "$(cat "$1/.stamp")" = "$2" ]; }
 
 env_webui() {
@@ -30,7 +37,7 @@ env_webui() {
   [ -x "$v/bin/python" ] || "$(_python_for 3.10)" -m venv "$v"
   _pip "$v/bin/python" -m pip install -q --upgrade "pip>=23" "setuptools>=64,<70" wheel
   _pip "$v/bin/python" -m pip install -q -r "$ROOT/tools/a1111-pins.txt"
-  _pip "$v/bin/python" -m pip install -q -c "$ROOT/tools/a1111-pins.txt" -e "$ROOT[dev]"
+  _pip _one_at_a_time "$v/bin/python" -m pip install -q -c "$ROOT/tools/a1111-pins.txt" -e "$ROOT[dev]"
   echo "$want" > "$v/.stamp"
 }
 
@@ -92,7 +99,7 @@ _trainer_venv() {  # _trainer_venv DIR STAMP-INPUT REQUIREMENTS-FILE: torch 2.13
   _pip "$v/bin/python" -m pip install -q "torch==2.13.0"
   _pip "$v/bin/python" -m pip install -q -r "$reqs" "torch==2.13.0" "pytest>=7.4,<9" "pytest-timeout>=2.3,<3"
   # The project itself for the tests and `cloudlora` (boto3, platformdirs), with every locked package kept.
-  _pip "$v/bin/python" -m pip install -q -c "$reqs" -c <(echo "torch==2.13.0") -e "$ROOT"
+  _pip _one_at_a_time "$v/bin/python" -m pip install -q -c "$reqs" -c <(echo "torch==2.13.0") -e "$ROOT"
   _pip "$v/bin/python" -m pip check >/dev/null || { "$v/bin/python" -m pip check; return 1; }
   echo "$want" > "$v/.stamp"
 }

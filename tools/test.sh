@@ -12,7 +12,7 @@
 # Fails when any test fails or when a suite ran no test. Screenshots go to artifacts/.
 #
 # Time: the suites wait a lot (servers, browsers, subprocesses), so they run in three lanes at once, and tests/webui
-# in two pytest-xdist workers (whole files per worker); the setup runs in three groups at once too. Each lane's output
+# in two pytest-xdist workers (whole files per worker); each lane sets up its own environments first (below). Each lane's output
 # is kept in artifacts/ci/<lane>.log and printed whole when the lane ends. TEST_LANES=1 runs everything one after the
 # other instead (the same tests; for reading a failure without the noise of the others).
 set -euo pipefail
@@ -55,14 +55,30 @@ together() {
   return $rc
 }
 
-setup_webui() { env_webui; env_browser; }
-setup_hosts() { env_torch_index; env_host; env_host_forge; }
-setup_trainers() {
-  env_trainer
-  for version in $TRANSFORMERS_VARIANTS; do env_trainer_variant "$version"; done
+# Each lane sets up the environments it runs in and marks them ready (artifacts/ci/ready/<name>: ok or failed);
+# a lane that also needs another lane's environment waits for its mark. So the host venvs (gigabytes of CUDA wheels)
+# are unpacked while the other lanes already test.
+READY="$LOGS/ready"
+rm -rf "$READY"
+mkdir -p "$READY"
+provide() {  # provide NAME FUNCTION...: runs the functions with `set -e`; NAME is marked ok, or failed however it ends
+  local name="$1"
+  shift
+  (
+    set -e
+    trap '[ -e "$READY/$name" ] || echo failed > "$READY/$name"' EXIT
+    for fn in "$@"; do "$fn"; done
+    echo ok > "$READY/$name"
+  )
 }
-# Never call `together` in an `if`, `||` or `&&`: there bash runs the functions with `set -e` off, even in subshells.
-together setup_webui setup_hosts setup_trainers
+needs() {  # needs NAME...: waits for each environment's mark; fails when one failed to set up
+  local name
+  for name in "$@"; do
+    until [ -e "$READY/$name" ]; do sleep 3; done
+    [ "$(cat "$READY/$name")" = ok ] || { echo "the $name environment failed to set up (see its lane)"; return 1; }
+  done
+}
+env_variants() { local version; for version in $TRANSFORMERS_VARIANTS; do env_trainer_variant "$version"; done; }
 export CLOUDLORA_TEST_TRAINER_PYTHON="$ROOT/.venv/trainer/bin/python"
 ARGS=("$@")
 
@@ -76,15 +92,22 @@ run_suite() {  # run_suite NAME PYTHON PYTEST-ARGS...: fails on any failure, and
 }
 
 lane_webui() {  # the WebUI side in two workers; a worker takes whole files, so a file's fixtures stay together
+  provide webui env_webui env_browser
+  needs webui trainer || return 1
   run_suite "tests/webui" .venv/webui/bin/python -n 2 --dist loadfile tests/webui "${ARGS[@]}"
 }
 
 lane_trainer() {
+  provide trainer env_trainer
+  needs trainer || return 1
   run_suite "tests/trainer" .venv/trainer/bin/python tests/trainer "${ARGS[@]}"
 }
 
 lane_host() {
   local rc=0
+  provide hosts env_torch_index env_host env_host_forge
+  provide variants env_variants
+  needs hosts variants webui trainer || return 1
   # The uploads, local jobs, locks and CLI again as on Windows: Unix-only modules refused to the project's own code
   # and CLOUDLORA_PLATFORM=windows (tests/windows_mode/).
   echo "== tests/webui, Windows mode (tools/test_windows_mode.sh)"
@@ -104,4 +127,5 @@ lane_host() {
   return $rc
 }
 
-together lane_webui lane_trainer lane_host
+# In this order: one after the other (TEST_LANES=1), each lane finds what it needs set up by the ones before.
+together lane_trainer lane_webui lane_host

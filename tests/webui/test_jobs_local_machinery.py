@@ -97,8 +97,12 @@ def test_a_job_whose_runner_was_killed_is_reported_as_an_orphan(job_env, fake_tr
     job = service.create_job(_spec(job_env))
     _wait_for(job["id"], ("Training",))
     run = job_env.store_dir / "jobs" / job["id"] / "runner"
-    for name in ("trainer.pid", "runner.pid"):  # the trainer first: it gets no chance to checkpoint
-        os.kill(int((run / name).read_text()), signal.SIGKILL)
+    runner = int((run / "runner.pid").read_text())
+    # The runner frozen first, so it never sees its trainer end and records nothing (killed one after the other, a
+    # busy machine let it record the trainer's SIGKILL in between); then the trainer, with no chance to checkpoint.
+    os.kill(runner, signal.SIGSTOP)
+    os.kill(int((run / "trainer.pid").read_text()), signal.SIGKILL)
+    os.kill(runner, signal.SIGKILL)
     failed = _wait_for(job["id"], ("Failed",), timeout=20)
     assert failed["secondary_status"] == "Orphaned"
     assert "gone without recording an exit status" in failed["failure"]
