@@ -103,27 +103,34 @@ lane_trainer() {
   run_suite "tests/trainer" .venv/trainer/bin/python tests/trainer "${ARGS[@]}"
 }
 
-lane_host() {
-  local rc=0
-  provide hosts env_torch_index env_host env_host_forge
-  provide variants env_variants
-  needs hosts variants webui trainer || return 1
+lane_host() {  # the host venvs and the variants unpack at once, while Windows mode already runs
+  local rc=0 version
+  provide hosts env_torch_index env_host env_host_forge &
+  provide variants env_variants &
+  needs webui trainer || { wait; return 1; }
   # The uploads, local jobs, locks and CLI again as on Windows: Unix-only modules refused to the project's own code
   # and CLOUDLORA_PLATFORM=windows (tests/windows_mode/).
   echo "== tests/webui, Windows mode (tools/test_windows_mode.sh)"
   tools/test_windows_mode.sh "${ARGS[@]}" || { echo "tests/webui, Windows mode failed"; rc=1; }
-  run_suite "tests/host (A1111 1.10.1 stack)" .venv/host/bin/python tests/host "${ARGS[@]}" || rc=1
-  run_suite "tests/host (Forge stack)" .venv/host-forge/bin/python tests/host "${ARGS[@]}" || rc=1
-  # Uploads and a local job through REST in the A1111 stack again as on Windows (tests/windows_mode, as above).
-  CLOUDLORA_PLATFORM=windows run_suite "tests/host (A1111 1.10.1 stack, Windows mode)" .venv/host/bin/python \
-    tests/host/test_jobs_in_the_host.py -k "managed_venv" "${ARGS[@]}" || rc=1
-  # The text-encoder LoRA (inject, train, save, load back) under the other transformers versions the range allows
-  # (in this lane: it ends first otherwise).
-  local version
-  for version in $TRANSFORMERS_VARIANTS; do
-    run_suite "tests/trainer with transformers $version" ".venv/trainer-tf$version/bin/python" \
-      -m transformers_matrix tests/trainer "${ARGS[@]}" || rc=1
-  done
+  if needs hosts; then
+    run_suite "tests/host (A1111 1.10.1 stack)" .venv/host/bin/python tests/host "${ARGS[@]}" || rc=1
+    run_suite "tests/host (Forge stack)" .venv/host-forge/bin/python tests/host "${ARGS[@]}" || rc=1
+    # Uploads and a local job through REST in the A1111 stack again as on Windows (tests/windows_mode, as above).
+    CLOUDLORA_PLATFORM=windows run_suite "tests/host (A1111 1.10.1 stack, Windows mode)" .venv/host/bin/python \
+      tests/host/test_jobs_in_the_host.py -k "managed_venv" "${ARGS[@]}" || rc=1
+  else
+    rc=1
+  fi
+  # The text-encoder LoRA (inject, train, save, load back) under the other transformers versions the range allows.
+  if needs variants; then
+    for version in $TRANSFORMERS_VARIANTS; do
+      run_suite "tests/trainer with transformers $version" ".venv/trainer-tf$version/bin/python" \
+        -m transformers_matrix tests/trainer "${ARGS[@]}" || rc=1
+    done
+  else
+    rc=1
+  fi
+  wait
   return $rc
 }
 
