@@ -8,7 +8,7 @@ from . import aws_panel, checkpoints_panel, connection_panel, datasets_panel
 
 def build() -> gr.Blocks:
     with gr.Blocks(analytics_enabled=False) as tab:
-        connection_panel.render()
+        connection_panel.render(tab)
         aws_panel.render()
         checkpoints_panel.render()
         datasets_panel.render()

@@ -132,21 +132,30 @@ def check_connection(backend_label, profile, region, lora_dir=None) -> str:
         return f"✗ The check could not run: {err}"
 
 
-def render() -> None:
+def current_values() -> tuple[str, str, str, str]:
+    """Backend, AWS profile, region and Lora folder as the settings say now (each page load asks again)."""
+    now = _current()
+    return _backend_label(now.effective_backend), now.aws_profile, now.region, str(now.effective_lora_dir)
+
+
+def render(tab: gr.Blocks) -> None:
+    """The panel, inside `tab`; its four values are filled by one load event of `tab` (one per value let a later
+    one overwrite what the user had just clicked)."""
+    backend_now, profile_now, region_now, lora_now = current_values()
     with gr.Accordion("Connection", open=True, elem_id="cloudlora_connection"):
         gr.Markdown("Train on this machine (**Local**, no AWS needed) or on **SageMaker**. AWS credentials come "
                     "from your AWS profile or environment, never from this page.")
         with gr.Row():
-            backend = gr.Radio(list(BACKENDS), value=lambda: _backend_label(_current().effective_backend),
+            backend = gr.Radio(list(BACKENDS), value=backend_now,
                                label="Backend", elem_id="cloudlora_backend")
-            profile = gr.Textbox(value=lambda: _current().aws_profile, label="AWS profile",
+            profile = gr.Textbox(value=profile_now, label="AWS profile",
                                  placeholder="default", elem_id="cloudlora_aws_profile")
-            region = gr.Textbox(value=lambda: _current().region, label="Region", placeholder="us-east-1",
+            region = gr.Textbox(value=region_now, label="Region", placeholder="us-east-1",
                                 elem_id="cloudlora_region")
         in_webui = host.current().in_webui
         with gr.Row(visible=not in_webui):
             lora_dir = gr.Dropdown(choices=lora_choices() if not in_webui else [],
-                                   value=lambda: str(_current().effective_lora_dir), allow_custom_value=True,
+                                   value=lora_now, allow_custom_value=True,
                                    label="Lora folder (finished LoRAs are pulled here; pick an install's or type a "
                                          "path)", elem_id="cloudlora_lora_dir", scale=3)
             rescan = gr.Button("Find Lora folders", elem_id="cloudlora_lora_dir_rescan", scale=1)
@@ -159,6 +168,7 @@ def render() -> None:
     for component in (backend, profile, region, result, lora_dir, lora_note):
         component.do_not_save_to_config = True  # the values come from the settings each time the page loads
     inputs = [backend, profile, region, lora_dir]
+    tab.load(current_values, None, inputs, show_progress="hidden")
     rescan.click(lambda: (gr.update(choices=lora_choices()), lora_help()), None, [lora_dir, lora_note])
     save_button.click(save, inputs, result)
     check_button.click(lambda *_: "Checking…", inputs, result).then(check_connection, inputs, result)
