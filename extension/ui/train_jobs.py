@@ -157,10 +157,11 @@ def tick_details(job_id, picked=None, seen=None, request: gr.Request = None):
             shown = _SHOWN.get(_session(request))
         return shown is not None and shown != (job_id or "")
 
+    nothing = [gr.update()] * (len(OUTPUTS) - 1) + [seen]
     if stale():
-        return [gr.update()] * (len(OUTPUTS) - 1) + [seen]
+        return nothing
     answer = job_details(job_id, picked, seen)
-    return [gr.update()] * (len(OUTPUTS) - 1) + [seen] if stale() else answer
+    return nothing if stale() else answer
 
 
 def _hidden_actions(message=None):
