@@ -96,7 +96,9 @@ run_suite() {  # run_suite NAME PYTHON PYTEST-ARGS...: fails on any failure, and
 }
 
 lane_webui() {  # the WebUI side in two workers; a worker takes whole files, so a file's fixtures stay together
-  provide webui env_webui env_browser
+  # The torch index too: the doctor's tests ask pip what a first job's torch would be, from that folder
+  # (tests/webui/conftest.py names it as CLOUDLORA_TORCH_INDEX); without it pip finds only PyPI's CUDA build.
+  provide webui env_webui env_browser env_torch_index
   needs webui trainer || return 1
   run_suite "tests/webui" .venv/webui/bin/python "${WEBUI_WORKERS[@]}" tests/webui "${ARGS[@]}"
 }
@@ -109,7 +111,7 @@ lane_trainer() {
 
 lane_host() {  # the host venvs and the variants unpack at once, while Windows mode already runs
   local rc=0 version
-  provide hosts env_torch_index env_host env_host_forge &
+  provide hosts env_host env_host_forge &  # their jobs' torch index comes with the webui environment
   provide variants env_variants &
   [ "$SERIAL" = 0 ] || wait  # one after the other: no test runs beside the setup
   needs webui trainer || { wait; return 1; }

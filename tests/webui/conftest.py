@@ -28,6 +28,16 @@ def _load_area_fixtures() -> None:
 _load_area_fixtures()
 
 
+TORCH_INDEX = ROOT / ".cache" / "torch-index" / "cp310"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def torch_index_is_set_up():
+    """Without the folder, pip would find only PyPI's CUDA torch and the doctor's answers would change: say so."""
+    assert (TORCH_INDEX / ".stamp").exists(), (
+        f"{TORCH_INDEX} is missing: `bash tools/test.sh` sets it up (or `source tools/env.sh && env_torch_index`)")
+
+
 @pytest.fixture(autouse=True)
 def isolated_settings(tmp_path_factory, monkeypatch):
     """No test reads or writes the real user's settings, store or AWS config."""
@@ -43,7 +53,7 @@ def isolated_settings(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never probe 169.254.169.254
     # The PyTorch index is this machine's folder of wheels (tools/env.sh env_torch_index): never download.pytorch.org.
-    monkeypatch.setenv("CLOUDLORA_TORCH_INDEX", str(ROOT / ".cache" / "torch-index" / "cp310"))
+    monkeypatch.setenv("CLOUDLORA_TORCH_INDEX", str(TORCH_INDEX))
     yield home
 
 
