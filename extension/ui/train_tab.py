@@ -131,7 +131,9 @@ def build() -> gr.Blocks:
         instance.change(form.on_instance, [instance], [sagemaker_row, sagemaker_note], **QUIET)
         container.change(form.on_container, [container], [image_uri], **QUIET)
         family_outputs = [fm_type, config, config_msg] + knob_boxes + [synced, instance]
-        model.change(form.on_model, [model, fm_type, config, instance], family_outputs, **QUIET)
+        # FM Type follows the model the user picks (input), not the value the page's opening or a list refresh sets
+        # (change): under load that answer could come after the user had picked another FM Type and turn it back.
+        model.input(form.on_model, [model, fm_type, config, instance], family_outputs, **QUIET)
         fm_type.input(form.on_family, [fm_type, config, instance], family_outputs, **QUIET)
         dataset.change(form.on_dataset, [dataset, lora_name, suggested], [trigger_md, lora_name, suggested], **QUIET)
         refresh.click(form.refresh_choices, [model, dataset, fm_type], [model, dataset])

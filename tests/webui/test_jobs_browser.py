@@ -86,3 +86,73 @@ def test_the_plain_fields_edit_the_toml_and_format_shows_problems_inline(job_env
     expect(message).to_contain_text("learning_rate")  # the nearest known key
     expect(config).to_have_value(re.compile(r"lerning_rate"))  # nothing of the user's text is lost
     screenshot(page, "jobs-config-errors")
+
+
+def _handlers_of(page, elem_id, writes):
+    """The fn_index of each event listener on the component `elem_id` that writes the component `writes`."""
+    config = page.evaluate("window.gradio_config")
+    ids = {c.get("props", {}).get("elem_id"): c["id"] for c in config["components"]}
+    return {i for i, dep in enumerate(config["dependencies"])
+            if ids[elem_id] in dep["targets"] and ids[writes] in dep["outputs"]}
+
+
+def test_a_late_answer_about_the_model_shown_at_opening_never_turns_back_the_fm_type_the_user_picked(
+        job_env, tiny_sdxl, ui_server, browser_page):
+    # The page's opening sets the Model list (an SD 1.5 model here). Under load, an answer to that change can arrive
+    # after the user has already picked SDXL: it must not switch FM Type back behind the user's back (it once left
+    # SD 1.5 shown over SDXL's TOML, and a second click on SD 1.5 then did nothing).
+    from cloudlora import settings
+    from cloudlora.assets.models import upload_model
+    from cloudlora.store import open_store
+
+    upload_model(open_store(settings.resolve()), tiny_sdxl, name="tiny-sdxl")
+    page = browser_page
+    url = ui_server()
+    page.goto(url)
+    model_events = _handlers_of(page, "cloudlora_train_model", "cloudlora_fm_type")
+    assert model_events  # FM Type still follows a model the user picks
+    held, holding = [], [True]
+
+    def hold_model_answers(ws):  # gradio 3.41: one websocket per event; its first message names the event
+        server = ws.connect_to_server()
+        event = {}
+
+        def from_page(message):
+            if isinstance(message, str) and '"fn_index"' in message and "fn" not in event:
+                import json
+                event["fn"] = json.loads(message).get("fn_index")
+            server.send(message)
+
+        def from_server(message):
+            if event.get("fn") in model_events and holding:
+                held.append(message)
+            else:
+                ws.send(message)
+        ws.on_message(from_page)
+        server.on_message(from_server)
+        event["ws"] = ws
+        sockets.append(event)
+
+    sockets = []
+    page.route_web_socket(re.compile(r".*/queue/join.*"), hold_model_answers)
+    page.goto(url)  # again, now with the model's answers held
+    _tab(page, "Train Management").click()
+    page.locator("#cloudlora_config_box").get_by_text("config_params (Kohya TOML").click()
+    config = page.locator("#cloudlora_config textarea")
+    expect(page.locator("#cloudlora_train_model input").first).to_have_value(job_env.model)  # opening has answered
+    page.locator("#cloudlora_fm_type").get_by_text("SDXL").click()
+    expect(config).to_have_value(re.compile(r'resolution = "1024,1024"'))
+    # Now the held answers about the opening's model arrive, late.
+    holding.clear()
+    for event in sockets:
+        if event.get("fn") in model_events:
+            for message in held:
+                event["ws"].send(message)
+    page.wait_for_timeout(1500)
+    expect(page.locator("#cloudlora_fm_type input[value='SDXL']")).to_be_checked()
+    expect(config).to_have_value(re.compile(r'resolution = "1024,1024"'))
+    # A model the user picks still sets FM Type to its family, with that family's TOML.
+    _pick(page, "cloudlora_train_model", "tiny-sdxl")
+    _pick(page, "cloudlora_train_model", job_env.model)
+    expect(page.locator("#cloudlora_fm_type input[value='SD 1.5']")).to_be_checked()
+    expect(config).to_have_value(re.compile(r'resolution = "512,512"'))
