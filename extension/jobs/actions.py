@@ -125,7 +125,7 @@ def pull_job(job_id: str, settings: Settings | None = None, *, lora_dir: str | P
             except (OSError, ValueError, struct.error):
                 pass
         rec.pulled = [p for p in rec.pulled if p.get("file") != result.file] + [entry]
-        records.save(store, rec)
+        records.save_keeping_pulls(store, rec)
         return _bring_captions(rec, settings, store, result.as_dict()) if final else result.as_dict()
 
 
@@ -142,5 +142,5 @@ def _bring_captions(rec: JobRecord, settings: Settings, store, out: dict) -> dic
     if applied is None:
         return out
     rec.captions_applied = applied["version"] or "yes"
-    records.save(store, rec)
+    records.save_keeping_pulls(store, rec)
     return {**out, "captions": applied, "message": f"{out['message']} {job_captions.summary_text(applied)}"}

@@ -129,6 +129,24 @@ def save(store, record: JobRecord) -> None:
     store.put_bytes(key(record.id), record.to_json().encode("utf-8"), metadata={"cloudlora-kind": "job"})
 
 
+def save_keeping_pulls(store, record: JobRecord) -> None:
+    """save, for a record read a while ago (a status refresh, a pull): what another request recorded in the stored
+    record meanwhile stays, namely its pulls (the newest entry per file) and applied captions. Under Forge's queue two
+    refreshes of one page run at once; without this, a refresh that had read the job while it trained dropped the
+    other's pull, and the next refresh pulled the LoRA a second time as NAME-1."""
+    with lock(f"record-{record.id}"):
+        stored = load(store, record.id)
+        if stored is not None:
+            newest: dict = {}
+            for entry in stored.pulled + record.pulled:
+                old = newest.get(entry.get("file"))
+                if old is None or entry.get("at", 0) >= old.get("at", 0):
+                    newest[entry.get("file")] = entry
+            record.pulled = sorted(newest.values(), key=lambda e: e.get("at", 0))
+            record.captions_applied = record.captions_applied or stored.captions_applied
+        save(store, record)
+
+
 def load(store, job_id: str) -> JobRecord | None:
     try:
         return JobRecord.from_json(store.get_bytes(key(job_id)))

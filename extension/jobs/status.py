@@ -15,7 +15,7 @@ def refresh(rec: JobRecord, settings: Settings, store, *, with_logs: bool = Fals
     before = (rec.status, rec.secondary_status, rec.step, rec.total_steps, rec.failure, rec.billable_s)
     backends.of(rec.spec.backend).refresh(rec, settings, with_logs=with_logs)
     if (rec.status, rec.secondary_status, rec.step, rec.total_steps, rec.failure, rec.billable_s) != before:
-        records.save(store, rec)
+        records.save_keeping_pulls(store, rec)  # rec may have been read before another request pulled the job
     return rec
 
 

@@ -200,3 +200,26 @@ def test_an_intermediate_epoch_file_can_be_pulled_and_the_final_lora_is_still_au
     assert early["name"] == "epochs-000001" and not early["renamed"]
     pulled = service.get_job(job["id"])["pulled"]  # the refresh still auto-pulls the final file
     assert pulled == [str(job_env.lora_dir / "epochs-000001.safetensors"), str(job_env.lora_dir / "epochs.safetensors")]
+
+
+def test_a_refresh_that_read_the_job_before_it_was_pulled_never_drops_the_pull_so_the_lora_lands_once(
+        job_env, fake_trainer):
+    # Forge's queue runs a page's refreshes at once: one can read the record while the job still trains, and save
+    # what it learned (Completed) after another refresh has pulled the LoRA. That save once dropped the pull, and
+    # the next refresh pulled the LoRA again as demo_lora-1 (seen in the Forge host test under CI's load).
+    from cloudlora.jobs import records, status
+    from cloudlora.jobs.job_store import open_job_store, resolve_settings
+
+    fake_trainer(steps=30, delay=0.1)
+    job = service.create_job(_spec(job_env))
+    _wait_for(job["id"], ("Training",))
+    settings = resolve_settings(None)
+    store = open_job_store(settings)
+    slow = records.load(store, job["id"])  # a slow refresh has read the record: Training
+    assert slow.status == "Training"
+    _wait_for(job["id"], ("Completed",))
+    assert service.list_jobs()[0]["pulled"] == [str(job_env.lora_dir / "demo_lora.safetensors")]
+    status.refresh(slow, settings, store)  # ... and saves what it learned only now
+    assert service.list_jobs()[0]["pulled"] == [str(job_env.lora_dir / "demo_lora.safetensors")]
+    assert sorted(p.name for p in job_env.lora_dir.iterdir()) == [
+        "demo_lora.json", "demo_lora.preview.png", "demo_lora.safetensors"]
