@@ -151,8 +151,9 @@ def test_a_late_answer_about_the_model_shown_at_opening_never_turns_back_the_fm_
     page.wait_for_timeout(1500)
     expect(page.locator("#cloudlora_fm_type input[value='SDXL']")).to_be_checked()
     expect(config).to_have_value(re.compile(r'resolution = "1024,1024"'))
+    page.locator("#cloudlora_fm_type").get_by_text("SD 1.5").click()
+    expect(config).to_have_value(re.compile(r'resolution = "512,512"'))
     # A model the user picks still sets FM Type to its family, with that family's TOML.
     _pick(page, "cloudlora_train_model", "tiny-sdxl")
-    _pick(page, "cloudlora_train_model", job_env.model)
-    expect(page.locator("#cloudlora_fm_type input[value='SD 1.5']")).to_be_checked()
-    expect(config).to_have_value(re.compile(r'resolution = "512,512"'))
+    expect(page.locator("#cloudlora_fm_type input[value='SDXL']")).to_be_checked()
+    expect(config).to_have_value(re.compile(r'resolution = "1024,1024"'))
