@@ -16,7 +16,7 @@ from .. import host, settings as settings_mod
 from ..errors import UserError
 from ..jobs import flux
 from ..jobs.sagemaker_backend import instances
-from . import continue_panel
+from . import continue_panel, newest
 from .families import family_of_label, FM_LABELS, label_of_family
 
 CONTAINER_LABELS = {"Cloud LoRA trainer image": "cloudlora", "Kohya sample container": "kohya-sample"}
@@ -158,8 +158,13 @@ def instance_update(family: str, instance_label):
     return gr.update(choices=labels, value=value)
 
 
-def on_model(model, fm_label, config_text, instance_label=None):
-    """FM Type follows the model; the config is re-prefilled only when it is still the other family's defaults."""
+def on_model(model, fm_label, config_text, instance_label=None, request: gr.Request = None):
+    """FM Type follows the model; the config is re-prefilled only when it is still the other family's defaults.
+    Of quick picks (of a model or an FM Type) only the newest answer changes the page (newest.py)."""
+    return newest.answer("family", request, lambda: _on_model(model, fm_label, config_text, instance_label))
+
+
+def _on_model(model, fm_label, config_text, instance_label):
     family = family_of_label(fm_label)
     for m in manifests("models"):
         if m.get("name") == model and m.get("family") in FM_LABELS.values():
@@ -170,8 +175,10 @@ def on_model(model, fm_label, config_text, instance_label=None):
     return switch_family(family, fm_label, config_text, instance_label)
 
 
-def on_family(fm_label, config_text, instance_label=None):
-    return switch_family(family_of_label(fm_label), None, config_text, instance_label)
+def on_family(fm_label, config_text, instance_label=None, request: gr.Request = None):
+    """FM Type clicked: that family's defaults and instance list (of quick clicks, the newest answer only)."""
+    return newest.answer("family", request,
+                         lambda: switch_family(family_of_label(fm_label), None, config_text, instance_label))
 
 
 def switch_family(family, old_label, config_text, instance_label=None):
