@@ -138,9 +138,16 @@ def current_values() -> tuple[str, str, str, str]:
     return _backend_label(now.effective_backend), now.aws_profile, now.region, str(now.effective_lora_dir)
 
 
+def values_saved_since(built, shown) -> list:
+    """The page load's answer: each value saved since the page was built (by the CLI, another page), except where
+    the user has already changed the field. Under load that answer can come after the user's clicks; it once put
+    the old values back and Save wrote them."""
+    now = current_values()
+    return [gr.update(value=n) if n != b and s == b else gr.update() for b, s, n in zip(built, shown, now)]
+
+
 def render(tab: gr.Blocks) -> None:
-    """The panel, inside `tab`; its four values are filled by one load event of `tab` (one per value let a later
-    one overwrite what the user had just clicked)."""
+    """The panel, inside `tab`; one load event of `tab` brings its four values up to date (values_saved_since)."""
     backend_now, profile_now, region_now, lora_now = current_values()
     with gr.Accordion("Connection", open=True, elem_id="cloudlora_connection"):
         gr.Markdown("Train on this machine (**Local**, no AWS needed) or on **SageMaker**. AWS credentials come "
@@ -168,7 +175,8 @@ def render(tab: gr.Blocks) -> None:
     for component in (backend, profile, region, result, lora_dir, lora_note):
         component.do_not_save_to_config = True  # the values come from the settings each time the page loads
     inputs = [backend, profile, region, lora_dir]
-    tab.load(current_values, None, inputs, show_progress="hidden")
+    built = (backend_now, profile_now, region_now, lora_now)
+    tab.load(lambda *shown: values_saved_since(built, shown), inputs, inputs, show_progress="hidden")
     rescan.click(lambda: (gr.update(choices=lora_choices()), lora_help()), None, [lora_dir, lora_note])
     save_button.click(save, inputs, result)
     check_button.click(lambda *_: "Checking…", inputs, result).then(check_connection, inputs, result)

@@ -8,6 +8,7 @@ import os
 from playwright.sync_api import expect
 
 from cloudlora import settings
+from tests.webui.late_answers import Held, event_indexes
 
 
 def _tab(page, name):
@@ -103,3 +104,26 @@ def test_the_page_helpers_put_a_lora_into_the_txt2img_prompt_and_refresh_the_lor
     page.add_script_tag(path=str(Path(__file__).resolve().parents[2] / "javascript" / "cloudlora.js"))
     assert page.evaluate("cloudloraRefreshLoras()") == 0
     assert page.evaluate("cloudloraUseInTxt2img('x')") == "x"
+
+
+def test_a_late_answer_of_the_page_load_never_undoes_what_the_user_set_before_save(ui_server, browser_page):
+    # Under load the page's load event can answer after the user has already clicked and typed: it once put back the
+    # saved values, and Save wrote backend=local (seen in fresh-clone runs with the lanes on).
+    settings.save({"region": "us-west-1"})
+    base = ui_server()
+    page = browser_page
+    _open(page, base)
+    loads = event_indexes(page, writes="cloudlora_region", trigger="load")
+    assert loads
+    held = Held(page, loads)
+    _open(page, base)  # again, with the load's answer held
+    page.locator("#cloudlora_backend").get_by_text("SageMaker").click()
+    page.locator("#cloudlora_aws_profile textarea, #cloudlora_aws_profile input").first.fill("work")
+    page.locator("#cloudlora_region textarea, #cloudlora_region input").first.fill("eu-central-1")
+    assert held.held()
+    held.release()  # the load's answer arrives now, late
+    page.wait_for_timeout(1500)
+    page.locator("#cloudlora_save_connection").click()
+    page.locator("#cloudlora_connection_result").first.get_by_text("Saved to").wait_for()
+    saved = json.loads(settings.settings_file().read_text())
+    assert saved == {"backend": "sagemaker", "aws_profile": "work", "region": "eu-central-1"}

@@ -10,6 +10,8 @@ import re
 
 from playwright.sync_api import expect
 
+from tests.webui.late_answers import Held, event_indexes
+
 
 def _tab(page, name):
     return page.locator(".tab-nav button", has_text=name).first
@@ -88,14 +90,6 @@ def test_the_plain_fields_edit_the_toml_and_format_shows_problems_inline(job_env
     screenshot(page, "jobs-config-errors")
 
 
-def _handlers_of(page, elem_id, writes):
-    """The fn_index of each event listener on the component `elem_id` that writes the component `writes`."""
-    config = page.evaluate("window.gradio_config")
-    ids = {c.get("props", {}).get("elem_id"): c["id"] for c in config["components"]}
-    return {i for i, dep in enumerate(config["dependencies"])
-            if ids[elem_id] in dep["targets"] and ids[writes] in dep["outputs"]}
-
-
 def test_a_late_answer_about_the_model_shown_at_opening_never_turns_back_the_fm_type_the_user_picked(
         job_env, tiny_sdxl, ui_server, browser_page):
     # The page's opening sets the Model list (an SD 1.5 model here). Under load, an answer to that change can arrive
@@ -109,32 +103,9 @@ def test_a_late_answer_about_the_model_shown_at_opening_never_turns_back_the_fm_
     page = browser_page
     url = ui_server()
     page.goto(url)
-    model_events = _handlers_of(page, "cloudlora_train_model", "cloudlora_fm_type")
+    model_events = event_indexes(page, writes="cloudlora_fm_type", on="cloudlora_train_model")
     assert model_events  # FM Type still follows a model the user picks
-    held, holding = [], [True]
-
-    def hold_model_answers(ws):  # gradio 3.41: one websocket per event; its first message names the event
-        server = ws.connect_to_server()
-        event = {}
-
-        def from_page(message):
-            if isinstance(message, str) and '"fn_index"' in message and "fn" not in event:
-                import json
-                event["fn"] = json.loads(message).get("fn_index")
-            server.send(message)
-
-        def from_server(message):
-            if event.get("fn") in model_events and holding:
-                held.append(message)
-            else:
-                ws.send(message)
-        ws.on_message(from_page)
-        server.on_message(from_server)
-        event["ws"] = ws
-        sockets.append(event)
-
-    sockets = []
-    page.route_web_socket(re.compile(r".*/queue/join.*"), hold_model_answers)
+    held = Held(page, model_events)
     page.goto(url)  # again, now with the model's answers held
     _tab(page, "Train Management").click()
     page.locator("#cloudlora_config_box").get_by_text("config_params (Kohya TOML").click()
@@ -143,11 +114,7 @@ def test_a_late_answer_about_the_model_shown_at_opening_never_turns_back_the_fm_
     page.locator("#cloudlora_fm_type").get_by_text("SDXL").click()
     expect(config).to_have_value(re.compile(r'resolution = "1024,1024"'))
     # Now the held answers about the opening's model arrive, late.
-    holding.clear()
-    for event in sockets:
-        if event.get("fn") in model_events:
-            for message in held:
-                event["ws"].send(message)
+    held.release()
     page.wait_for_timeout(1500)
     expect(page.locator("#cloudlora_fm_type input[value='SDXL']")).to_be_checked()
     expect(config).to_have_value(re.compile(r'resolution = "1024,1024"'))
