@@ -16,7 +16,7 @@ import gradio as gr
 
 from .. import host, settings as settings_mod
 from ..errors import UserError
-from . import phase_view
+from . import newest, phase_view
 
 LIST_HEADERS = ["ID", "LoRA", "Model", "Dataset", "Instance", "Status", "Step", "Elapsed", "Cost"]
 _COLOURS = {"Completed": "#2e7d32", "Failed": "#c62828", "Stopped": "#757575"}
@@ -134,13 +134,9 @@ _SHOWN_LOCK = threading.Lock()
 _SHOWN_MAX = 500
 
 
-def _session(request) -> str:
-    return str(getattr(request, "session_hash", "") or "")
-
-
 def selected_details(job_id, picked=None, seen=None, request: gr.Request = None):
     """job_details for a change of the Job ID (Create, a row clicked, Delete, typed): records it as the page's."""
-    session = _session(request)
+    session = newest.session_of(request)
     if session:
         with _SHOWN_LOCK:
             _SHOWN[session] = job_id or ""
@@ -154,7 +150,7 @@ def tick_details(job_id, picked=None, seen=None, request: gr.Request = None):
     """job_details for the refresh tick: nothing changes when the page has selected another job meanwhile."""
     def stale() -> bool:
         with _SHOWN_LOCK:
-            shown = _SHOWN.get(_session(request))
+            shown = _SHOWN.get(newest.session_of(request))
         return shown is not None and shown != (job_id or "")
 
     nothing = [gr.update()] * (len(OUTPUTS) - 1) + [seen]
